@@ -1,0 +1,113 @@
+"""Node: the unit of work. A node says which input frames it needs for output frame n,
+what its output looks like, and computes frames. It never touches files."""
+from __future__ import annotations
+
+import logging
+from typing import ClassVar, Sequence
+
+import torch
+
+from .frame import ClipInfo, Frame
+from .params import Param, resolve_params
+
+log = logging.getLogger("vidfx")
+
+
+class Node:
+    """Base class of every effect.
+
+    Subclasses set ``type_name``, ``params`` and ``num_inputs`` and implement ``render``.
+    Override ``configure`` (check inputs, load models, describe the output),
+    ``frames_needed`` (temporal window) and ``output_length`` (trims, selects) as needed.
+
+    Parameter values are validated at construction and live in ``self.p``.
+    """
+
+    type_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    params: ClassVar[Sequence[Param]] = ()
+    num_inputs: ClassVar[int] = 1
+
+    def __init__(self, name: str | None = None, **values):
+        self.name = name or self.type_name
+        self.p = resolve_params(self.params, values, owner=self.name)
+        self.device = torch.device("cpu")
+        self.messages: list[str] = []
+
+    def warn(self, message: str) -> None:
+        """Report something the user should know (a fallback, a skipped cut); it is logged
+        and listed in the run summary."""
+        text = f"{self.name}: {message}"
+        log.warning(text)
+        self.messages.append(text)
+
+    # --- what the engine calls -------------------------------------------------------
+    def configure(self, inputs: list[ClipInfo], device: torch.device) -> ClipInfo:
+        """Check the inputs, prepare (load models on ``device``) and return the output ClipInfo.
+
+        The default keeps the first input's description.
+        """
+        return inputs[0]
+
+    def frames_needed(self, n: int) -> list[list[int]]:
+        """For output frame ``n``, the input frame indices needed, one list per input.
+
+        Indices outside the input's range are clamped by the engine (edge frames repeat).
+        The default is frame ``n`` of every input.
+        """
+        return [[n] for _ in range(self.num_inputs)]
+
+    def output_length(self, input_lengths: list[int]) -> int:
+        """Number of output frames given the inputs' lengths (default: the first input's)."""
+        return input_lengths[0]
+
+    def render(self, n: int, inputs: list[list[Frame]]) -> Frame:
+        """Compute output frame ``n``; ``inputs[i]`` holds the frames of ``frames_needed(n)[i]``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources held after a run (models, files). Optional."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, {vars(self.p)})"
+
+
+class SequenceNode(Node):
+    """A node that processes runs of consecutive frames at once (recurrent, bidirectional).
+
+    The engine cuts the input into overlapping chunks of ``chunk_length`` frames with
+    ``chunk_overlap`` frames shared by neighbours, calls ``render_chunk`` once per chunk,
+    and cross-fades outputs inside the overlaps, so memory is bounded by the chunk and there
+    is no jump at chunk borders. Output frame n is made from input frames around n only.
+    """
+
+    chunk_length: int = 16
+    chunk_overlap: int = 4
+
+    def render_chunk(self, frames: list[Frame]) -> list[torch.Tensor]:
+        """Process consecutive input frames; return one (C, H, W) tensor per input frame."""
+        raise NotImplementedError
+
+    def render(self, n: int, inputs: list[list[Frame]]) -> Frame:  # pragma: no cover
+        raise RuntimeError("sequence nodes are rendered by the engine in chunks")
+
+
+class SourceNode(Node):
+    """A node with no inputs that produces frames (a file reader, a test pattern, arrays).
+
+    ``read(n)`` is asked for frames in mostly increasing order; it raises ``EndOfStream``
+    past the last frame it can produce.
+    """
+
+    num_inputs: ClassVar[int] = 0
+
+    def configure(self, inputs: list[ClipInfo], device: torch.device) -> ClipInfo:
+        """Open the source and describe it."""
+        raise NotImplementedError
+
+    def read(self, n: int) -> Frame:
+        """Produce frame ``n``."""
+        raise NotImplementedError
+
+    def render(self, n: int, inputs: list[list[Frame]]) -> Frame:
+        return self.read(n)
