@@ -1,2 +1,19 @@
-"""vidfx: temporally aware video effects on a pull-based frame-graph engine."""
+"""vidfx: temporally aware video effects on a pull-based frame-graph engine.
+
+Front doors: ``vidfx run graph.yaml`` (CLI), this package (``vidfx.load``, ``vidfx.Graph``,
+``vidfx.apply``) and the OpenFX plugin bundle in ``ofx_bridge/``.
+"""
 __version__ = "0.1.0"
+
+from .api import ArraySource, Graph, RunSummary, apply, load, node_types, to_tensor  # noqa: E402
+from .core.errors import GraphError, MediaError, ModelError, ParamError, VidfxError  # noqa: E402
+from .core.frame import ClipInfo, ColorTags, Frame  # noqa: E402
+from .core.node import Node, SequenceNode, SourceNode  # noqa: E402
+from .core.params import Param  # noqa: E402
+from .core.registry import register  # noqa: E402
+
+__all__ = [
+    "ArraySource", "ClipInfo", "ColorTags", "Frame", "Graph", "GraphError", "MediaError", "ModelError", "Node",
+    "Param", "ParamError", "RunSummary", "SequenceNode", "SourceNode", "VidfxError", "apply", "load", "node_types",
+    "register", "to_tensor",
+]

@@ -1,0 +1,273 @@
+"""The `vidfx` command line.
+
+Exit codes: 0 success; 2 bad graph, parameter or command line; 3 media or file-system
+trouble (missing/corrupt input, unwritable output, full disk, missing weights); 1 an
+internal error (a bug: rerun with --debug for the traceback); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import time
+
+from .core.errors import VidfxError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MEDIA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Features with training/evaluation commands: `vidfx train vsr ...` -> vidfx.vsr.train:main(argv).
+FEATURES = ("vsr", "segment", "jumpcut")
+
+
+class Progress:
+    """A one-line progress bar on stderr: frames, fps and ETA."""
+
+    def __init__(self, stream=sys.stderr, min_interval: float = 0.25):
+        self.stream = stream
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.min_interval = min_interval
+        self.tty = stream.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.min_interval and done < total:
+            return
+        if not self.tty and now - self.last < 5 and done < total:
+            return  # logs get a line every few seconds, not a flood
+        self.last = now
+        elapsed = now - self.start
+        fps = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / fps if fps > 0 else 0.0
+        width = 30
+        filled = int(width * done / max(total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        line = (f"[{bar}] {done}/{total} frames  {fps:5.1f} fps  "
+                f"elapsed {_clock(elapsed)}  ETA {_clock(eta)}")
+        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _parse_frames(text: str) -> tuple[int | None, int | None]:
+    start, sep, end = text.partition(":")
+    try:
+        a = int(start) if start else None
+        b = int(end) if end else None
+    except ValueError:
+        raise VidfxError(f"--frames {text}: expected A:B with frame numbers, e.g. 0:100") from None
+    if not sep or (a is not None and b is not None and b <= a) or (a is not None and a < 0):
+        raise VidfxError(f"--frames {text}: expected A:B with 0 <= A < B, e.g. 0:100")
+    return a, b
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise VidfxError(f"--set {item}: expected node.param=value")
+        out[key] = value
+    return out
+
+
+def _load_graph(args):
+    from .core.graph import load
+
+    return load(args.graph, input=args.input, output=args.output, set=_parse_sets(args.set))
+
+
+def cmd_run(args) -> int:
+    graph = _load_graph(args)
+    frames = _parse_frames(args.frames) if args.frames else None
+    progress = None if args.quiet else Progress()
+    summary = graph.run(device=args.device, frames=frames, progress=progress)
+    if progress:
+        progress.finish()
+    if not args.quiet:
+        for label, count in summary.frames.items():
+            print(f"wrote {count} frames to {label}", file=sys.stderr)
+        print(f"done in {summary.seconds:.1f} s ({summary.fps:.1f} fps)", file=sys.stderr)
+        for message in summary.messages:
+            print(f"note: {message}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    graph = _load_graph(args)
+    graph.validate()
+    print(f"{args.graph}: ok ({len(graph.nodes)} nodes, {len(graph.outputs)} outputs)")
+    return EXIT_OK
+
+
+def cmd_nodes(args) -> int:
+    from .api import node_types
+
+    types = node_types()
+    if args.name:
+        if args.name not in types:
+            raise VidfxError(f"unknown node type {args.name!r}; known: {', '.join(types)}")
+        types = {args.name: types[args.name]}
+    if args.json:
+        print(json.dumps({name: {"description": cls.description, "inputs": cls.num_inputs,
+                                 "params": [{"name": p.name, "kind": p.kind, "default": p.default,
+                                             "min": p.min, "max": p.max, "choices": p.choices,
+                                             "required": p.required, "doc": p.doc} for p in cls.params]}
+                          for name, cls in types.items()}, indent=2))
+        return EXIT_OK
+    for name, cls in types.items():
+        print(f"{name} ({cls.num_inputs} input{'s' if cls.num_inputs != 1 else ''}): {cls.description}")
+        for p in cls.params:
+            print(f"    {p.describe()}")
+    from .io import WRITER_PARAMS
+
+    if not args.name:
+        print("outputs (options under each entry of `outputs:`):")
+        for p in WRITER_PARAMS:
+            print(f"    {p.describe()}")
+    return EXIT_OK
+
+
+def cmd_probe(args) -> int:
+    from .io import probe
+
+    info = probe(args.file)
+    if args.json:
+        print(json.dumps(_info_dict(info), indent=2, default=str))
+        return EXIT_OK
+    for key, value in _info_dict(info).items():
+        print(f"{key:>18}: {value}")
+    return EXIT_OK
+
+
+def _info_dict(info) -> dict:
+    d = {
+        "size": f"{info.width}x{info.height}",
+        "fps": f"{info.fps.numerator}/{info.fps.denominator} ({float(info.fps):.3f})",
+        "frames": info.num_frames,
+        "duration": f"{info.duration:.3f} s",
+        "channels": info.channels,
+        "bit_depth": info.bit_depth,
+        "pix_fmt": info.pix_fmt,
+        "codec": info.codec,
+        "primaries": info.color.primaries,
+        "transfer": info.color.transfer,
+        "matrix": info.color.matrix,
+        "range": info.color.range,
+        "rotation": info.rotation,
+        "time_base": str(info.time_base),
+    }
+    if info.audio:
+        a = info.audio
+        d["audio"] = f"{a.codec}, {a.sample_rate} Hz, {a.channels} ch"
+    else:
+        d["audio"] = "none"
+    return d
+
+
+def _dispatch(module: str, argv: list[str]) -> int:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise VidfxError(f"{module} is not available ({exc})") from None
+    return int(mod.main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(prog="vidfx", description="Temporally aware video effects.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def graph_args(p):
+        p.add_argument("graph", help="graph file (YAML)")
+        p.add_argument("-i", "--input", help="replace the first input's path")
+        p.add_argument("-o", "--output", help="replace the first output's path")
+        p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                       help="override a node parameter (repeatable)")
+
+    p = sub.add_parser("run", help="render a graph")
+    graph_args(p)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--frames", help="render output frames A:B only (B exclusive)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a graph file without rendering")
+    graph_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("nodes", help="list node types with their parameters")
+    p.add_argument("name", nargs="?", help="only this node type")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.set_defaults(func=cmd_nodes)
+
+    p = sub.add_parser("probe", help="describe a media file as vidfx sees it")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.set_defaults(func=cmd_probe)
+
+    for verb in ("train", "eval"):
+        p = sub.add_parser(verb, help=f"{verb} a model ({', '.join(FEATURES)}); see `vidfx {verb} FEATURE -h`")
+        p.add_argument("feature", choices=FEATURES)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        module = "evaluate" if verb == "eval" else "train"
+        p.set_defaults(func=lambda a, m=module: _dispatch(f"vidfx.{a.feature}.{m}", a.args))
+
+    p = sub.add_parser("serve", help="run the render server the OFX plugin talks to")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: _dispatch("vidfx.server", a.args))
+
+    p = sub.add_parser("ofx", help="build or install the OFX plugin bundle (ofx build|install)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: _dispatch("vidfx.server.ofx_build", a.args))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `vidfx` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="vidfx: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except VidfxError as exc:
+        if args.debug:
+            raise
+        print(f"vidfx: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nvidfx: interrupted; unfinished outputs were removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if args.debug:
+            raise
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"vidfx: error:{name} {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_MEDIA
+    except MemoryError:
+        print("vidfx: error: out of memory (try a smaller tile/chunk size or --device cuda)", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # a bug: one line unless --debug
+        if args.debug:
+            raise
+        print(f"vidfx: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

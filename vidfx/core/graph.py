@@ -1,0 +1,309 @@
+"""Graph: named nodes wired into a DAG, with file outputs; built in code or from YAML.
+
+The YAML format (see docs/graph-format.md)::
+
+    inputs:
+      src: clip.mp4                 # or {path: clip.mp4, <read params>}
+    nodes:
+      small:
+        type: resize
+        input: src                  # or inputs: [a, b] for nodes with several inputs
+        width: 960
+        height: 540
+    outputs:
+      - input: small
+        path: out.mov
+        codec: prores_422hq
+
+Relative paths inside the file are relative to the file's folder.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from .engine import ProgressFn, RunSummary, build_runs, pull, resolve_device
+from .errors import GraphError, MediaError, ParamError, VidfxError
+from .frame import Frame
+from .node import Node, SourceNode
+from .params import parse_text, resolve_params
+from .registry import create_node
+from .sink import Sink
+
+TOP_LEVEL_KEYS = {"version", "inputs", "nodes", "outputs"}
+
+
+@dataclass
+class Output:
+    """One graph output: which node feeds it and where its frames go."""
+
+    input: str
+    path: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    sink: Sink | None = None
+
+    @property
+    def label(self) -> str:
+        """How the output is named in messages."""
+        return self.path or self.input
+
+
+class Graph:
+    """A DAG of named nodes plus outputs.
+
+    >>> g = Graph()
+    >>> src = g.read("clip.mp4")
+    >>> small = g.add("resize", src, width=960, height=540)
+    >>> g.write(small, "small.mp4")
+    >>> g.run()
+    """
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.inputs_of: dict[str, list[str]] = {}
+        self.outputs: list[Output] = []
+
+    # --- building ----------------------------------------------------------------------
+    def add(self, node: Node | str, *inputs: str, name: str | None = None, **params: Any) -> str:
+        """Add a node (an instance, or a type name plus parameters) fed by ``inputs``.
+
+        Returns the node's name, to wire into later nodes.
+        """
+        if isinstance(node, str):
+            name = name or self._fresh_name(node)
+            node = create_node(node, name=name, **params)
+        elif params:
+            raise GraphError("pass parameters either to the node or to add(), not both")
+        else:
+            name = name or (node.name if node.name not in self.nodes else self._fresh_name(node.name))
+        if name in self.nodes:
+            raise GraphError(f"node name {name!r} is used twice")
+        node.name = name
+        self.nodes[name] = node
+        self.inputs_of[name] = list(inputs)
+        return name
+
+    def read(self, path: str, name: str | None = None, **params: Any) -> str:
+        """Add a media reader (video file or image sequence); returns its name."""
+        return self.add("read", name=name or self._fresh_name("input"), path=str(path), **params)
+
+    def write(self, input: str, path: str | None = None, sink: Sink | None = None, **options: Any) -> Output:
+        """Send node ``input``'s frames to a file (``path`` plus writer options) or a Sink."""
+        if (path is None) == (sink is None):
+            raise GraphError("write() needs exactly one of path or sink")
+        out = Output(input=input, path=str(path) if path else None, options=options, sink=sink)
+        self.outputs.append(out)
+        return out
+
+    def _fresh_name(self, base: str) -> str:
+        if base not in self.nodes:
+            return base
+        i = 2
+        while f"{base}{i}" in self.nodes:
+            i += 1
+        return f"{base}{i}"
+
+    def set_param(self, node_name: str, param: str, value: Any) -> None:
+        """Change one parameter (``--set node.param=value``), validated against the schema."""
+        if node_name not in self.nodes:
+            raise GraphError(f"--set: no node named {node_name!r} (nodes: {', '.join(self.nodes)})")
+        node = self.nodes[node_name]
+        values = dict(vars(node.p))
+        values[param] = parse_text(value) if isinstance(value, str) else value
+        node.p = resolve_params(type(node).params, values, owner=node_name)
+
+    # --- checking ----------------------------------------------------------------------
+    def order(self) -> list[tuple[str, Node, list[str]]]:
+        """Nodes in dependency order, after checking wiring; GraphError names the problem."""
+        for name, inputs in self.inputs_of.items():
+            node = self.nodes[name]
+            for i in inputs:
+                if i not in self.nodes:
+                    raise GraphError(f"node {name!r}: input {i!r} is not a node (nodes: {', '.join(self.nodes)})")
+            if node.num_inputs >= 0 and len(inputs) != node.num_inputs:
+                raise GraphError(
+                    f"node {name!r} ({node.type_name}) takes {node.num_inputs} input(s), got {len(inputs)}"
+                )
+        for out in self.outputs:
+            if out.input not in self.nodes:
+                raise GraphError(f"output {out.label!r}: input {out.input!r} is not a node")
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+        order: list[str] = []
+
+        def visit(name: str, path: list[str]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                cycle = path[path.index(name):] + [name]
+                raise GraphError(f"the graph has a cycle: {' -> '.join(cycle)}")
+            state[name] = 1
+            for i in self.inputs_of[name]:
+                visit(i, path + [name])
+            state[name] = 2
+            order.append(name)
+
+        for name in self.nodes:
+            visit(name, [])
+        return [(n, self.nodes[n], self.inputs_of[n]) for n in order]
+
+    def validate(self) -> None:
+        """Check wiring and output options without opening any file."""
+        self.order()
+        if not self.outputs:
+            raise GraphError("the graph has no outputs")
+        from ..io import WRITER_PARAMS
+
+        for out in self.outputs:
+            if out.sink is None:
+                resolve_params(WRITER_PARAMS, out.options, owner=f"output {out.label}")
+
+    # --- running -----------------------------------------------------------------------
+    def run(
+        self,
+        device: str | torch.device = "auto",
+        frames: tuple[int | None, int | None] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> RunSummary:
+        """Render every output. ``frames=(a, b)`` renders output frames a..b-1 only.
+
+        Returns a RunSummary. On error, outputs written so far are removed (never left
+        looking finished) and the error is raised.
+        """
+        self.validate()
+        graph = self._with_frame_range(frames) if frames else self
+        started = time.monotonic()
+        dev = resolve_device(device)
+        order = graph.order()
+        runs = build_runs(order, dev)
+        from ..io import make_sink
+
+        targets = []
+        for out in graph.outputs:
+            sink = out.sink or make_sink(out.path, **out.options)
+            targets.append((out.label, runs[out.input], sink))
+        try:
+            written = pull(targets, progress)
+        finally:
+            for _, node, _ in order:
+                node.close()
+        summary = RunSummary(frames=written, seconds=time.monotonic() - started)
+        for _, node, _ in order:
+            summary.messages.extend(node.messages)
+        return summary
+
+    def _with_frame_range(self, frames: tuple[int | None, int | None]) -> "Graph":
+        """A copy of this graph with a trim in front of every output."""
+        start, end = frames
+        g = Graph()
+        g.nodes = dict(self.nodes)
+        g.inputs_of = {k: list(v) for k, v in self.inputs_of.items()}
+        for out in self.outputs:
+            trim = g.add("trim", out.input, name=g._fresh_name(f"frames_{out.input}"),
+                         start=start or 0, end=-1 if end is None else end)
+            g.outputs.append(Output(trim, out.path, out.options, out.sink))
+        return g
+
+    def frame(self, name: str, n: int, device: str | torch.device = "cpu") -> Frame:
+        """Render frame ``n`` of node ``name`` alone (console use: look at one frame)."""
+        order = self.order()
+        runs = build_runs(order, resolve_device(device))
+        return runs[name].get(n)
+
+    def __repr__(self) -> str:
+        wires = ", ".join(f"{n}<-{'+'.join(i) or '∅'}" for n, i in self.inputs_of.items())
+        return f"Graph({wires}; outputs: {', '.join(o.label for o in self.outputs)})"
+
+
+# --- YAML ----------------------------------------------------------------------------------
+
+def load(path: str | Path, input: str | None = None, output: str | None = None,
+         set: dict[str, Any] | None = None) -> Graph:
+    """Read a graph file. ``input``/``output`` replace the first input's/output's path;
+    ``set`` maps ``"node.param"`` to a value (as ``--set``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraphError(f"{path}: graph file not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise GraphError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    try:
+        graph = from_dict(doc or {}, base=path.parent, input=input, output=output)
+        for key, value in (set or {}).items():
+            node, _, param = key.partition(".")
+            if not param:
+                raise GraphError(f"--set {key}: expected node.param=value")
+            graph.set_param(node, param, value)
+    except VidfxError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+    return graph
+
+
+def from_dict(doc: dict, base: Path = Path("."), input: str | None = None, output: str | None = None) -> Graph:
+    """Build a Graph from the parsed YAML document (see the module docstring)."""
+    if not isinstance(doc, dict):
+        raise GraphError("the graph file must be a mapping with inputs, nodes and outputs")
+    unknown = set(doc) - TOP_LEVEL_KEYS
+    if unknown:
+        raise GraphError(f"unknown top-level key {sorted(unknown)[0]!r} (valid: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    graph = Graph()
+
+    def local(p: str) -> str:
+        return str(p) if Path(p).is_absolute() else str(base / p)
+
+    inputs = doc.get("inputs") or {}
+    if not isinstance(inputs, dict):
+        raise GraphError("inputs: expected a mapping of name: path")
+    for i, (name, spec) in enumerate(inputs.items()):
+        params = dict(spec) if isinstance(spec, dict) else {"path": spec}
+        if "path" not in params:
+            raise GraphError(f"input {name!r}: missing path")
+        params["path"] = input if (i == 0 and input) else local(params["path"])
+        graph.add("read", name=str(name), **params)
+    if input and not inputs:
+        raise GraphError("-i was given but the graph has no inputs")
+
+    nodes = doc.get("nodes") or {}
+    if not isinstance(nodes, dict):
+        raise GraphError("nodes: expected a mapping of name: {type: ..., input: ..., params}")
+    for name, spec in nodes.items():
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise GraphError(f"node {name!r}: needs a 'type'")
+        params = dict(spec)
+        type_name = params.pop("type")
+        wired = params.pop("inputs", None)
+        if wired is None:
+            one = params.pop("input", None)
+            wired = [] if one is None else [one]
+        elif "input" in params:
+            raise GraphError(f"node {name!r}: give input or inputs, not both")
+        if not isinstance(wired, list):
+            wired = [wired]
+        graph.add(str(type_name), *[str(w) for w in wired], name=str(name), **params)
+
+    outputs = doc.get("outputs") or []
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    if not isinstance(outputs, list):
+        raise GraphError("outputs: expected a list of {input: node, path: file, options...}")
+    last = next(reversed(graph.nodes), None)
+    for i, spec in enumerate(outputs):
+        spec = {"path": spec} if isinstance(spec, str) else dict(spec)
+        if "path" not in spec and not (i == 0 and output):
+            raise GraphError(f"output {i + 1}: missing path")
+        path = output if (i == 0 and output) else local(spec.pop("path"))
+        spec.pop("path", None)
+        feed = str(spec.pop("input", last))
+        graph.write(feed, path, **spec)
+    if output and not outputs:
+        if last is None:
+            raise GraphError("-o was given but the graph has no nodes")
+        graph.write(last, output)
+    return graph
