@@ -156,10 +156,10 @@ class Graph:
         self.order()
         if not self.outputs:
             raise GraphError("the graph has no outputs")
-        from ..io import WRITER_PARAMS
-
         for out in self.outputs:
             if out.sink is None:
+                from ..io import WRITER_PARAMS
+
                 resolve_params(WRITER_PARAMS, out.options, owner=f"output {out.label}")
 
     # --- running -----------------------------------------------------------------------
@@ -180,11 +180,14 @@ class Graph:
         dev = resolve_device(device)
         order = graph.order()
         runs = build_runs(order, dev)
-        from ..io import make_sink
-
         targets = []
         for out in graph.outputs:
-            sink = out.sink or make_sink(out.path, **out.options)
+            if out.sink is None:
+                from ..io import make_sink
+
+                sink = make_sink(out.path, **out.options)
+            else:
+                sink = out.sink
             targets.append((out.label, runs[out.input], sink))
         try:
             written = pull(targets, progress)

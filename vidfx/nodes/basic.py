@@ -315,8 +315,17 @@ class Pattern(SourceNode):
             raise ParamError(f"{self.name}.fps: must be positive")
         self.fps = fps
         w, h = self.p.width, self.p.height
-        self.ys = torch.linspace(0, 1, h)[:, None].expand(h, w)
-        self.xs = torch.linspace(0, 1, w)[None, :].expand(h, w)
+        ys = torch.linspace(0, 1, h)[:, None].expand(h, w)
+        xs = torch.linspace(0, 1, w)[None, :].expand(h, w)
+        self.texture = torch.stack([
+            0.5 + 0.5 * torch.sin(2 * math.pi * (xs * 3 + ys)),
+            0.5 + 0.5 * torch.sin(2 * math.pi * (ys * 2 - xs)),
+            ((xs * 8).floor() % 2) * 0.8 + 0.1,
+        ]).contiguous()
+        if self.p.alpha:
+            d = ((xs - 0.5) ** 2 + (ys - 0.5) ** 2).sqrt()
+            disc = ((0.25 - d).clamp(0, 0.02) / 0.02)[None]
+            self.texture = torch.cat([self.texture, disc])
         return ClipInfo(width=w, height=h, fps=fps, num_frames=self.p.frames,
                         channels=4 if self.p.alpha else 3, time_base=1 / fps,
                         color=ColorTags("bt709", "bt709", "bt709", "tv"))
@@ -324,13 +333,8 @@ class Pattern(SourceNode):
     def read(self, n):
         if n >= self.p.frames:
             raise EndOfStream(self.p.frames)
-        t = n / 48.0
-        r = 0.5 + 0.5 * torch.sin(2 * math.pi * (self.xs * 3 + t))
-        g = 0.5 + 0.5 * torch.sin(2 * math.pi * (self.ys * 2 - t))
-        b = ((self.xs * 8 + t).floor() % 2) * 0.8 + 0.1
-        planes = [r, g, b]
-        if self.p.alpha:
-            cx, cy = 0.5 + 0.3 * math.cos(t), 0.5 + 0.3 * math.sin(t)
-            d = ((self.xs - cx) ** 2 + (self.ys - cy) ** 2).sqrt()
-            planes.append((0.25 - d).clamp(0, 0.02) / 0.02)
-        return Frame(torch.stack(planes).contiguous(), index=n, pts=n)
+        # the picture pans 4 pixels per frame; a band moves down, so every frame differs
+        frame = torch.roll(self.texture, shifts=4 * n, dims=2)
+        band = (7 * n) % self.p.height
+        frame[:3, band:band + max(1, self.p.height // 40)] = 1.0
+        return Frame(frame, index=n, pts=n)
