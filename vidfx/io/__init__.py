@@ -1,0 +1,10 @@
+"""Media I/O: probing, decoding (video files, image sequences) and encoding (PyAV/FFmpeg).
+
+Public API: ``probe(path) -> ClipInfo``, ``open_source(path, **params) -> Read`` (a
+configured SourceNode), ``make_sink(path, **options) -> Sink`` and ``WRITER_PARAMS``.
+"""
+from .nodes import Read, open_source
+from .probe import probe
+from .writer import WRITER_PARAMS, VideoWriter, make_sink, writer_options
+
+__all__ = ["probe", "open_source", "make_sink", "WRITER_PARAMS", "Read", "VideoWriter", "writer_options"]

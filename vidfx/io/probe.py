@@ -1,0 +1,204 @@
+"""probe(path): describe a media file as a ClipInfo without decoding the whole video.
+
+The frame count is the number of frames FFmpeg will actually decode, not the container's
+packet count: MP4 edit lists can mark packets as "discard" (pillow.mp4 has 149 packets
+but 147 frames decode). For MP4/MOV we read that from the demuxer's index (no file
+reading at all); for other containers we scan the packets once without decoding.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import av
+
+from vidfx.core.errors import MediaError
+from vidfx.core.frame import AudioRef, ClipInfo, ColorTags
+
+# FFmpeg's names for the AVColor* enums (libavutil/pixdesc.c), by value.
+PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
+             9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
+TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+             9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1",
+             14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
+MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+            8: "ycgco", 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc",
+            13: "chroma-derived-c", 14: "ictcp"}
+RANGES = {1: "tv", 2: "pc"}
+
+
+def code_of(table: dict[int, str], name: str | None) -> int | None:
+    """The enum value for an FFmpeg colour name (reverse of the tables above)."""
+    for code, known in table.items():
+        if known == name:
+            return code
+    return None
+
+
+def open_input(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open a media file for reading; MediaError (one line, naming the file) if we cannot."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MediaError(f"{path}: file not found")
+    if os.path.isdir(path):
+        raise MediaError(f"{path}: is a folder, not a media file")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{path}: permission denied")
+    if os.path.getsize(path) == 0:
+        raise MediaError(f"{path}: file is empty")
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: not a readable media file ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """A short reason from a PyAV error, without the file name repeated."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(": '")[0].strip()
+
+
+def bit_depth_of(pix_fmt: str | None) -> int:
+    """Bits per component of a pixel format: 8, 10, 12, 16 (32 for float formats)."""
+    if not pix_fmt:
+        return 8
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, av.FFmpegError):
+        return 8
+    depths = [c.bits for c in fmt.components if not getattr(c, "is_alpha", False)] or [8]
+    return max(depths)
+
+
+def has_alpha(pix_fmt: str | None) -> bool:
+    """Whether a pixel format carries an alpha plane."""
+    if not pix_fmt:
+        return False
+    try:
+        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.FFmpegError, AttributeError):
+        return pix_fmt.startswith(("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya"))
+
+
+def is_grey(pix_fmt: str | None) -> bool:
+    """Whether a pixel format is single-channel (grey/mask)."""
+    return bool(pix_fmt) and pix_fmt.startswith(("gray", "grayf"))
+
+
+def count_frames(container: av.container.InputContainer, stream: av.VideoStream, path: str) -> int:
+    """The number of frames the decoder will output for ``stream``.
+
+    Uses the demuxer's index where it is complete (MP4/MOV), skipping entries marked
+    discard by an edit list; otherwise demuxes (no decoding) and counts the packets that
+    are neither empty, corrupt nor marked discard. The index is checked against the file
+    size, so a truncated file is reported instead of over-counted.
+    """
+    entries = stream.index_entries
+    if stream.frames and len(entries) == stream.frames:
+        size = os.path.getsize(path)
+        last = max(entries, key=lambda e: e.pos)
+        if last.pos + last.size > size:
+            raise MediaError(f"{path}: file is truncated (video data ends at byte {size}, "
+                             f"index expects {last.pos + last.size})")
+        return sum(1 for e in entries if not e.is_discard)
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size and not packet.is_corrupt and not packet.is_discard:
+                count += 1
+    except av.FFmpegError:
+        pass  # a damaged tail: count what could be read
+    container.seek(0)
+    return count
+
+
+def _audio_ref(path: str, container: av.container.InputContainer, video_start: float) -> AudioRef | None:
+    """The first audio stream, windowed to start with the first video frame.
+
+    ``start`` is the first frame's time on the file's timeline (audio and video share it),
+    so a clip whose video starts 33 ms after its audio keeps that alignment.
+    """
+    if not container.streams.audio:
+        return None
+    a = container.streams.audio[0]
+    ctx = a.codec_context
+    if not ctx.sample_rate:
+        return None
+    audio_start = float(a.start_time * a.time_base) if a.start_time is not None else 0.0
+    duration = None
+    if a.duration:
+        duration = max(0.0, audio_start + float(a.duration * a.time_base) - video_start)
+    return AudioRef(path=path, stream_index=a.index, codec=ctx.name, sample_rate=ctx.sample_rate,
+                    channels=ctx.channels, start=video_start, duration=duration, copyable=True)
+
+
+def _first_frame(container, stream, path: str):
+    """Decode the first picture (rotation side data, real pix_fmt; proves the codec works)."""
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                return frame
+        for frame in stream.codec_context.decode(None):
+            return frame
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: video stream cannot be decoded ({_reason(exc)})") from None
+    raise MediaError(f"{path}: video stream has no decodable frames")
+
+
+def probe(path: str | os.PathLike) -> ClipInfo:
+    """Describe the first video stream of ``path`` (and its first audio stream).
+
+    ``fps`` is the exact average rate (a Fraction); ``num_frames`` is what decoding gives;
+    ``rotation`` is the display-matrix rotation in degrees counter-clockwise, and
+    ``width``/``height`` are the *upright* size (what the reader outputs after applying
+    it). Raises MediaError for missing, unreadable, truncated or video-less files.
+    """
+    path = os.fspath(path)
+    container = open_input(path)
+    try:
+        if not container.streams.video:
+            raise MediaError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx.codec is None or not ctx.is_decoder:
+            raise MediaError(f"{path}: unsupported video codec")
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise MediaError(f"{path}: video stream has no frame rate")
+        fps = Fraction(rate.numerator, rate.denominator)
+        num_frames = count_frames(container, stream, path)
+        if num_frames == 0:
+            raise MediaError(f"{path}: video stream has no frames (truncated or corrupt?)")
+        first = _first_frame(container, stream, path)
+        pix_fmt = first.format.name
+        video_start = float(first.pts * stream.time_base) if first.pts is not None else 0.0
+        rotation = int(first.rotation or 0) % 360
+        width, height = first.width, first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        color = ColorTags(
+            primaries=PRIMARIES.get(first.color_primaries or ctx.color_primaries),
+            transfer=TRANSFERS.get(first.color_trc or ctx.color_trc),
+            matrix=MATRICES.get(first.colorspace or ctx.colorspace) if not _is_rgb(pix_fmt) else None,
+            range=RANGES.get(first.color_range or ctx.color_range) or _implied_range(pix_fmt),
+        )
+        sar = ctx.sample_aspect_ratio
+        channels = 4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3
+        return ClipInfo(
+            width=width, height=height, fps=fps, num_frames=num_frames, channels=channels,
+            bit_depth=bit_depth_of(pix_fmt), color=color,
+            time_base=Fraction(stream.time_base.numerator, stream.time_base.denominator),
+            audio=_audio_ref(path, container, video_start), source=path, pix_fmt=pix_fmt, codec=ctx.name,
+            rotation=rotation,
+            sample_aspect_ratio=Fraction(sar.numerator, sar.denominator) if sar else None,
+        )
+    finally:
+        container.close()
+
+
+def _is_rgb(pix_fmt: str) -> bool:
+    return pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "gray", "pal8"))
+
+
+def _implied_range(pix_fmt: str) -> str | None:
+    return "pc" if pix_fmt.startswith("yuvj") else None

@@ -1,0 +1,167 @@
+"""VideoReader: stream-decode a video file into lazy frames (PyAV, multithreaded).
+
+Frames come out in decode order = display order, numbered 0.. as FFmpeg decodes them;
+each carries the source pts (ClipInfo.time_base) and its duration in ``meta["duration"]``,
+so gaps (missing frame slots) and VFR timing pass through to the writer untouched.
+Pixels are made only when a node asks for ``frame.data`` (YUV->RGB with the stream's own
+matrix/range, 16-bit RGB for >8-bit sources, display rotation applied); until then the
+decoder's frame rides along in ``frame.native`` so a writer can encode it directly.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Iterator
+
+import av
+
+from vidfx.core.errors import MediaError
+from vidfx.core.frame import ClipInfo, EndOfStream, Frame
+
+from .convert import av_to_tensor
+from .probe import open_input, probe
+
+RECENT_FRAMES = 8  # frames kept for small backward steps without seeking
+
+
+class VideoDecoder:
+    """Sequential decoder over one file with cheap forward reads and rare backward seeks.
+
+    ``get(n)`` returns frame ``n`` (a lazy Frame) or raises EndOfStream(length).
+    """
+
+    def __init__(self, path: str, threads: int = 0):
+        self.path = os.fspath(path)
+        self.threads = threads
+        self.info: ClipInfo | None = None
+        self._container = None
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._next = 0  # index of the frame the iterator yields next
+        self._recent: OrderedDict[int, Frame] = OrderedDict()
+        self._pts_of: list[int] = []  # source pts of every frame decoded so far, by index
+        self._length: int | None = None
+        self.decode_errors = 0
+
+    def open(self) -> ClipInfo:
+        """Probe the file and start decoding; returns its ClipInfo (upright size)."""
+        self.info = probe(self.path)
+        self._restart()
+        return self.info
+
+    def close(self) -> None:
+        """Release the file."""
+        self._frames = None
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        self._recent.clear()
+
+    # --- decoding -------------------------------------------------------------------
+    def _restart(self, seek_pts: int | None = None, first_index: int = 0) -> None:
+        if self._container is None:
+            self._container = open_input(self.path)
+            stream = self._container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame + slice threads
+            stream.codec_context.thread_count = self.threads
+        stream = self._container.streams.video[0]
+        if seek_pts is not None:
+            self._container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+        stream.codec_context.flush_buffers()
+        self._frames = self._decode(stream)
+        self._next = first_index
+
+    def _decode(self, stream) -> Iterator[av.VideoFrame]:
+        try:
+            for packet in self._container.demux(stream):
+                try:
+                    yield from packet.decode()
+                except av.InvalidDataError:
+                    self.decode_errors += 1  # a damaged packet: skip it, as ffmpeg does
+        except av.FFmpegError:
+            # truncated or damaged container: flush what the decoder still holds
+            try:
+                yield from stream.codec_context.decode(None)
+            except av.FFmpegError:
+                pass
+
+    def _wrap(self, n: int, vf: av.VideoFrame) -> Frame:
+        info = self.info
+        pts = vf.pts
+        if pts is None:
+            pts = round(n / info.fps / info.time_base) if info.time_base else n
+        meta = {"duration": vf.duration or None, "key_frame": bool(vf.key_frame)}
+        rotation = info.rotation
+        return Frame(
+            index=n, pts=pts, meta=meta,
+            load=lambda: av_to_tensor(vf, info.channels, info.bit_depth, info.color, rotation),
+            native=vf if rotation == 0 else None,
+        )
+
+    def _advance(self, vf: av.VideoFrame | None = None) -> Frame:
+        """Wrap the next decoded frame (or ``vf``, already taken from the iterator)."""
+        assert self._frames is not None
+        if vf is None:
+            vf = next(self._frames, None)
+        if vf is None:
+            self._length = self._next
+            raise EndOfStream(self._length)
+        n = self._next
+        self._next += 1
+        if n == len(self._pts_of):
+            self._pts_of.append(vf.pts)
+        frame = self._wrap(n, vf)
+        self._recent[n] = frame
+        while len(self._recent) > RECENT_FRAMES:
+            self._recent.popitem(last=False)
+        return frame
+
+    def get(self, n: int) -> Frame:
+        """Frame ``n``; EndOfStream(length) if the stream has fewer frames."""
+        if self.info is None:
+            self.open()
+        if n < 0:
+            raise IndexError(f"{self.path}: negative frame index {n}")
+        if self._length is not None and n >= self._length:
+            raise EndOfStream(self._length)
+        if n in self._recent:
+            return self._recent[n]
+        if n < self._next:
+            self._seek_back(n)
+            if n in self._recent:
+                return self._recent[n]
+        while True:
+            frame = self._advance()
+            if frame.index == n:
+                return frame
+
+    def _seek_back(self, n: int) -> None:
+        """Re-position so that the next frames decoded lead to frame ``n``.
+
+        Seeks to the keyframe before ``n``'s pts and recognises where it landed by the
+        pts recorded on the first pass; if that fails, decodes again from the start.
+        """
+        index_of = {pts: i for i, pts in enumerate(self._pts_of) if pts is not None}
+        self._recent.clear()
+        if n < len(self._pts_of) and len(index_of) == len(self._pts_of):
+            self._restart(seek_pts=self._pts_of[n])
+            vf = next(self._frames, None)
+            i = index_of.get(vf.pts) if vf is not None else None
+            if i is not None and i <= n:
+                self._next = i
+                self._advance(vf)
+                return
+        self.close()
+        self._restart()
+
+
+def open_video(path: str, threads: int = 0) -> VideoDecoder:
+    """A started VideoDecoder for ``path`` (MediaError if it cannot be read)."""
+    decoder = VideoDecoder(path, threads)
+    decoder.open()
+    return decoder
+
+
+def check_readable(path: str) -> None:
+    """MediaError if ``path`` does not exist (cheap check before probing)."""
+    if not os.path.exists(path):
+        raise MediaError(f"{path}: file not found")

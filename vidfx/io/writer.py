@@ -1,0 +1,319 @@
+"""Video file writer (PyAV) and ``make_sink``: one entry point for every output.
+
+The writer encodes into a hidden temporary file next to the target and renames it on
+``close()``; ``abort()`` (or any error) deletes it, so a file at the target path is
+always complete. Timing: the first frame's pts becomes 0 and every other frame keeps its
+distance from it, in the clip's own time base, so VFR and missing-frame gaps survive;
+each frame's duration (``meta["duration"]``) is written too, so the clip's total length
+matches the source. Colour tags are written as given, and RGB->YUV uses that matrix/range.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from fractions import Fraction
+from types import SimpleNamespace
+
+import av
+
+from vidfx.core.errors import MediaError, ParamError
+from vidfx.core.frame import ClipInfo, Frame
+from vidfx.core.params import Param, resolve_params
+from vidfx.core.sink import Sink
+
+from .audio import AudioMuxer
+from .convert import tensor_to_av
+from .image_seq import ImageSequenceWriter, is_sequence_path
+from .probe import MATRICES, PRIMARIES, RANGES, TRANSFERS, code_of
+
+VIDEO_CODECS = ("h264", "h265", "prores_422hq", "prores_4444", "dnxhr_hqx", "ffv1")
+IMAGE_CODECS = ("png", "tiff", "exr")
+
+WRITER_PARAMS: tuple[Param, ...] = (
+    Param("codec", "choice", "auto", choices=("auto",) + VIDEO_CODECS + IMAGE_CODECS,
+          doc="Encoder. auto: by extension (.mp4/.mkv h264, .mov ProRes 422 HQ or 4444 with alpha, "
+              ".mxf DNxHR HQX, image patterns png/tiff/exr)."),
+    Param("crf", "int", 18, min=0, max=51, doc="Quality for h264/h265 (lower is better)."),
+    Param("preset", "str", "medium", doc="x264/x265 speed preset (ultrafast..veryslow)."),
+    Param("bit_depth", "choice", "auto", choices=("auto", "8", "10", "16"),
+          doc="Bits per component; auto keeps the source depth (10-bit in -> 10-bit out)."),
+    Param("exr", "choice", "half", choices=("half", "float"), doc="OpenEXR sample type."),
+    Param("audio", "choice", "auto", choices=("auto", "copy", "aac", "pcm", "none"),
+          doc="auto: copy when possible, else re-encode (AAC; PCM where AAC cannot go)."),
+    Param("audio_bitrate", "int", 192000, min=8000, max=1_536_000, doc="AAC bit rate (bits/s)."),
+    Param("pix_fmt", "str", None, doc="Override the encoder's pixel format (e.g. yuv444p10le)."),
+    Param("threads", "int", 0, min=0, max=256, doc="Encoder threads (0: automatic)."),
+    Param("gop", "int", 0, min=0, max=10000, doc="Keyframe interval for h264/h265/ffv1 (0: encoder default)."),
+    Param("start_number", "int", 0, min=0, doc="First file number of an image sequence."),
+)
+
+# Which codec each extension gets with codec=auto: (3-channel, 4-channel).
+AUTO_CODEC = {
+    ".mp4": ("h264", "h264"), ".m4v": ("h264", "h264"), ".mkv": ("h264", "ffv1"),
+    ".mov": ("prores_422hq", "prores_4444"), ".mxf": ("dnxhr_hqx", "dnxhr_hqx"),
+    ".avi": ("ffv1", "ffv1"),
+}
+CONTAINER_CODECS = {
+    ".mp4": {"h264", "h265"}, ".m4v": {"h264", "h265"},
+    ".mov": {"h264", "h265", "prores_422hq", "prores_4444", "dnxhr_hqx"},
+    ".mxf": {"dnxhr_hqx", "h264"}, ".avi": {"ffv1", "h264"}, ".mkv": set(VIDEO_CODECS),
+}
+
+
+def writer_options(values: dict | None = None, owner: str = "output") -> SimpleNamespace:
+    """Validate output options against WRITER_PARAMS (ParamError naming ``owner``)."""
+    return resolve_params(WRITER_PARAMS, dict(values or {}), owner=owner)
+
+
+def make_sink(path: str | os.PathLike, **options) -> Sink:
+    """The Sink for ``path``: an image-sequence writer for ``%d`` patterns, folders or image
+    extensions (png/tif/tiff/exr), else a video file writer. Options: WRITER_PARAMS."""
+    path = os.fspath(path)
+    opts = writer_options(options, owner=f"output {path}")
+    if is_sequence_path(path) or opts.codec in IMAGE_CODECS:
+        codec = opts.codec if opts.codec in IMAGE_CODECS else None
+        if opts.codec not in ("auto",) + IMAGE_CODECS:
+            raise ParamError(f"output {path}: codec {opts.codec} cannot write images")
+        return ImageSequenceWriter(path, codec=codec, bit_depth=opts.bit_depth, exr=opts.exr,
+                                   start_number=opts.start_number)
+    return VideoWriter(path, opts)
+
+
+def encoder_setup(codec: str, channels: int, depth: int, width: int, height: int) -> tuple[str, str, dict]:
+    """(FFmpeg encoder, pix_fmt, encoder options) for a vidfx codec name, channels and depth."""
+    odd = width % 2 or height % 2
+    if codec in ("h264", "h265"):
+        if depth > 10:
+            raise ParamError(f"{codec} is written with 8 or 10 bits, not {depth}")
+        sub = "444" if odd else "420"
+        pix = f"yuv{sub}p10le" if depth > 8 else f"yuv{sub}p"
+        if codec == "h264":
+            return "libx264", pix, {}
+        return "libx265", pix, {"x265-params": "log-level=error"}
+    if codec == "prores_422hq":
+        return "prores_ks", "yuv422p10le", {"profile": "3", "vendor": "apl0"}
+    if codec == "prores_4444":
+        pix = "yuva444p10le" if channels == 4 else "yuv444p10le"
+        return "prores_ks", pix, {"profile": "4", "vendor": "apl0", "alpha_bits": "16"}
+    if codec == "dnxhr_hqx":
+        return "dnxhd", "yuv422p10le", {"profile": "dnxhr_hqx"}
+    if codec == "ffv1":
+        bits = 8 if depth <= 8 else 10 if depth <= 10 else 16
+        if channels == 1:
+            pix = {8: "gray", 10: "gray10le", 16: "gray16le"}[bits]
+        elif channels == 4:
+            pix = {8: "bgra", 10: "gbrap10le", 16: "gbrap16le"}[bits]
+        else:
+            pix = {8: "bgr0", 10: "gbrp10le", 16: "gbrp16le"}[bits]
+        return "ffv1", pix, {"level": "3", "slicecrc": "1"}
+    raise ParamError(f"unknown video codec {codec!r}")
+
+
+def _pick_depth(option: str, info: ClipInfo, codec: str) -> int:
+    if option != "auto":
+        return int(option)
+    if codec in ("prores_422hq", "prores_4444", "dnxhr_hqx"):
+        return 10
+    if info.bit_depth <= 8:
+        return 8
+    if codec == "ffv1" and info.bit_depth > 10:
+        return 16
+    return 10
+
+
+class VideoWriter(Sink):
+    """Encodes frames into a video file (h264/h265/ProRes/DNxHR/FFV1) with optional audio."""
+
+    def __init__(self, path: str, options: SimpleNamespace | None = None, **values):
+        self.path = os.fspath(path)
+        self.opts = options if options is not None else writer_options(values, f"output {path}")
+        self.ext = os.path.splitext(self.path)[1].lower()
+        self.temp: str | None = None
+        self.container = None
+        self.stream = None
+        self.audio: AudioMuxer | None = None
+        self.frames_written = 0
+        self.fast_frames = 0  # frames encoded straight from the decoder's frame
+
+    # --- set-up --------------------------------------------------------------------------
+    def open(self, info: ClipInfo) -> None:
+        """Create the temporary file, the video (and audio) streams."""
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise MediaError(f"{self.path}: output folder {folder} does not exist")
+        if self.ext not in AUTO_CODEC:
+            raise MediaError(f"{self.path}: unknown video container {self.ext or '(no extension)'}; "
+                             f"use one of {', '.join(AUTO_CODEC)} or an image pattern")
+        codec = self.opts.codec
+        if codec == "auto":
+            codec = AUTO_CODEC[self.ext][1 if info.channels == 4 else 0]
+        if codec not in CONTAINER_CODECS[self.ext]:
+            raise ParamError(f"output {self.path}: codec {codec} cannot be stored in {self.ext}")
+        self.codec = codec
+        self.info = info
+        self.depth = _pick_depth(self.opts.bit_depth, info, codec)
+        encoder, pix_fmt, options = encoder_setup(codec, info.channels, self.depth, info.width, info.height)
+        self.pix_fmt = self.opts.pix_fmt or pix_fmt
+        self.time_base = info.time_base or 1 / info.fps
+        self.frame_ticks = 1 / info.fps / self.time_base  # nominal frame duration in time_base
+        if codec in ("h264", "h265"):
+            options.update(crf=str(self.opts.crf), preset=self.opts.preset)
+        if self.opts.gop and codec in ("h264", "h265", "ffv1"):
+            options["g"] = str(self.opts.gop)
+
+        name = os.path.basename(self.path)
+        self.temp = os.path.join(folder, f".{name}.partial{self.ext}")
+        try:
+            self.container = av.open(self.temp, "w", format=_muxer(self.ext))
+            stream = self.container.add_stream(encoder, rate=info.fps, options=options)
+            stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
+            stream.time_base = self.time_base
+            ctx = stream.codec_context
+            ctx.time_base = self.time_base
+            ctx.framerate = info.fps
+            ctx.thread_count = self.opts.threads
+            ctx.thread_type = "AUTO"
+            if info.sample_aspect_ratio:
+                ctx.sample_aspect_ratio = info.sample_aspect_ratio
+            self._tag_colour(ctx)
+            if codec == "h265" and self.ext in (".mp4", ".mov", ".m4v"):
+                ctx.codec_tag = "hvc1"  # what Apple players expect
+            self.stream = stream
+            if info.audio is not None and self.opts.audio != "none":
+                self.audio = AudioMuxer(info.audio, self.container, self.opts.audio, self.opts.audio_bitrate)
+        except av.FFmpegError as exc:
+            self.abort()
+            raise MediaError(f"{self.path}: cannot set up {codec} encoder ({_why(exc)})") from None
+        except OSError as exc:
+            self.abort()
+            raise MediaError(f"{self.path}: cannot create output ({exc.strerror or exc})") from None
+        except Exception:
+            self.abort()
+            raise
+        self._first_pts: int | None = None
+        self._last_pts: int | None = None
+        self._end_pts = 0  # end of the last frame written (output time base)
+        self._durations: dict[int, int] = {}
+
+    def _tag_colour(self, ctx) -> None:
+        color = self.info.color
+        for attr, table, value in (("color_primaries", PRIMARIES, color.primaries),
+                                   ("color_trc", TRANSFERS, color.transfer),
+                                   ("color_range", RANGES, color.range)):
+            code = code_of(table, value)
+            if code is not None:
+                setattr(ctx, attr, code)
+        yuv = self.pix_fmt.startswith("yuv")
+        if yuv and code_of(MATRICES, color.matrix) is not None:
+            ctx.colorspace = code_of(MATRICES, color.matrix)
+        if not yuv:
+            ctx.colorspace = 0  # RGB
+            ctx.color_range = 2
+
+    # --- writing -------------------------------------------------------------------------
+    def _timing(self, frame: Frame) -> tuple[int, int]:
+        """Output pts and duration of ``frame`` (relative to the first frame, increasing)."""
+        pts = frame.pts
+        if self._first_pts is None:
+            self._first_pts = pts if pts is not None else 0
+        if pts is None:
+            out = round(self.frames_written * self.frame_ticks)
+        else:
+            out = pts - self._first_pts
+        if self._last_pts is not None and out <= self._last_pts:
+            out = self._end_pts if self._end_pts > self._last_pts else self._last_pts + 1
+        duration = frame.meta.get("duration") or max(1, round(self.frame_ticks))
+        return out, int(duration)
+
+    def _to_av(self, frame: Frame) -> av.VideoFrame:
+        native = frame.native
+        if (not frame.loaded and isinstance(native, av.VideoFrame) and native.format.name == self.pix_fmt
+                and native.width == self.info.width and native.height == self.info.height):
+            self.fast_frames += 1
+            native.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose frame types
+            return native
+        data = frame.data
+        if tuple(data.shape[1:]) != (self.info.height, self.info.width):
+            raise MediaError(f"{self.path}: frame {frame.index} is {data.shape[2]}x{data.shape[1]}, "
+                             f"the output is {self.info.width}x{self.info.height}")
+        return tensor_to_av(data, self.pix_fmt, self.info.color)
+
+    def write(self, frame: Frame) -> None:
+        """Encode one frame (and the audio that goes with it)."""
+        pts, duration = self._timing(frame)
+        vf = self._to_av(frame)
+        vf.pts = pts
+        vf.time_base = self.time_base
+        vf.duration = duration
+        self._durations[pts] = duration
+        self._last_pts, self._end_pts = pts, pts + duration
+        self._mux_video(self.stream.encode(vf))
+        self.frames_written += 1
+        if self.audio is not None:
+            self._guard(lambda: self.audio.feed_until(float(pts * self.time_base)))
+
+    def _mux_video(self, packets) -> None:
+        for packet in packets:
+            if packet.pts in self._durations:
+                packet.duration = self._durations.pop(packet.pts)
+            self._guard(lambda: self.container.mux(packet))
+
+    def _guard(self, action) -> None:
+        try:
+            action()
+        except av.FFmpegError as exc:
+            raise MediaError(f"{self.path}: write failed ({_why(exc)})") from None
+        except OSError as exc:
+            raise MediaError(f"{self.path}: write failed ({exc.strerror or exc})") from None
+
+    def close(self) -> None:
+        """Flush the encoders, finish the file and rename it into place."""
+        if self.container is None:
+            return
+        try:
+            if self.frames_written == 0:
+                raise MediaError(f"{self.path}: no frames to write")
+            self._mux_video(self.stream.encode(None))
+            if self.audio is not None:
+                self._guard(lambda: self.audio.finish(float(self._end_pts * self.time_base)))
+            self._guard(self.container.close)
+            self.container = None
+            _check_written(self.temp, self.path)
+            os.replace(self.temp, self.path)
+            self.temp = None
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file (nothing at the target path is touched)."""
+        if self.audio is not None:
+            self.audio.close()
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # already failing; the file is removed below
+                pass
+            self.container = None
+        if self.temp and os.path.exists(self.temp):
+            os.remove(self.temp)
+        self.temp = None
+
+
+def _muxer(ext: str) -> str:
+    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".mxf": "mxf",
+            ".avi": "avi"}[ext]
+
+
+def _why(exc: Exception) -> str:
+    if getattr(exc, "errno", None) == errno.ENOSPC:
+        return "no space left on device"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(": '")[0]
+
+
+def _check_written(temp: str, path: str) -> None:
+    """MediaError if the finished temporary file is missing or empty (e.g. a full disk that
+    the muxer did not report)."""
+    if not os.path.exists(temp) or os.path.getsize(temp) == 0:
+        raise MediaError(f"{path}: output could not be written (empty file)")
