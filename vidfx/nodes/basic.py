@@ -288,7 +288,7 @@ class TemporalAverage(Node):
         w = (w / w.sum()).tolist()
         acc = frames[0].data.to(self.device) * w[0]
         for f, wi in zip(frames[1:], w[1:]):
-            acc = acc + f.data.to(self.device) * wi
+            acc.add_(f.data.to(self.device), alpha=wi)
         return frames[r].with_data(acc)
 
 
