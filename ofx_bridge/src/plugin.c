@@ -1,0 +1,907 @@
+/* vidfx OFX plugin: every vidfx node as an OpenFX image effect, rendered by `vidfx serve`.
+ *
+ * The plugin holds no image processing and no Python. At load it asks the render server for
+ * the node list and parameter schemas (starting the server if needed; falling back to the
+ * copy written into Contents/Resources/nodes.txt at build time), defines one plugin per node
+ * (`org.vidfx.<node>`), and for every action that needs the node (region of definition,
+ * frames needed, render) it sends the instance's description and the pixels (in shared
+ * memory) to the server. Any server failure becomes kOfxStatFailed plus a host message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ofx_abi.h"
+#include "wire.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define MAX_PLUGINS 64
+#define MAX_INPUTS 2
+#define POOL_SIZE 4
+
+/* ---- node descriptions (from the server's `nodes` reply) -------------------------------- */
+typedef struct ParamDesc {
+  const char *name, *kind, *def, *min, *max, *doc;
+  char **choices;
+  int nchoices;
+} ParamDesc;
+
+typedef struct NodeDesc {
+  const char *name, *label, *doc, *context, *tparam;
+  int inputs;
+  int nparams;
+  ParamDesc *params;
+  char identifier[160];
+  OfxPlugin plugin;
+} NodeDesc;
+
+static vfx_reply g_nodes_reply; /* owns the strings NodeDesc points into */
+static NodeDesc g_nodes[MAX_PLUGINS];
+static int g_num_nodes = -1;
+
+/* ---- host and suites ---------------------------------------------------------------------- */
+static OfxHost *g_host;
+static const OfxPropertySuiteV1 *g_prop;
+static const OfxImageEffectSuiteV1 *g_fx;
+static const OfxParameterSuiteV1 *g_param;
+static const OfxMessageSuiteV1 *g_msg;
+static const OfxMemorySuiteV1 *g_mem;           /* fetched for completeness; we use malloc */
+static const OfxMultiThreadSuiteV1 *g_threads;  /* idem: renders are serialised server-side */
+
+/* ---- per-instance state ------------------------------------------------------------------- */
+typedef struct ShmBuf {
+  char name[128];
+  void *ptr;
+  size_t size;
+  int busy;
+} ShmBuf;
+
+typedef struct Instance {
+  NodeDesc *node;
+  char id[64];
+  OfxImageEffectHandle effect;
+  OfxImageClipHandle inputs[MAX_INPUTS];
+  OfxImageClipHandle output;
+  OfxParamHandle *params;     /* one per ParamDesc */
+  OfxParamHandle transition;  /* transition context only */
+  pthread_mutex_t lock;       /* guards pool and the size cache */
+  ShmBuf pool[POOL_SIZE];
+  unsigned gen;
+  char *size_key;             /* the last `info` request and its answer */
+  int out_w, out_h;
+} Instance;
+
+static unsigned g_instance_counter;
+static unsigned g_render_counter;
+
+static const char *input_clip_name(const NodeDesc *n, int k) {
+  if (n->inputs == 2) return k == 0 ? kOfxImageEffectTransitionSourceFromClipName
+                                    : kOfxImageEffectTransitionSourceToClipName;
+  return kOfxImageEffectSimpleSourceClipName;
+}
+
+static void post_error(OfxImageEffectHandle effect, const char *text) {
+  fprintf(stderr, "vidfx.ofx: %s\n", text);
+  if (g_msg && g_msg->message) g_msg->message((void *)effect, kOfxMessageError, "", "%s", text);
+}
+
+/* ---- loading the node list ---------------------------------------------------------------- */
+static char **split_commas(const char *s, int *count) {
+  *count = 0;
+  if (!s || !*s) return NULL;
+  int n = 1;
+  for (const char *p = s; *p; p++) n += (*p == ',');
+  char **out = calloc((size_t)n, sizeof(char *));
+  char *copy = strdup(s);
+  if (!out || !copy) {
+    free(out);
+    free(copy);
+    return NULL;
+  }
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) out[(*count)++] = tok;
+  return out; /* out[0] owns copy */
+}
+
+static const char *get_field(const char *fmt, int i, int j, const char *what) {
+  char key[256];
+  if (j < 0) snprintf(key, sizeof key, fmt, i, what);
+  else snprintf(key, sizeof key, fmt, i, j, what);
+  const char *v = vfx_reply_get(&g_nodes_reply, key);
+  return v ? v : "";
+}
+
+static int parse_nodes(void) {
+  const char *count = vfx_reply_get(&g_nodes_reply, "count");
+  int n = count ? atoi(count) : 0;
+  if (n > MAX_PLUGINS) n = MAX_PLUGINS;
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    NodeDesc *d = &g_nodes[kept];
+    memset(d, 0, sizeof *d);
+    d->name = get_field("node.%d.%s", i, -1, "name");
+    d->label = get_field("node.%d.%s", i, -1, "label");
+    d->doc = get_field("node.%d.%s", i, -1, "doc");
+    d->context = get_field("node.%d.%s", i, -1, "context");
+    d->tparam = get_field("node.%d.%s", i, -1, "transition_param");
+    d->inputs = atoi(get_field("node.%d.%s", i, -1, "inputs"));
+    d->nparams = atoi(get_field("node.%d.%s", i, -1, "params"));
+    if (!*d->name || d->inputs < 1 || d->inputs > MAX_INPUTS) continue;
+    d->params = calloc((size_t)(d->nparams > 0 ? d->nparams : 1), sizeof(ParamDesc));
+    if (!d->params) continue;
+    for (int j = 0; j < d->nparams; j++) {
+      ParamDesc *p = &d->params[j];
+      p->name = get_field("node.%d.param.%d.%s", i, j, "name");
+      p->kind = get_field("node.%d.param.%d.%s", i, j, "kind");
+      p->def = get_field("node.%d.param.%d.%s", i, j, "default");
+      p->min = get_field("node.%d.param.%d.%s", i, j, "min");
+      p->max = get_field("node.%d.param.%d.%s", i, j, "max");
+      p->doc = get_field("node.%d.param.%d.%s", i, j, "doc");
+      p->choices = split_commas(get_field("node.%d.param.%d.%s", i, j, "choices"), &p->nchoices);
+    }
+    snprintf(d->identifier, sizeof d->identifier, "org.vidfx.%s", d->name);
+    kept++;
+  }
+  return kept;
+}
+
+static void set_host(OfxHost *host) { g_host = host; }
+static OfxStatus plugin_main(int index, const char *action, const void *handle, OfxPropertySetHandle in,
+                             OfxPropertySetHandle out);
+
+/* OFX entry points carry no plugin index, so each plugin gets its own trampoline. */
+#define TRAMPOLINE(i)                                                                           \
+  static OfxStatus main_##i(const char *a, const void *h, OfxPropertySetHandle in,             \
+                            OfxPropertySetHandle out) {                                         \
+    return plugin_main(i, a, h, in, out);                                                       \
+  }
+#define T8(b) TRAMPOLINE(b##0) TRAMPOLINE(b##1) TRAMPOLINE(b##2) TRAMPOLINE(b##3) \
+              TRAMPOLINE(b##4) TRAMPOLINE(b##5) TRAMPOLINE(b##6) TRAMPOLINE(b##7)
+TRAMPOLINE(0) TRAMPOLINE(1) TRAMPOLINE(2) TRAMPOLINE(3) TRAMPOLINE(4) TRAMPOLINE(5) TRAMPOLINE(6) TRAMPOLINE(7)
+TRAMPOLINE(8) TRAMPOLINE(9)
+T8(1) T8(2) T8(3) T8(4) T8(5)
+TRAMPOLINE(18) TRAMPOLINE(19) TRAMPOLINE(28) TRAMPOLINE(29) TRAMPOLINE(38) TRAMPOLINE(39)
+TRAMPOLINE(48) TRAMPOLINE(49) TRAMPOLINE(58) TRAMPOLINE(59)
+TRAMPOLINE(60) TRAMPOLINE(61) TRAMPOLINE(62) TRAMPOLINE(63)
+#define E10(b) main_##b##0, main_##b##1, main_##b##2, main_##b##3, main_##b##4, \
+               main_##b##5, main_##b##6, main_##b##7, main_##b##8, main_##b##9
+static OfxPluginEntryPoint *const g_entries[MAX_PLUGINS] = {
+    main_0, main_1, main_2, main_3, main_4, main_5, main_6, main_7, main_8, main_9,
+    E10(1), E10(2), E10(3), E10(4), E10(5), main_60, main_61, main_62, main_63};
+
+static void load_nodes(void) {
+  if (g_num_nodes >= 0) return;
+  g_num_nodes = 0;
+  char err[1024] = "";
+  vfx_buf req;
+  vfx_buf_init(&req, "nodes");
+  int rc = vfx_request(&req, &g_nodes_reply, 1, NULL, NULL, NULL, err, sizeof err);
+  vfx_buf_free(&req);
+  if (rc != VFX_OK) {
+    vfx_reply_free(&g_nodes_reply);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/nodes.txt", vfx_resources_dir());
+    char *text = vfx_read_file(path);
+    if (!text) {
+      fprintf(stderr, "vidfx.ofx: no node list (%s; and no %s)\n", err, path);
+      return;
+    }
+    fprintf(stderr, "vidfx.ofx: using the node list saved at build time (%s)\n", err);
+    vfx_reply_parse(&g_nodes_reply, text);
+  }
+  g_num_nodes = parse_nodes();
+  for (int i = 0; i < g_num_nodes; i++) {
+    OfxPlugin *p = &g_nodes[i].plugin;
+    p->pluginApi = kOfxImageEffectPluginApi;
+    p->apiVersion = kOfxImageEffectPluginApiVersion;
+    p->pluginIdentifier = g_nodes[i].identifier;
+    p->pluginVersionMajor = 0;
+    p->pluginVersionMinor = 1;
+    p->setHost = set_host;
+    p->mainEntry = g_entries[i];
+  }
+}
+
+EXPORT int OfxGetNumberOfPlugins(void) {
+  load_nodes();
+  return g_num_nodes;
+}
+
+EXPORT OfxPlugin *OfxGetPlugin(int nth) {
+  load_nodes();
+  if (nth < 0 || nth >= g_num_nodes) return NULL;
+  return &g_nodes[nth].plugin;
+}
+
+/* ---- describe ----------------------------------------------------------------------------- */
+static OfxStatus on_load(void) {
+  if (!g_host || !g_host->fetchSuite) return kOfxStatErrMissingHostFeature;
+  g_prop = g_host->fetchSuite(g_host->host, kOfxPropertySuite, 1);
+  g_fx = g_host->fetchSuite(g_host->host, kOfxImageEffectSuite, 1);
+  g_param = g_host->fetchSuite(g_host->host, kOfxParameterSuite, 1);
+  g_msg = g_host->fetchSuite(g_host->host, kOfxMessageSuite, 1);
+  g_mem = g_host->fetchSuite(g_host->host, kOfxMemorySuite, 1);
+  g_threads = g_host->fetchSuite(g_host->host, kOfxMultiThreadSuite, 1);
+  if (!g_prop || !g_fx || !g_param) return kOfxStatErrMissingHostFeature;
+  return kOfxStatOK;
+}
+
+static OfxStatus on_describe(NodeDesc *n, OfxImageEffectHandle effect) {
+  OfxPropertySetHandle props;
+  if (g_fx->getPropertySet(effect, &props) != kOfxStatOK) return kOfxStatErrBadHandle;
+  g_prop->propSetString(props, kOfxPropLabel, 0, n->label);
+  g_prop->propSetString(props, kOfxPropShortLabel, 0, n->label);
+  g_prop->propSetString(props, kOfxPropLongLabel, 0, n->label);
+  g_prop->propSetString(props, kOfxPropPluginDescription, 0, n->doc);
+  g_prop->propSetString(props, kOfxImageEffectPluginPropGrouping, 0, "vidfx");
+  g_prop->propSetString(props, kOfxImageEffectPropSupportedContexts, 0,
+                        n->inputs == 2 ? kOfxImageEffectContextTransition : kOfxImageEffectContextFilter);
+  g_prop->propSetString(props, kOfxImageEffectPropSupportedPixelDepths, 0, kOfxBitDepthFloat);
+  g_prop->propSetInt(props, kOfxImageEffectPropSupportsMultipleClipDepths, 0, 0);
+  g_prop->propSetInt(props, kOfxImageEffectPropSupportsMultiResolution, 0, 1);
+  g_prop->propSetInt(props, kOfxImageEffectPropSupportsTiles, 0, 0);
+  g_prop->propSetInt(props, kOfxImageEffectPropTemporalClipAccess, 0, 1);
+  g_prop->propSetInt(props, kOfxImageEffectPluginPropSingleInstance, 0, 0);
+  g_prop->propSetInt(props, kOfxImageEffectPluginPropHostFrameThreading, 0, 0);
+  g_prop->propSetString(props, kOfxImageEffectPluginRenderThreadSafety, 0, kOfxImageEffectRenderFullySafe);
+  return kOfxStatOK;
+}
+
+static void define_clip(OfxImageEffectHandle effect, const char *name) {
+  OfxPropertySetHandle props;
+  if (g_fx->clipDefine(effect, name, &props) != kOfxStatOK) return;
+  g_prop->propSetString(props, kOfxImageEffectPropSupportedComponents, 0, kOfxImageComponentRGBA);
+  g_prop->propSetInt(props, kOfxImageEffectPropSupportsTiles, 0, 0);
+  if (strcmp(name, kOfxImageEffectOutputClipName) != 0)
+    g_prop->propSetInt(props, kOfxImageEffectPropTemporalClipAccess, 0, 1);
+}
+
+static void set_label(OfxPropertySetHandle props, const char *name, const char *doc) {
+  char label[128];
+  snprintf(label, sizeof label, "%s", name);
+  for (char *p = label; *p; p++)
+    if (*p == '_') *p = ' ';
+  g_prop->propSetString(props, kOfxPropLabel, 0, label);
+  if (doc && *doc) g_prop->propSetString(props, kOfxParamPropHint, 0, doc);
+}
+
+static void define_param(OfxParamSetHandle set, const ParamDesc *p) {
+  OfxPropertySetHandle props = NULL;
+  const char *kind = p->kind;
+  if (!strcmp(kind, "int")) {
+    if (g_param->paramDefine(set, kOfxParamTypeInteger, p->name, &props) != kOfxStatOK) return;
+    if (*p->def) g_prop->propSetInt(props, kOfxParamPropDefault, 0, (int)lround(atof(p->def)));
+    if (*p->min) {
+      g_prop->propSetInt(props, kOfxParamPropMin, 0, (int)ceil(atof(p->min)));
+      g_prop->propSetInt(props, kOfxParamPropDisplayMin, 0, (int)ceil(atof(p->min)));
+    }
+    if (*p->max) {
+      g_prop->propSetInt(props, kOfxParamPropMax, 0, (int)floor(atof(p->max)));
+      g_prop->propSetInt(props, kOfxParamPropDisplayMax, 0, (int)floor(atof(p->max)));
+    }
+  } else if (!strcmp(kind, "float")) {
+    if (g_param->paramDefine(set, kOfxParamTypeDouble, p->name, &props) != kOfxStatOK) return;
+    if (*p->def) g_prop->propSetDouble(props, kOfxParamPropDefault, 0, atof(p->def));
+    if (*p->min) {
+      g_prop->propSetDouble(props, kOfxParamPropMin, 0, atof(p->min));
+      g_prop->propSetDouble(props, kOfxParamPropDisplayMin, 0, atof(p->min));
+    }
+    if (*p->max) {
+      g_prop->propSetDouble(props, kOfxParamPropMax, 0, atof(p->max));
+      g_prop->propSetDouble(props, kOfxParamPropDisplayMax, 0, atof(p->max));
+    }
+  } else if (!strcmp(kind, "bool")) {
+    if (g_param->paramDefine(set, kOfxParamTypeBoolean, p->name, &props) != kOfxStatOK) return;
+    g_prop->propSetInt(props, kOfxParamPropDefault, 0, !strcmp(p->def, "true"));
+  } else if (!strcmp(kind, "choice") && p->nchoices > 0) {
+    if (g_param->paramDefine(set, kOfxParamTypeChoice, p->name, &props) != kOfxStatOK) return;
+    int def = 0;
+    for (int i = 0; i < p->nchoices; i++) {
+      g_prop->propSetString(props, kOfxParamPropChoiceOption, i, p->choices[i]);
+      if (!strcmp(p->choices[i], p->def)) def = i;
+    }
+    g_prop->propSetInt(props, kOfxParamPropDefault, 0, def);
+  } else { /* str, and list as comma-separated text */
+    if (g_param->paramDefine(set, kOfxParamTypeString, p->name, &props) != kOfxStatOK) return;
+    g_prop->propSetString(props, kOfxParamPropDefault, 0, p->def);
+    g_prop->propSetString(props, kOfxParamPropStringMode, 0, kOfxParamStringIsSingleLine);
+  }
+  set_label(props, p->name, p->doc);
+}
+
+static OfxStatus on_describe_in_context(NodeDesc *n, OfxImageEffectHandle effect) {
+  for (int k = 0; k < n->inputs; k++) define_clip(effect, input_clip_name(n, k));
+  define_clip(effect, kOfxImageEffectOutputClipName);
+  OfxParamSetHandle set;
+  if (g_fx->getParamSet(effect, &set) != kOfxStatOK) return kOfxStatErrBadHandle;
+  if (n->inputs == 2) {
+    OfxPropertySetHandle props;
+    if (g_param->paramDefine(set, kOfxParamTypeDouble, kOfxImageEffectTransitionParamName, &props) == kOfxStatOK) {
+      g_prop->propSetDouble(props, kOfxParamPropDefault, 0, 0.5);
+      g_prop->propSetDouble(props, kOfxParamPropMin, 0, 0.0);
+      g_prop->propSetDouble(props, kOfxParamPropMax, 0, 1.0);
+      g_prop->propSetString(props, kOfxPropLabel, 0, "Transition");
+    }
+  }
+  for (int j = 0; j < n->nparams; j++) define_param(set, &n->params[j]);
+  return kOfxStatOK;
+}
+
+/* ---- instances ---------------------------------------------------------------------------- */
+static Instance *get_instance(OfxImageEffectHandle effect) {
+  OfxPropertySetHandle props;
+  void *data = NULL;
+  if (g_fx->getPropertySet(effect, &props) != kOfxStatOK) return NULL;
+  if (g_prop->propGetPointer(props, kOfxPropInstanceData, 0, &data) != kOfxStatOK) return NULL;
+  Instance *inst = data;
+  if (inst) inst->effect = effect;
+  return inst;
+}
+
+static OfxStatus on_create_instance(NodeDesc *n, OfxImageEffectHandle effect) {
+  Instance *inst = calloc(1, sizeof *inst);
+  if (!inst) return kOfxStatErrMemory;
+  inst->params = calloc((size_t)(n->nparams > 0 ? n->nparams : 1), sizeof(OfxParamHandle));
+  if (!inst->params) {
+    free(inst);
+    return kOfxStatErrMemory;
+  }
+  inst->node = n;
+  inst->effect = effect;
+  pthread_mutex_init(&inst->lock, NULL);
+  snprintf(inst->id, sizeof inst->id, "%d-%u", (int)getpid(), __atomic_add_fetch(&g_instance_counter, 1, __ATOMIC_SEQ_CST));
+  for (int k = 0; k < n->inputs; k++) g_fx->clipGetHandle(effect, input_clip_name(n, k), &inst->inputs[k], NULL);
+  g_fx->clipGetHandle(effect, kOfxImageEffectOutputClipName, &inst->output, NULL);
+  OfxParamSetHandle set;
+  if (g_fx->getParamSet(effect, &set) == kOfxStatOK) {
+    for (int j = 0; j < n->nparams; j++) g_param->paramGetHandle(set, n->params[j].name, &inst->params[j], NULL);
+    if (n->inputs == 2) g_param->paramGetHandle(set, kOfxImageEffectTransitionParamName, &inst->transition, NULL);
+  }
+  OfxPropertySetHandle props;
+  g_fx->getPropertySet(effect, &props);
+  g_prop->propSetPointer(props, kOfxPropInstanceData, 0, inst);
+  return kOfxStatOK;
+}
+
+static void pool_release_all(Instance *inst) {
+  for (int i = 0; i < POOL_SIZE; i++) {
+    ShmBuf *b = &inst->pool[i];
+    if (b->ptr) {
+      munmap(b->ptr, b->size);
+      shm_unlink(b->name);
+    }
+    memset(b, 0, sizeof *b);
+  }
+}
+
+static OfxStatus on_destroy_instance(OfxImageEffectHandle effect) {
+  Instance *inst = get_instance(effect);
+  if (!inst) return kOfxStatOK;
+  char err[256];
+  vfx_buf req;
+  vfx_reply rep;
+  vfx_buf_init(&req, "forget");
+  vfx_buf_field(&req, "instance", inst->id);
+  if (vfx_request(&req, &rep, 0, NULL, NULL, NULL, err, sizeof err) == VFX_OK) vfx_reply_free(&rep);
+  vfx_buf_free(&req);
+  pool_release_all(inst);
+  pthread_mutex_destroy(&inst->lock);
+  free(inst->size_key);
+  free(inst->params);
+  free(inst);
+  OfxPropertySetHandle props;
+  if (g_fx->getPropertySet(effect, &props) == kOfxStatOK) g_prop->propSetPointer(props, kOfxPropInstanceData, 0, NULL);
+  return kOfxStatOK;
+}
+
+/* Shared-memory buffers: a few per instance, reused across renders, grown on demand. */
+static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn) {
+  pthread_mutex_lock(&inst->lock);
+  ShmBuf *pick = NULL;
+  for (int i = 0; i < POOL_SIZE && !pick; i++)
+    if (!inst->pool[i].busy && inst->pool[i].ptr && inst->pool[i].size >= need) pick = &inst->pool[i];
+  for (int i = 0; i < POOL_SIZE && !pick; i++)
+    if (!inst->pool[i].busy) pick = &inst->pool[i];
+  if (!pick) {
+    pthread_mutex_unlock(&inst->lock);
+    snprintf(err, errn, "too many renders at once on one instance");
+    return NULL;
+  }
+  if (!pick->ptr || pick->size < need) {
+    if (pick->ptr) {
+      munmap(pick->ptr, pick->size);
+      shm_unlink(pick->name);
+      pick->ptr = NULL;
+    }
+    size_t size = need + need / 8; /* headroom so slightly larger frames reuse it */
+    snprintf(pick->name, sizeof pick->name, "/vidfx-%u-%s-%u", (unsigned)getuid(), inst->id, ++inst->gen);
+    int fd = shm_open(pick->name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
+      snprintf(err, errn, "cannot create shared memory %s: %s", pick->name, strerror(errno));
+      if (fd >= 0) {
+        close(fd);
+        shm_unlink(pick->name);
+      }
+      pthread_mutex_unlock(&inst->lock);
+      return NULL;
+    }
+    void *ptr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (ptr == MAP_FAILED) {
+      shm_unlink(pick->name);
+      snprintf(err, errn, "cannot map %zu bytes of shared memory: %s", size, strerror(errno));
+      pthread_mutex_unlock(&inst->lock);
+      return NULL;
+    }
+    pick->ptr = ptr;
+    pick->size = size;
+  }
+  pick->busy = 1;
+  pthread_mutex_unlock(&inst->lock);
+  return pick;
+}
+
+static void pool_return(Instance *inst, ShmBuf *b) {
+  pthread_mutex_lock(&inst->lock);
+  b->busy = 0;
+  pthread_mutex_unlock(&inst->lock);
+}
+
+/* The fields that describe an instance at a time: node, id, parameter values, rate, ranges. */
+static void add_instance_fields(Instance *inst, vfx_buf *b, double time) {
+  NodeDesc *n = inst->node;
+  vfx_buf_field(b, "instance", inst->id);
+  vfx_buf_field(b, "node", n->name);
+  char key[160], val[256];
+  for (int j = 0; j < n->nparams; j++) {
+    ParamDesc *p = &n->params[j];
+    OfxParamHandle h = inst->params[j];
+    if (!h) continue;
+    snprintf(key, sizeof key, "param.%s", p->name);
+    if (!strcmp(p->kind, "int")) {
+      int v = 0;
+      g_param->paramGetValueAtTime(h, time, &v);
+      snprintf(val, sizeof val, "%d", v);
+      vfx_buf_field(b, key, val);
+    } else if (!strcmp(p->kind, "float")) {
+      double v = 0;
+      g_param->paramGetValueAtTime(h, time, &v);
+      snprintf(val, sizeof val, "%.17g", v);
+      vfx_buf_field(b, key, val);
+    } else if (!strcmp(p->kind, "bool")) {
+      int v = 0;
+      g_param->paramGetValueAtTime(h, time, &v);
+      vfx_buf_field(b, key, v ? "true" : "false");
+    } else if (!strcmp(p->kind, "choice") && p->nchoices > 0) {
+      int v = 0;
+      g_param->paramGetValueAtTime(h, time, &v);
+      if (v < 0 || v >= p->nchoices) v = 0;
+      vfx_buf_field(b, key, p->choices[v]);
+    } else {
+      char *v = NULL;
+      g_param->paramGetValueAtTime(h, time, &v);
+      vfx_buf_field(b, key, v ? v : "");
+    }
+  }
+  if (inst->transition && *n->tparam) {
+    double v = 0;
+    g_param->paramGetValueAtTime(inst->transition, time, &v);
+    snprintf(key, sizeof key, "param.%s", n->tparam);
+    snprintf(val, sizeof val, "%.17g", v);
+    vfx_buf_field(b, key, val);
+  }
+  double fps = 0;
+  for (int k = 0; k < n->inputs; k++) {
+    OfxPropertySetHandle cp;
+    double range[2] = {time - 1e6, time + 1e6};
+    if (inst->inputs[k] && g_fx->clipGetPropertySet(inst->inputs[k], &cp) == kOfxStatOK) {
+      if (k == 0) g_prop->propGetDouble(cp, kOfxImageEffectPropFrameRate, 0, &fps);
+      g_prop->propGetDoubleN(cp, kOfxImageEffectPropFrameRange, 2, range);
+    }
+    snprintf(key, sizeof key, "range.%d", k);
+    vfx_buf_fieldf(b, key, "%.0f,%.0f", floor(range[0]), floor(range[1]));
+  }
+  vfx_buf_fieldf(b, "fps", "%.10g", fps > 0 ? fps : 25.0);
+}
+
+static int server_failed(Instance *inst, int rc, const char *err) {
+  if (rc == VFX_EABORT) return kOfxStatFailed;
+  char text[1200];
+  snprintf(text, sizeof text, "vidfx %s: %s", inst->node->name, err);
+  post_error(inst->effect, text);
+  return kOfxStatFailed;
+}
+
+/* Output size for inputs of the given sizes (asks the server; cached per description). */
+static int query_out_size(Instance *inst, double time, const int *w, const int *h, int *ow, int *oh,
+                          char *err, size_t errn) {
+  vfx_buf req;
+  vfx_buf_init(&req, "info");
+  add_instance_fields(inst, &req, time);
+  char key[32];
+  for (int k = 0; k < inst->node->inputs; k++) {
+    snprintf(key, sizeof key, "size.%d", k);
+    vfx_buf_fieldf(&req, key, "%d,%d", w[k], h[k]);
+  }
+  if (req.failed) {
+    vfx_buf_free(&req);
+    snprintf(err, errn, "out of memory");
+    return VFX_EOTHER;
+  }
+  pthread_mutex_lock(&inst->lock);
+  int hit = inst->size_key && strcmp(inst->size_key, req.data) == 0;
+  if (hit) {
+    *ow = inst->out_w;
+    *oh = inst->out_h;
+  }
+  pthread_mutex_unlock(&inst->lock);
+  if (hit) {
+    vfx_buf_free(&req);
+    return VFX_OK;
+  }
+  vfx_reply rep;
+  int rc = vfx_request(&req, &rep, 1, NULL, NULL, NULL, err, errn);
+  if (rc == VFX_OK) {
+    const char *s = vfx_reply_get(&rep, "size");
+    if (!s || sscanf(s, "%d,%d", ow, oh) != 2) {
+      snprintf(err, errn, "malformed info reply");
+      rc = VFX_EOTHER;
+    } else {
+      pthread_mutex_lock(&inst->lock);
+      free(inst->size_key);
+      inst->size_key = strdup(req.data);
+      inst->out_w = *ow;
+      inst->out_h = *oh;
+      pthread_mutex_unlock(&inst->lock);
+    }
+    vfx_reply_free(&rep);
+  }
+  vfx_buf_free(&req);
+  return rc;
+}
+
+/* ---- region of definition / interest, frames needed ---------------------------------------- */
+static OfxStatus on_region_of_definition(Instance *inst, OfxPropertySetHandle in, OfxPropertySetHandle out) {
+  double time = 0;
+  g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
+  OfxRectD rod[MAX_INPUTS];
+  int w[MAX_INPUTS], h[MAX_INPUTS];
+  for (int k = 0; k < inst->node->inputs; k++) {
+    if (!inst->inputs[k] || g_fx->clipGetRegionOfDefinition(inst->inputs[k], time, &rod[k]) != kOfxStatOK)
+      return kOfxStatReplyDefault;
+    w[k] = (int)lround(rod[k].x2 - rod[k].x1);
+    h[k] = (int)lround(rod[k].y2 - rod[k].y1);
+    if (w[k] <= 0 || h[k] <= 0) return kOfxStatReplyDefault;
+  }
+  int ow, oh;
+  char err[1024];
+  int rc = query_out_size(inst, time, w, h, &ow, &oh, err, sizeof err);
+  if (rc != VFX_OK) return server_failed(inst, rc, err);
+  double fx = (double)ow / w[0], fy = (double)oh / h[0];
+  double r[4] = {rod[0].x1 * fx, rod[0].y1 * fy, rod[0].x1 * fx + ow, rod[0].y1 * fy + oh};
+  g_prop->propSetDoubleN(out, kOfxImageEffectPropRegionOfDefinition, 4, r);
+  return kOfxStatOK;
+}
+
+static OfxStatus on_regions_of_interest(Instance *inst, OfxPropertySetHandle in, OfxPropertySetHandle out) {
+  /* Nodes work on whole frames: ask for each input's full region of definition. */
+  double time = 0;
+  g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
+  for (int k = 0; k < inst->node->inputs; k++) {
+    OfxRectD rod;
+    if (!inst->inputs[k] || g_fx->clipGetRegionOfDefinition(inst->inputs[k], time, &rod) != kOfxStatOK) continue;
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", kVidfxClipRoIPrefix, input_clip_name(inst->node, k));
+    double r[4] = {rod.x1, rod.y1, rod.x2, rod.y2};
+    g_prop->propSetDoubleN(out, name, 4, r);
+  }
+  return kOfxStatOK;
+}
+
+/* Ask the server which frames output `time` needs; fills times[k] (malloc'd) and counts[k]. */
+static int query_frames(Instance *inst, double time, double **times, int *counts, char *err, size_t errn) {
+  vfx_buf req;
+  vfx_buf_init(&req, "frames");
+  add_instance_fields(inst, &req, time);
+  vfx_buf_fieldf(&req, "time", "%.17g", time);
+  vfx_reply rep;
+  int rc = vfx_request(&req, &rep, 1, NULL, NULL, NULL, err, errn);
+  vfx_buf_free(&req);
+  if (rc != VFX_OK) return rc;
+  for (int k = 0; k < inst->node->inputs; k++) {
+    char key[32];
+    snprintf(key, sizeof key, "frames.%d", k);
+    const char *s = vfx_reply_get(&rep, key);
+    int n = 0;
+    double *t = NULL;
+    if (s && *s) {
+      int cap = 1;
+      for (const char *p = s; *p; p++) cap += (*p == ',');
+      t = malloc(sizeof(double) * (size_t)cap);
+      if (t) {
+        const char *p = s;
+        while (*p && n < cap) {
+          char *end;
+          t[n++] = strtod(p, &end);
+          if (*end != ',') break;
+          p = end + 1;
+        }
+      }
+    }
+    if (!t) {
+      t = malloc(sizeof(double));
+      if (t) t[n++] = time;
+    }
+    times[k] = t;
+    counts[k] = t ? n : 0;
+  }
+  vfx_reply_free(&rep);
+  return VFX_OK;
+}
+
+static OfxStatus on_frames_needed(Instance *inst, OfxPropertySetHandle in, OfxPropertySetHandle out) {
+  double time = 0;
+  g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
+  double *times[MAX_INPUTS] = {0};
+  int counts[MAX_INPUTS] = {0};
+  char err[1024];
+  int rc = query_frames(inst, time, times, counts, err, sizeof err);
+  if (rc != VFX_OK) return server_failed(inst, rc, err);
+  for (int k = 0; k < inst->node->inputs; k++) {
+    /* merge consecutive frames into (first, last) ranges */
+    double *ranges = malloc(sizeof(double) * 2 * (size_t)(counts[k] + 1));
+    int nr = 0;
+    for (int i = 0; ranges && i < counts[k]; i++) {
+      if (nr && times[k][i] == ranges[2 * nr - 1] + 1) {
+        ranges[2 * nr - 1] = times[k][i];
+      } else {
+        ranges[2 * nr] = ranges[2 * nr + 1] = times[k][i];
+        nr++;
+      }
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", kVidfxClipFrameRangePrefix, input_clip_name(inst->node, k));
+    if (ranges && nr) g_prop->propSetDoubleN(out, name, 2 * nr, ranges);
+    free(ranges);
+    free(times[k]);
+  }
+  return kOfxStatOK;
+}
+
+/* ---- render ------------------------------------------------------------------------------- */
+typedef struct Image {
+  OfxPropertySetHandle handle;
+  char *data;
+  OfxRectI bounds;
+  int row_bytes, comps; /* comps: 4 (RGBA) or 3 (RGB) */
+  double time;
+  size_t offset; /* where its copy lives in the shared buffer */
+} Image;
+
+static int fetch_image(OfxImageClipHandle clip, double time, Image *img, char *err, size_t errn) {
+  memset(img, 0, sizeof *img);
+  img->time = time;
+  if (g_fx->clipGetImage(clip, time, NULL, &img->handle) != kOfxStatOK || !img->handle) {
+    snprintf(err, errn, "the host gave no image at frame %g", time);
+    img->handle = NULL;
+    return -1;
+  }
+  char *depth = NULL, *comps = NULL;
+  void *data = NULL;
+  g_prop->propGetString(img->handle, kOfxImageEffectPropPixelDepth, 0, &depth);
+  g_prop->propGetString(img->handle, kOfxImageEffectPropComponents, 0, &comps);
+  g_prop->propGetPointer(img->handle, kOfxImagePropData, 0, &data);
+  g_prop->propGetIntN(img->handle, kOfxImagePropBounds, 4, &img->bounds.x1);
+  g_prop->propGetInt(img->handle, kOfxImagePropRowBytes, 0, &img->row_bytes);
+  img->data = data;
+  img->comps = (comps && !strcmp(comps, kOfxImageComponentRGB)) ? 3 : 4;
+  if (!depth || strcmp(depth, kOfxBitDepthFloat) != 0 || !data ||
+      (comps && strcmp(comps, kOfxImageComponentRGBA) && strcmp(comps, kOfxImageComponentRGB)) ||
+      img->bounds.x2 <= img->bounds.x1 || img->bounds.y2 <= img->bounds.y1) {
+    snprintf(err, errn, "unsupported image at frame %g (need float RGBA, got %s %s)", time,
+             depth ? depth : "?", comps ? comps : "?");
+    g_fx->clipReleaseImage(img->handle);
+    img->handle = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static int img_w(const Image *i) { return i->bounds.x2 - i->bounds.x1; }
+static int img_h(const Image *i) { return i->bounds.y2 - i->bounds.y1; }
+
+/* Host rows go bottom-up; the server's frames are top-down, tightly packed float RGBA. */
+static void copy_in(const Image *img, float *dst) {
+  int w = img_w(img), h = img_h(img);
+  for (int y = 0; y < h; y++) {
+    const float *src = (const float *)(img->data + (ptrdiff_t)(h - 1 - y) * img->row_bytes);
+    float *row = dst + (size_t)y * w * 4;
+    if (img->comps == 4) {
+      memcpy(row, src, (size_t)w * 16);
+    } else {
+      for (int x = 0; x < w; x++) {
+        row[4 * x] = src[3 * x];
+        row[4 * x + 1] = src[3 * x + 1];
+        row[4 * x + 2] = src[3 * x + 2];
+        row[4 * x + 3] = 1.0f;
+      }
+    }
+  }
+}
+
+typedef struct AbortCtx { OfxImageEffectHandle effect; } AbortCtx;
+static int host_aborted(void *ctx) {
+  AbortCtx *a = ctx;
+  return g_fx->abort ? g_fx->abort(a->effect) : 0;
+}
+
+static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
+  NodeDesc *n = inst->node;
+  double time = 0;
+  OfxRectI win = {0, 0, 0, 0};
+  g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
+  g_prop->propGetIntN(in, kOfxImageEffectPropRenderWindow, 4, &win.x1);
+  char err[1024] = "";
+  int rc;
+  OfxStatus status = kOfxStatFailed;
+
+  double *times[MAX_INPUTS] = {0};
+  int counts[MAX_INPUTS] = {0};
+  Image *images[MAX_INPUTS] = {0};
+  Image out = {0};
+  ShmBuf *buf = NULL;
+  vfx_buf req = {0};
+  vfx_reply rep = {0};
+
+  rc = query_frames(inst, time, times, counts, err, sizeof err);
+  if (rc != VFX_OK) return server_failed(inst, rc, err);
+
+  /* fetch input images: the needed frames of every input */
+  size_t total = 0;
+  int cur[MAX_INPUTS] = {0}; /* index of the image at `time` (or nearest) per input */
+  for (int k = 0; k < n->inputs; k++) {
+    images[k] = calloc((size_t)(counts[k] ? counts[k] : 1), sizeof(Image));
+    if (!images[k]) {
+      snprintf(err, sizeof err, "out of memory");
+      goto fail;
+    }
+    for (int i = 0; i < counts[k]; i++) {
+      if (fetch_image(inst->inputs[k], times[k][i], &images[k][i], err, sizeof err) != 0) goto fail;
+      images[k][i].offset = total;
+      total += (size_t)img_w(&images[k][i]) * img_h(&images[k][i]) * 16;
+      if (fabs(times[k][i] - time) < fabs(times[k][cur[k]] - time)) cur[k] = i;
+    }
+    if (counts[k] == 0) {
+      snprintf(err, sizeof err, "no frames to render from");
+      goto fail;
+    }
+  }
+  int w[MAX_INPUTS], h[MAX_INPUTS];
+  for (int k = 0; k < n->inputs; k++) {
+    w[k] = img_w(&images[k][cur[k]]);
+    h[k] = img_h(&images[k][cur[k]]);
+  }
+  int ow, oh;
+  rc = query_out_size(inst, time, w, h, &ow, &oh, err, sizeof err);
+  if (rc != VFX_OK) goto server_fail;
+  size_t out_off = total;
+  total += (size_t)ow * oh * 16;
+
+  buf = pool_acquire(inst, total, err, sizeof err);
+  if (!buf) goto fail;
+  for (int k = 0; k < n->inputs; k++)
+    for (int i = 0; i < counts[k]; i++) {
+      copy_in(&images[k][i], (float *)((char *)buf->ptr + images[k][i].offset));
+    }
+
+  char rid[96];
+  snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));
+  vfx_buf_init(&req, "render");
+  add_instance_fields(inst, &req, time);
+  vfx_buf_fieldf(&req, "time", "%.17g", time);
+  vfx_buf_field(&req, "id", rid);
+  vfx_buf_field(&req, "shm", buf->name + 1);
+  vfx_buf_fieldf(&req, "shm_size", "%zu", buf->size);
+  vfx_buf_fieldf(&req, "out", "%d,%d,%zu", ow, oh, out_off);
+  for (int k = 0; k < n->inputs; k++)
+    for (int i = 0; i < counts[k]; i++) {
+      char key[48];
+      snprintf(key, sizeof key, "in.%d.%d", k, i);
+      vfx_buf_fieldf(&req, key, "%.17g,%d,%d,%zu", images[k][i].time, img_w(&images[k][i]),
+                     img_h(&images[k][i]), images[k][i].offset);
+    }
+  AbortCtx actx = {inst->effect};
+  rc = vfx_request(&req, &rep, 1, host_aborted, &actx, rid, err, sizeof err);
+  if (rc != VFX_OK) goto server_fail;
+
+  /* copy the result into the host's output image, for the render window */
+  if (fetch_image(inst->output, time, &out, err, sizeof err) != 0) goto fail;
+  {
+    const Image *src0 = &images[0][cur[0]];
+    double fx = (double)ow / w[0], fy = (double)oh / h[0];
+    int ox = (int)lround(src0->bounds.x1 * fx), oy = (int)lround(src0->bounds.y1 * fy);
+    const float *res = (const float *)((char *)buf->ptr + out_off);
+    int x1 = win.x1 > out.bounds.x1 ? win.x1 : out.bounds.x1;
+    int x2 = win.x2 < out.bounds.x2 ? win.x2 : out.bounds.x2;
+    int y1 = win.y1 > out.bounds.y1 ? win.y1 : out.bounds.y1;
+    int y2 = win.y2 < out.bounds.y2 ? win.y2 : out.bounds.y2;
+    for (int y = y1; y < y2; y++) {
+      float *dst = (float *)(out.data + (ptrdiff_t)(y - out.bounds.y1) * out.row_bytes);
+      int ry = oh - 1 - (y - oy);
+      for (int x = x1; x < x2; x++) {
+        int rx = x - ox;
+        float *d = dst + (size_t)(x - out.bounds.x1) * out.comps;
+        if (ry < 0 || ry >= oh || rx < 0 || rx >= ow) {
+          for (int c = 0; c < out.comps; c++) d[c] = 0.0f;
+          continue;
+        }
+        const float *s = res + ((size_t)ry * ow + rx) * 4;
+        if (out.comps == 4 && x + 1 < x2 && rx + 1 < ow) { /* fast path for the common case */
+          int run = x2 - x;
+          if (run > ow - rx) run = ow - rx;
+          memcpy(d, s, (size_t)run * 16);
+          x += run - 1;
+          continue;
+        }
+        for (int c = 0; c < out.comps; c++) d[c] = s[c];
+      }
+    }
+  }
+  status = kOfxStatOK;
+  goto done;
+
+server_fail:
+  status = server_failed(inst, rc, err);
+  goto done;
+fail:
+  if (err[0]) {
+    char text[1200];
+    snprintf(text, sizeof text, "vidfx %s: %s", n->name, err);
+    post_error(inst->effect, text);
+  }
+  status = kOfxStatFailed;
+done:
+  if (out.handle) g_fx->clipReleaseImage(out.handle);
+  for (int k = 0; k < n->inputs; k++) {
+    if (images[k])
+      for (int i = 0; i < counts[k]; i++)
+        if (images[k][i].handle) g_fx->clipReleaseImage(images[k][i].handle);
+    free(images[k]);
+    free(times[k]);
+  }
+  if (buf) pool_return(inst, buf);
+  vfx_buf_free(&req);
+  vfx_reply_free(&rep);
+  return status;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+static OfxStatus plugin_main(int index, const char *action, const void *handle, OfxPropertySetHandle in,
+                             OfxPropertySetHandle out) {
+  if (index < 0 || index >= g_num_nodes) return kOfxStatErrUnknown;
+  NodeDesc *n = &g_nodes[index];
+  OfxImageEffectHandle effect = (OfxImageEffectHandle)handle;
+  if (!strcmp(action, kOfxActionLoad)) return on_load();
+  if (!g_prop || !g_fx) return kOfxStatErrMissingHostFeature;
+  if (!strcmp(action, kOfxActionUnload)) return kOfxStatOK;
+  if (!strcmp(action, kOfxActionDescribe)) return on_describe(n, effect);
+  if (!strcmp(action, kOfxImageEffectActionDescribeInContext)) return on_describe_in_context(n, effect);
+  if (!strcmp(action, kOfxActionCreateInstance)) return on_create_instance(n, effect);
+  if (!strcmp(action, kOfxActionDestroyInstance)) return on_destroy_instance(effect);
+  if (!strcmp(action, kOfxActionPurgeCaches)) return kOfxStatOK;
+  Instance *inst = get_instance(effect);
+  if (!inst) return kOfxStatReplyDefault;
+  if (!strcmp(action, kOfxImageEffectActionGetRegionOfDefinition)) return on_region_of_definition(inst, in, out);
+  if (!strcmp(action, kOfxImageEffectActionGetRegionsOfInterest)) return on_regions_of_interest(inst, in, out);
+  if (!strcmp(action, kOfxImageEffectActionGetFramesNeeded)) return on_frames_needed(inst, in, out);
+  if (!strcmp(action, kOfxImageEffectActionRender)) return on_render(inst, in);
+  return kOfxStatReplyDefault;
+}

@@ -1,0 +1,67 @@
+/* The plugin's side of the render-server protocol (docs/ofx.md): framed text messages over
+ * a Unix socket, and starting the server when none is listening. */
+#ifndef VIDFX_WIRE_H
+#define VIDFX_WIRE_H
+
+#include <stddef.h>
+
+/* Results of a request. */
+enum {
+  VFX_OK = 0,
+  VFX_ENOSERVER = 1, /* nothing listens on the socket (and starting one failed, if asked) */
+  VFX_ELOST = 2,     /* the connection broke before the reply: the server died mid-request */
+  VFX_EREPLY = 3,    /* the server answered with an error; the message is in err */
+  VFX_EABORT = 4,    /* the host aborted while we waited */
+  VFX_EOTHER = 5     /* anything else (out of memory, malformed reply) */
+};
+
+/* A growable text buffer for building a request. */
+typedef struct vfx_buf {
+  char *data;
+  size_t len, cap;
+  int failed; /* set when an allocation failed; the request is then not sent */
+} vfx_buf;
+
+void vfx_buf_init(vfx_buf *b, const char *head);
+void vfx_buf_free(vfx_buf *b);
+/* Append one key=value line; the value is escaped (\\ and \n). */
+void vfx_buf_field(vfx_buf *b, const char *key, const char *value);
+/* Append one key=value line with a printf-formatted value (must not contain newlines). */
+void vfx_buf_fieldf(vfx_buf *b, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Append raw text (already key=value lines, each ending in \n). */
+void vfx_buf_append(vfx_buf *b, const char *text, size_t n);
+
+/* A parsed reply: head ("ok"/"error") and fields. */
+typedef struct vfx_reply {
+  char *text;
+  char *head;
+  int count;
+  char **keys;
+  char **values;
+} vfx_reply;
+
+void vfx_reply_free(vfx_reply *r);
+/* The value of a field, or NULL. */
+const char *vfx_reply_get(const vfx_reply *r, const char *key);
+/* Parse a message body (text is taken over and freed by vfx_reply_free). */
+int vfx_reply_parse(vfx_reply *r, char *text);
+
+/* Called while waiting for a reply; return non-zero to abort. */
+typedef int (*vfx_abort_fn)(void *ctx);
+
+/* Send a request and wait for the reply. If no server listens and start_server is set,
+ * start one (at most one start at a time in this process) and retry. abort_id, when
+ * given, names the request for an `abort` message sent if should_abort fires. */
+int vfx_request(const vfx_buf *req, vfx_reply *rep, int start_server, vfx_abort_fn should_abort,
+                void *ctx, const char *abort_id, char *err, size_t errn);
+
+/* The socket path (same rules as vidfx.server.protocol.default_socket_path). */
+int vfx_socket_path(char *out, size_t n);
+
+/* Directory holding this plugin's Resources (nodes.txt, server_cmd), or "" if unknown. */
+const char *vfx_resources_dir(void);
+
+/* Read a whole small file into a new NUL-terminated string (NULL on failure). */
+char *vfx_read_file(const char *path);
+
+#endif

@@ -1,0 +1,55 @@
+"""Nodes that exist only for the OFX bridge tests; the test server imports this module
+(``vidfx serve --import ofx_test_nodes``)."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from vidfx.core.node import Node, SequenceNode
+from vidfx.core.params import Param
+from vidfx.core.registry import register
+
+
+@register
+class OfxTestSlow(Node):
+    """Returns its input after sleeping (to kill or abort the server mid-render)."""
+
+    type_name = "ofx_test_slow"
+    params = (Param("delay", "float", 0.0, "seconds to sleep", min=0),)
+
+    def render(self, n, inputs):
+        time.sleep(self.p.delay)
+        return inputs[0][0].with_data(inputs[0][0].data * 0.5)
+
+
+@register
+class OfxTestChunks(SequenceNode):
+    """A sequence node whose output depends on the whole chunk (frame/2 + chunk mean/2)."""
+
+    type_name = "ofx_test_chunks"
+    params = (Param("length", "int", 4, "chunk length", min=2),)
+
+    def __init__(self, name=None, **values):
+        super().__init__(name, **values)
+        self.chunk_length = self.p.length
+        self.chunk_overlap = 1
+
+    def render_chunk(self, frames):
+        mean = torch.stack([f.data for f in frames]).mean(0)
+        return [f.data * 0.5 + mean * 0.5 for f in frames]
+
+
+@register
+class OfxTestMix(Node):
+    """Two inputs mixed by ``transition`` (0: first, 1: second)."""
+
+    type_name = "ofx_test_mix"
+    num_inputs = 2
+    params = (Param("transition", "float", 0.5, "mix", min=0, max=1),
+              Param("gain", "float", 1.0, "gain on the result"))
+
+    def render(self, n, inputs):
+        a, b = inputs[0][0].data, inputs[1][0].data
+        t = self.p.transition
+        return inputs[0][0].with_data((a * (1 - t) + b * t) * self.p.gain)

@@ -1,0 +1,293 @@
+"""Per-instance render state in the server: one configured node per OFX effect instance.
+
+The plugin sends everything an instance needs with every request (node type, parameter
+values, frame rate, input frame ranges), so a restarted server rebuilds its state from
+the next request alone. Here that description is turned into a configured ``Node`` (kept
+while the description is unchanged) and output frames are rendered from pixels in shared
+memory.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import mmap
+import os
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from vidfx.core.engine import chunk_weights
+from vidfx.core.errors import VidfxError
+from vidfx.core.frame import ClipInfo, Frame
+from vidfx.core.node import Node, SequenceNode
+from vidfx.core.registry import node_type
+
+from .nodes import transition_param
+
+
+class RenderAborted(Exception):
+    """The plugin asked to abort this render (the host stopped it)."""
+
+
+class RequestError(VidfxError):
+    """A request is malformed or refers to something the server does not have."""
+
+
+@dataclass(frozen=True)
+class ClipRange:
+    """An input clip's frames on the host's timeline: ``first``..``last`` inclusive."""
+
+    first: int
+    last: int
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+    def clamp(self, index: int) -> int:
+        """A node-side index clamped to the clip (edge frames repeat, as in the engine)."""
+        return min(max(index, 0), self.count - 1)
+
+
+def parse_ranges(fields: dict[str, str], num_inputs: int) -> list[ClipRange]:
+    """``range.<k>=first,last`` for every input."""
+    out = []
+    for k in range(num_inputs):
+        text = fields.get(f"range.{k}")
+        if text is None:
+            raise RequestError(f"request lacks range.{k}")
+        first, last = (int(round(float(v))) for v in text.split(","))
+        out.append(ClipRange(first, max(first, last)))
+    return out
+
+
+class ShmMapper:
+    """Keeps recently used shared-memory buffers mapped (the plugin reuses its buffers)."""
+
+    def __init__(self, keep: int = 16):
+        self._maps: collections.OrderedDict[tuple[str, int], mmap.mmap] = collections.OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def get(self, name: str, size: int) -> mmap.mmap:
+        """The mapping of POSIX shared-memory object ``name`` (at least ``size`` bytes)."""
+        if "/" in name.strip("/") or not name.strip("/").startswith("vidfx-"):
+            raise RequestError(f"refusing shared-memory name {name!r}")
+        key = (name, size)
+        with self._lock:
+            if key in self._maps:
+                self._maps.move_to_end(key)
+                return self._maps[key]
+        fd = os.open("/dev/shm/" + name.strip("/"), os.O_RDWR)
+        try:
+            if os.fstat(fd).st_size < size:
+                raise RequestError(f"shared memory {name} is smaller than {size} bytes")
+            mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._maps[key] = mm
+            while len(self._maps) > self._keep:
+                self._maps.popitem(last=False)  # closed when the last view of it is gone
+        return mm
+
+    def forget(self, instance_id: str) -> None:
+        """Drop the mappings of one instance's buffers (its names contain ``-<id>-``)."""
+        with self._lock:
+            for key in [k for k in self._maps if f"-{instance_id}-" in k[0]]:
+                del self._maps[key]
+
+
+def _fingerprint(t: torch.Tensor) -> bytes:
+    """A cheap content key for a frame: shape plus a strided sample of its values."""
+    flat = t.reshape(-1)
+    step = max(1, flat.numel() // 4096)
+    return hashlib.blake2b(flat[::step].numpy().tobytes() + str(tuple(t.shape)).encode(),
+                           digest_size=16).digest()
+
+
+class Instance:
+    """One OFX effect instance: its node, configured for the current inputs."""
+
+    def __init__(self, instance_id: str, type_name: str, params: dict[str, str], device: torch.device):
+        self.id = instance_id
+        self.type_name = type_name
+        self.cls = node_type(type_name)
+        self.live_param = transition_param(self.cls)  # changes every frame; set in place
+        self.params = dict(params)
+        self.device = device
+        self.node: Node = self._make_node(params)
+        self.config_key: tuple | None = None
+        self.out_info: ClipInfo | None = None
+        self.lock = threading.Lock()
+        self.chunks: collections.OrderedDict[tuple, list[torch.Tensor]] = collections.OrderedDict()
+
+    def _make_node(self, params: dict[str, str]) -> Node:
+        values = {k: v for k, v in params.items() if v != "" or k == self.live_param}
+        return self.cls(name=self.type_name, **values)
+
+    def same_description(self, type_name: str, params: dict[str, str]) -> bool:
+        """Whether a request describes this instance with the same (non-live) parameters."""
+        if type_name != self.type_name:
+            return False
+        a = {k: v for k, v in params.items() if k != self.live_param}
+        b = {k: v for k, v in self.params.items() if k != self.live_param}
+        return a == b
+
+    def set_live_param(self, params: dict[str, str]) -> None:
+        """Update the transition parameter without rebuilding or reconfiguring the node."""
+        if self.live_param and self.live_param in params:
+            value = params[self.live_param]
+            p = next(p for p in self.cls.params if p.name == self.live_param)
+            setattr(self.node.p, self.live_param, p.coerce(value, self.type_name))
+            self.params[self.live_param] = value
+
+    def configure(self, sizes: list[tuple[int, int]], ranges: list[ClipRange], fps: Fraction) -> ClipInfo:
+        """Configure the node for inputs of these sizes (only when they change)."""
+        key = (tuple(sizes), tuple(ranges), fps)
+        if key != self.config_key:
+            infos = [
+                ClipInfo(width=w, height=h, fps=fps, num_frames=r.count, channels=3, bit_depth=32,
+                         time_base=1 / fps)
+                for (w, h), r in zip(sizes, ranges)
+            ]
+            self.node.device = self.device
+            self.out_info = self.node.configure(infos, self.device)
+            self.config_key = key
+            self.chunks.clear()
+        return self.out_info
+
+    # --- temporal windows ----------------------------------------------------------------
+    def _chunk_plan(self, n: int, length: int) -> list[tuple[int, int, float]]:
+        """(start, stop, weight) of the sequence-node chunks that make output frame n,
+        exactly as the engine cuts and blends them (``vidfx.core.engine.chunk_weights``)."""
+        size, overlap = int(self.node.chunk_length), int(self.node.chunk_overlap)
+        return [(s, min(s + size, length), w) for s, w in chunk_weights(n, length, size, overlap)]
+
+    def frames_needed(self, n: int, ranges: list[ClipRange]) -> list[list[int]]:
+        """Input indices (clamped) needed for output frame n, per input."""
+        if isinstance(self.node, SequenceNode):
+            chunks = self._chunk_plan(n, ranges[0].count)
+            idx = sorted({i for a, b, _ in chunks for i in range(a, b)})
+            return [idx] + [[r.clamp(n)] for r in ranges[1:]]
+        needed = self.node.frames_needed(n)
+        return [[r.clamp(i) for i in idxs] for idxs, r in zip(needed, ranges)]
+
+    # --- rendering -----------------------------------------------------------------------
+    def render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
+        """Output frame n as a (C, H, W) tensor; ``get_frame(k, index)`` gives input frames."""
+        if isinstance(self.node, SequenceNode):
+            return self._render_sequence(n, ranges, get_frame, aborted)
+        needed = self.frames_needed(n, ranges)
+        inputs = [[get_frame(k, i) for i in idxs] for k, idxs in enumerate(needed)]
+        if aborted.is_set():
+            raise RenderAborted()
+        with torch.inference_mode():
+            return self.node.render(n, inputs).data
+
+    def _render_sequence(self, n, ranges, get_frame, aborted) -> torch.Tensor:
+        # Chunk outputs are cached (keyed by the chunk's input content), so rendering
+        # consecutive frames runs each chunk once, as the engine does.
+        outs = []
+        for a, b, weight in self._chunk_plan(n, ranges[0].count):
+            if aborted.is_set():
+                raise RenderAborted()
+            frames = [get_frame(0, i) for i in range(a, b)]
+            key = (a, b) + tuple(_fingerprint(f.data) for f in frames)
+            if key not in self.chunks:
+                with torch.inference_mode():
+                    self.chunks[key] = list(self.node.render_chunk(frames))
+                while len(self.chunks) > 3:
+                    self.chunks.popitem(last=False)
+            self.chunks.move_to_end(key)
+            outs.append((self.chunks[key][n - a], weight))
+        if len(outs) == 1:
+            return outs[0][0]
+        return outs[0][0] * outs[0][1] + outs[1][0] * outs[1][1]
+
+
+class InstanceTable:
+    """All live instances by id, with a cap (least recently used go first)."""
+
+    def __init__(self, device: torch.device, keep: int = 64):
+        self.device = device
+        self._items: collections.OrderedDict[str, Instance] = collections.OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def get(self, fields: dict[str, str]) -> Instance:
+        """The instance a request describes, made or rebuilt as needed."""
+        instance_id = fields.get("instance", "")
+        type_name = fields.get("node", "")
+        if not instance_id or not type_name:
+            raise RequestError("request lacks instance or node")
+        params = {k[6:]: v for k, v in fields.items() if k.startswith("param.")}
+        with self._lock:
+            inst = self._items.get(instance_id)
+            if inst is None or not inst.same_description(type_name, params):
+                inst = None
+            else:
+                self._items.move_to_end(instance_id)
+        if inst is None:
+            inst = Instance(instance_id, type_name, params, self.device)
+            with self._lock:
+                old = self._items.pop(instance_id, None)
+                self._items[instance_id] = inst
+                while len(self._items) > self._keep:
+                    _, dropped = self._items.popitem(last=False)
+                    dropped.node.close()
+            if old is not None:
+                old.node.close()
+        inst.set_live_param(params)
+        return inst
+
+    def forget(self, instance_id: str) -> None:
+        """Drop an instance (the host destroyed it)."""
+        with self._lock:
+            inst = self._items.pop(instance_id, None)
+        if inst is not None:
+            inst.node.close()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def frame_from_rgba(arr: np.ndarray, index: int) -> tuple[Frame, torch.Tensor]:
+    """A Frame with the RGB of an (H, W, 4) float array, and its alpha as (1, H, W)."""
+    t = torch.from_numpy(arr).permute(2, 0, 1)
+    rgb = t[:3].contiguous()
+    alpha = t[3:4].contiguous()
+    return Frame(rgb, index=index, pts=index), alpha
+
+
+def write_rgba(out: np.ndarray, data: torch.Tensor, rgb_fallback: torch.Tensor | None,
+               alpha_fallback: torch.Tensor | None) -> None:
+    """Write a node's (C, H, W) output into an (H, W, 4) float array.
+
+    RGB keeps alpha from the source frame when sizes agree (else opaque); a one-channel
+    output is a matte: the source's RGB with the matte as alpha.
+    """
+    data = data.detach().to("cpu", torch.float32)
+    c, h, w = data.shape
+    hwc = data.permute(1, 2, 0).numpy()
+
+    def same(t):
+        return t is not None and tuple(t.shape[1:]) == (h, w)
+
+    if c >= 3:
+        out[..., :3] = hwc[..., :3]
+        if c == 4:
+            out[..., 3] = hwc[..., 3]
+        elif same(alpha_fallback):
+            out[..., 3] = alpha_fallback[0].numpy()
+        else:
+            out[..., 3] = 1.0
+    else:
+        if same(rgb_fallback):
+            out[..., :3] = rgb_fallback.permute(1, 2, 0).numpy()
+        else:
+            out[..., :3] = hwc[..., :1]
+        out[..., 3] = hwc[..., 0]

@@ -1,0 +1,124 @@
+"""``vidfx ofx build`` and ``vidfx ofx install``: make and install the OFX plugin bundle.
+
+``build`` compiles ofx_bridge/ with gcc + make into ``vidfx.ofx.bundle`` and writes two
+files into ``Contents/Resources``: ``nodes.txt`` (the node list and parameter schemas, used
+by the plugin when the server cannot be reached at load time) and ``server_cmd`` (how the
+plugin starts ``vidfx serve``: this Python interpreter, so the host need not know about
+virtual environments). ``install`` copies the bundle into the hosts' plugin folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import vidfx
+
+BUNDLE_NAME = "vidfx.ofx.bundle"
+
+
+def source_dir() -> Path:
+    """The ofx_bridge/ folder next to the vidfx package (a source checkout)."""
+    return Path(vidfx.__file__).resolve().parent.parent / "ofx_bridge"
+
+
+def arch_dir() -> str:
+    """The OFX architecture folder name for this machine."""
+    machine = platform.machine().lower()
+    if sys.platform.startswith("linux"):
+        return "Linux-x86-64" if machine in ("x86_64", "amd64") else f"Linux-{machine}"
+    raise SystemExit("vidfx ofx build: only Linux builds are supported by this Makefile")
+
+
+def default_prefix() -> Path:
+    """Where OFX hosts look for plugins: /usr/OFX/Plugins (Linux), /Library/OFX/Plugins (macOS)."""
+    return Path("/Library/OFX/Plugins") if sys.platform == "darwin" else Path("/usr/OFX/Plugins")
+
+
+def server_command() -> str:
+    """The shell command that starts the render server with this interpreter."""
+    cmd = f"{shlex.quote(sys.executable)} -m vidfx.server"
+    root = Path(vidfx.__file__).resolve().parent.parent
+    probe = subprocess.run([sys.executable, "-c", "import vidfx, os; print(os.path.dirname(vidfx.__file__))"],
+                           cwd="/", capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    if probe.returncode != 0 or Path(probe.stdout.strip()).resolve() != Path(vidfx.__file__).resolve().parent:
+        cmd = f"env PYTHONPATH={shlex.quote(str(root))} {cmd}"  # a source checkout, not installed
+    return cmd
+
+
+def nodes_text() -> bytes:
+    """The body of the server's ``nodes`` reply, saved for offline describe."""
+    from .nodes import describe_fields
+    from .protocol import encode
+
+    return encode("ok", describe_fields())[4:]
+
+
+def build(build_dir: Path, source: Path, quiet: bool = False) -> Path:
+    """Compile the plugin and fill in Resources; return the bundle path."""
+    if not (source / "Makefile").is_file():
+        raise SystemExit(f"vidfx ofx build: no Makefile in {source} (pass --source)")
+    if shutil.which("make") is None or shutil.which(os.environ.get("CC", "gcc")) is None:
+        raise SystemExit("vidfx ofx build: needs make and gcc on PATH")
+    build_dir = build_dir.resolve()
+    cmd = ["make", "-C", str(source), f"BUILD={build_dir}", f"ARCH={arch_dir()}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"vidfx ofx build: make failed ({' '.join(cmd)})")
+    bundle = build_dir / BUNDLE_NAME
+    resources = bundle / "Contents" / "Resources"
+    resources.mkdir(parents=True, exist_ok=True)
+    (resources / "nodes.txt").write_bytes(nodes_text())
+    (resources / "server_cmd").write_text(server_command() + "\n")
+    if not quiet:
+        print(f"built {bundle / 'Contents' / arch_dir() / 'vidfx.ofx'}")
+    return bundle
+
+
+def install(bundle: Path, prefix: Path) -> Path:
+    """Copy the bundle into ``prefix`` (replacing an older copy); return the installed path."""
+    target = prefix / BUNDLE_NAME
+    try:
+        prefix.mkdir(parents=True, exist_ok=True)
+        tmp = prefix / (BUNDLE_NAME + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(bundle, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    except PermissionError as exc:
+        raise SystemExit(f"vidfx ofx install: cannot write {prefix} ({exc.strerror}); "
+                         "run with sudo or pass --prefix DIR (and add DIR to OFX_PLUGIN_PATH)")
+    print(f"installed {target}")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vidfx ofx build|install``."""
+    ap = argparse.ArgumentParser(prog="vidfx ofx", description="Build and install the vidfx OFX plugin.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name in ("build", "install"):
+        p = sub.add_parser(name, help=f"{name} the vidfx.ofx.bundle")
+        p.add_argument("--build-dir", type=Path, default=None,
+                       help="where to build (default: ofx_bridge/build)")
+        p.add_argument("--source", type=Path, default=None, help="the ofx_bridge folder (default: the checkout's)")
+        if name == "install":
+            p.add_argument("--prefix", type=Path, default=None,
+                           help=f"plugin folder (default: {default_prefix()})")
+    args = ap.parse_args(argv)
+    source = (args.source or source_dir()).resolve()
+    build_dir = args.build_dir or (source / "build")
+    bundle = build(build_dir, source)
+    if args.command == "install":
+        install(bundle, args.prefix or default_prefix())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""``vidfx serve``: the long-lived render server the OFX plugin talks to.
+
+One server per user listens on a Unix socket in a private directory (mode 0700). Every
+connection gets its own thread, so renders of different effect instances run at the same
+time; renders of one instance are serialised by that instance's lock. Pixels never cross
+the socket: the plugin puts them in POSIX shared memory and names the buffer.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib
+import os
+import signal
+import socket
+import socketserver
+import stat
+import sys
+import threading
+import time
+import traceback
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidfx import __version__
+from vidfx.core.errors import VidfxError
+
+from . import protocol
+from .instances import (InstanceTable, RenderAborted, RequestError, ShmMapper, frame_from_rgba,
+                        parse_ranges, write_rgba)
+from .nodes import describe_fields
+
+
+def prepare_socket_dir(path: Path) -> None:
+    """Create the socket's directory private to this user, or refuse one that is not."""
+    d = path.parent
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid != os.getuid():
+        raise SystemExit(f"vidfx serve: {d} belongs to another user; refusing to use it")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise SystemExit(f"vidfx serve: {d} is accessible to other users (mode "
+                         f"{stat.S_IMODE(st.st_mode):o}); make it 0700 or remove it")
+
+
+class RenderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The socket server: state shared by all connection threads."""
+
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, path: Path, device: torch.device, idle_timeout: float):
+        self.instances = InstanceTable(device)
+        self.shm = ShmMapper()
+        self.device = device
+        self.idle_timeout = idle_timeout
+        self.last_request = time.monotonic()
+        self.renders: dict[str, threading.Event] = {}
+        self.renders_lock = threading.Lock()
+        super().__init__(str(path), Handler)
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """Serves one connection: requests one after another until the plugin hangs up."""
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        server: RenderServer = self.server  # type: ignore[assignment]
+        while True:
+            try:
+                msg = protocol.recv_message(sock)
+            except (protocol.ProtocolError, OSError):
+                return
+            if msg is None:
+                return
+            server.last_request = time.monotonic()
+            verb, fields = msg
+            try:
+                head, reply = "ok", dispatch(server, verb, fields)
+            except RenderAborted:
+                head, reply = "error", {"message": "render aborted"}
+            except VidfxError as exc:
+                head, reply = "error", {"message": str(exc)}
+            except Exception as exc:  # never let one bad render take the server down
+                traceback.print_exc()
+                head, reply = "error", {"message": f"{type(exc).__name__}: {exc}"}
+            try:
+                protocol.send_message(sock, head, reply)
+            except OSError:
+                return
+            if verb == "shutdown":
+                threading.Thread(target=server.shutdown, daemon=True).start()
+                return
+
+
+def _fps(fields: dict[str, str]) -> Fraction:
+    text = fields.get("fps", "25")
+    fps = Fraction(text).limit_denominator(1001 * 1000) if "/" in text else \
+        Fraction(float(text)).limit_denominator(1001)
+    return fps if fps > 0 else Fraction(25)
+
+
+def _sizes(fields: dict[str, str], num_inputs: int) -> list[tuple[int, int]]:
+    out = []
+    for k in range(num_inputs):
+        w, h = (int(v) for v in fields[f"size.{k}"].split(","))
+        out.append((w, h))
+    return out
+
+
+def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[str, object]:
+    """Answer one request (verbs in docs/ofx.md)."""
+    if verb == "hello":
+        return {"pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION, "version": __version__,
+                "device": str(server.device), "instances": len(server.instances)}
+    if verb == "nodes":
+        return describe_fields()
+    if verb == "frames":
+        inst = server.instances.get(fields)
+        ranges = parse_ranges(fields, inst.cls.num_inputs)
+        n = int(round(float(fields["time"]))) - ranges[0].first
+        needed = inst.frames_needed(n, ranges)
+        return {f"frames.{k}": ",".join(str(i + r.first) for i in sorted(set(idx)))
+                for k, (idx, r) in enumerate(zip(needed, ranges))}
+    if verb == "info":
+        inst = server.instances.get(fields)
+        ranges = parse_ranges(fields, inst.cls.num_inputs)
+        with inst.lock:
+            out = inst.configure(_sizes(fields, inst.cls.num_inputs), ranges, _fps(fields))
+        return {"size": f"{out.width},{out.height}"}
+    if verb == "render":
+        return render(server, fields)
+    if verb == "abort":
+        with server.renders_lock:
+            event = server.renders.get(fields.get("id", ""))
+        if event is not None:
+            event.set()
+        return {"found": int(event is not None)}
+    if verb == "forget":
+        server.instances.forget(fields.get("instance", ""))
+        server.shm.forget(fields.get("instance", ""))
+        return {}
+    if verb == "shutdown":
+        return {}
+    raise RequestError(f"unknown request {verb!r}")
+
+
+def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
+    """Render one output frame from the input frames the plugin put in shared memory.
+
+    ``in.<k>.<j>=time,width,height,offset`` locate input frames (float RGBA, rows top to
+    bottom); ``out=width,height,offset`` is where the result goes.
+    """
+    render_id = fields.get("id", "")
+    aborted = threading.Event()
+    with server.renders_lock:
+        server.renders[render_id] = aborted
+    try:
+        inst = server.instances.get(fields)
+        num_inputs = inst.cls.num_inputs
+        ranges = parse_ranges(fields, num_inputs)
+        mm = server.shm.get(fields["shm"], int(fields["shm_size"]))
+        arrays: dict[tuple[int, int], np.ndarray] = {}
+        sizes: list[tuple[int, int] | None] = [None] * num_inputs
+        for key, value in fields.items():
+            if not key.startswith("in."):
+                continue
+            k = int(key.split(".")[1])
+            t, w, h, off = (int(round(float(v))) for v in value.split(","))
+            arr = np.frombuffer(mm, np.float32, count=w * h * 4, offset=off).reshape(h, w, 4)
+            arrays[(k, t - ranges[k].first)] = arr
+            sizes[k] = sizes[k] or (w, h)
+        if any(s is None for s in sizes):
+            raise RequestError("render request lacks frames of some input")
+        cache: dict[tuple[int, int], tuple] = {}
+
+        def get_frame(k: int, index: int):
+            key = (k, ranges[k].clamp(index))
+            if key not in cache:
+                if key not in arrays:
+                    raise RequestError(f"plugin did not send frame {key[1] + ranges[k].first} of input {k}")
+                cache[key] = frame_from_rgba(arrays[key], key[1])
+            return cache[key][0]
+
+        with inst.lock:
+            inst.configure(sizes, ranges, _fps(fields))  # type: ignore[arg-type]
+            n = int(round(float(fields["time"]))) - ranges[0].first
+            data = inst.render(n, ranges, get_frame, aborted)
+        if aborted.is_set():
+            raise RenderAborted()
+        ow, oh, ooff = (int(v) for v in fields["out"].split(","))
+        c, h, w = data.shape
+        if (w, h) != (ow, oh):
+            raise RequestError(f"{inst.type_name}: output is {w}x{h}, plugin expected {ow}x{oh}")
+        out = np.frombuffer(mm, np.float32, count=w * h * 4, offset=ooff).reshape(h, w, 4)
+        src = get_frame(0, n)
+        write_rgba(out, data, src.data, cache[(0, ranges[0].clamp(n))][1])
+        return {"out": f"{w},{h}"}
+    finally:
+        with server.renders_lock:
+            server.renders.pop(render_id, None)
+
+
+def _watch_idle(server: RenderServer) -> None:
+    while True:
+        time.sleep(min(5.0, server.idle_timeout))
+        if time.monotonic() - server.last_request > server.idle_timeout:
+            print("vidfx serve: idle, exiting", flush=True)
+            server.shutdown()
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the render server until ``shutdown`` is requested, SIGTERM, or the idle timeout."""
+    ap = argparse.ArgumentParser(prog="vidfx serve", description=__doc__.splitlines()[0])
+    ap.add_argument("--socket", type=Path, default=None,
+                    help="socket path (default: $VIDFX_SOCKET, $XDG_RUNTIME_DIR/vidfx/server.sock "
+                         "or /tmp/vidfx-$UID/server.sock)")
+    ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    ap.add_argument("--idle-timeout", type=float, default=0.0,
+                    help="exit after this many seconds without requests (0: never)")
+    ap.add_argument("--import", dest="imports", action="append", default=[],
+                    help="also import this module (extra nodes); also $VIDFX_SERVER_IMPORTS, comma-separated")
+    ap.add_argument("--stop", action="store_true", help="ask a running server to exit, then return")
+    ap.add_argument("--status", action="store_true", help="print whether a server is running")
+    args = ap.parse_args(argv)
+    path = args.socket or protocol.default_socket_path()
+
+    if args.stop or args.status:
+        try:
+            head, fields = protocol.request("shutdown" if args.stop else "hello", path=path, timeout=5)
+        except OSError:
+            print(f"no vidfx server at {path}")
+            return 1 if args.status else 0
+        print(f"vidfx server at {path}: " + ("stopping" if args.stop else
+              f"pid {fields.get('pid')}, device {fields.get('device')}, {fields.get('instances')} instances"))
+        return 0
+
+    prepare_socket_dir(path)
+    lock = open(str(path) + ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"vidfx serve: a server already runs at {path}", flush=True)
+        return 0
+    modules = [m for m in os.environ.get("VIDFX_SERVER_IMPORTS", "").split(",") if m.strip()]
+    for module in modules + args.imports:
+        importlib.import_module(module.strip())
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if path.exists() or path.is_symlink():
+        path.unlink()  # stale: we hold the lock, so no live server owns it
+    server = RenderServer(path, device, args.idle_timeout)
+    os.chmod(path, 0o600)
+    Path(str(path) + ".pid").write_text(f"{os.getpid()}\n")
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    if args.idle_timeout > 0:
+        threading.Thread(target=_watch_idle, args=(server,), daemon=True).start()
+    print(f"vidfx serve: listening on {path} (pid {os.getpid()}, device {device})", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        for p in (path, Path(str(path) + ".pid")):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        lock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
