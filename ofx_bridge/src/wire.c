@@ -418,7 +418,7 @@ static int ensure_server(char *err, size_t errn) {
     if (rc != 0) {
       char sock[4096];
       vfx_socket_path(sock, sizeof sock);
-      snprintf(err, errn, "the vidfx server did not start within %.0f s (see the server.log next to %s)",
+      snprintf(err, errn, "the vidfx server did not start within %g s (see the server.log next to %s)",
                timeout, sock);
     }
   }

@@ -1,0 +1,285 @@
+"""The OFX bridge end to end: build the plugin with gcc, load it in our ctypes host
+(tests/ofx_host.py), drive the OFX actions, and compare pixels with the same node run
+in-process through the engine (``vidfx.apply``). Also: the server is killed mid-render
+(the host gets an error, survives, and the next render restarts the server), host abort,
+and parameter errors reported through the message suite."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("gcc") is None or shutil.which("make") is None,
+    reason="the OFX bridge builds with gcc + make on Linux")
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+import ofx_test_nodes  # noqa: E402,F401  (registers the test nodes in this process too)
+from ofx_host import FAILED, OK, OfxHost  # noqa: E402
+
+import vidfx  # noqa: E402
+from vidfx.server import ofx_build, protocol  # noqa: E402
+from vidfx.server.server import prepare_socket_dir  # noqa: E402
+
+FILTER = "OfxImageEffectContextFilter"
+TRANSITION = "OfxImageEffectContextTransition"
+FIRST, COUNT = 10, 8  # the host's timeline starts at frame 10
+
+
+def server_env(socket_path: str) -> dict[str, str]:
+    root = TESTS.parent
+    return {
+        "VIDFX_SOCKET": socket_path,
+        "VIDFX_SERVER_CMD": f"env PYTHONPATH={root}:{TESTS} {sys.executable} -m vidfx.server --device cpu "
+                            f"--import ofx_test_nodes",
+        "VIDFX_SERVER_START_TIMEOUT": "120",
+    }
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory):
+    bundle = ofx_build.build(tmp_path_factory.mktemp("ofxbuild"), ofx_build.source_dir(), quiet=True)
+    sockdir = tempfile.mkdtemp(prefix="vfx")  # short: socket paths are limited to 107 bytes
+    sock = f"{sockdir}/run/server.sock"
+    env = server_env(sock)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
+        yield SimpleNamespace(host=host, bundle=bundle, socket=Path(sock))
+    finally:
+        try:
+            protocol.request("shutdown", path=Path(sock), timeout=10)
+        except OSError:
+            pass
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(7)
+    out = []
+    for _ in range(COUNT):
+        f = rng.random((48, 64, 4), dtype=np.float32)
+        f[..., 3] = rng.random((48, 64), dtype=np.float32)  # alpha must survive RGB nodes
+        out.append(f)
+    return out
+
+
+def source(frames):
+    return lambda t: frames[int(round(t)) - FIRST] if FIRST <= t < FIRST + len(frames) else None
+
+
+def rgb_list(frames):
+    return [f[..., :3] for f in frames]
+
+
+def hwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).numpy()
+
+
+def server_pid(bridge) -> int:
+    return int(protocol.request("hello", path=bridge.socket)[1]["pid"])
+
+
+def test_describe_one_plugin_per_node_with_schema_params(bridge):
+    host = bridge.host
+    ids = set(host.plugins)
+    assert {"org.vidfx.temporal_average", "org.vidfx.resize", "org.vidfx.ofx_test_mix"} <= ids
+    assert "org.vidfx.trim" not in ids  # changes the timeline: not an effect
+    desc = host.describe("org.vidfx.temporal_average", FILTER)
+    props = desc.described.props.values
+    assert props["OfxImageEffectPropSupportedContexts"] == [FILTER]
+    assert props["OfxImageEffectPropSupportedPixelDepths"] == ["OfxBitDepthFloat"]
+    assert props["OfxImageEffectPropTemporalClipAccess"] == [1]
+    assert set(desc.clips) == {"Source", "Output"}
+    assert desc.clips["Source"].props.values["OfxImageEffectPropSupportedComponents"] == ["OfxImageComponentRGBA"]
+    radius = desc.params["radius"]
+    assert radius.kind == "OfxParamTypeInteger"
+    assert radius.props.values["OfxParamPropDefault"] == [1]
+    assert radius.props.values["OfxParamPropMin"] == [0] and radius.props.values["OfxParamPropMax"] == [32]
+    weights = desc.params["weights"]
+    assert weights.kind == "OfxParamTypeChoice"
+    assert weights.props.values["OfxParamPropChoiceOption"] == ["box", "triangle"]
+
+    mix = host.describe("org.vidfx.ofx_test_mix", TRANSITION)
+    assert set(mix.clips) == {"SourceFrom", "SourceTo", "Output"}
+    assert "Transition" in mix.params and "gain" in mix.params and "transition" not in mix.params
+
+
+def test_temporal_node_matches_engine(bridge, frames):
+    host = bridge.host
+    inst = host.create_instance("org.vidfx.temporal_average", FILTER, {"Source": source(frames)},
+                                (FIRST, FIRST + COUNT - 1), params={"radius": 2, "weights": 1})
+    status, needed = inst.frames_needed(FIRST + 3)
+    assert status == OK and needed == {"Source": [FIRST + 1.0, FIRST + 5.0]}
+    status, needed = inst.frames_needed(FIRST)  # the window is clamped to the clip
+    assert status == OK and needed == {"Source": [FIRST + 0.0, FIRST + 2.0]}
+    status, rod = inst.region_of_definition(FIRST)
+    assert status == OK and rod == (0.0, 0.0, 64.0, 48.0)
+
+    expected = vidfx.apply("temporal_average", rgb_list(frames), radius=2, weights="triangle")
+    host.fetch_log.clear()
+    for n in range(COUNT):
+        status, img = inst.render(FIRST + n)
+        assert status == OK, host.messages
+        np.testing.assert_allclose(img[..., :3], hwc(expected[n]), atol=1e-6)
+        np.testing.assert_array_equal(img[..., 3], frames[n][..., 3])
+    assert ("Source", FIRST + 5.0) in host.fetch_log  # frames at other times came via clipGetImage
+    assert host.images_out == 0 and not host.callback_errors
+    assert inst.destroy() == OK
+
+
+def test_resize_scales_region_of_definition(bridge, frames):
+    host = bridge.host
+    inst = host.create_instance("org.vidfx.resize", FILTER, {"Source": source(frames)},
+                                (FIRST, FIRST + COUNT - 1), params={"scale": 2.0, "kernel": 3})
+    status, rod = inst.region_of_definition(FIRST)
+    assert status == OK and rod == (0.0, 0.0, 128.0, 96.0)
+    status, roi = inst.regions_of_interest(FIRST, [0, 0, 128, 96])
+    assert status == OK and roi == {"Source": [0.0, 0.0, 64.0, 48.0]}
+    expected = vidfx.apply("resize", rgb_list(frames[:3]), scale=2.0, kernel="bilinear")
+    for n in range(3):
+        status, img = inst.render(FIRST + n)
+        assert status == OK, host.messages
+        assert img.shape == (96, 128, 4)
+        np.testing.assert_allclose(img[..., :3], hwc(expected[n]), atol=1e-5)
+        assert np.all(img[..., 3] == 1.0)
+    inst.destroy()
+
+
+def test_sequence_node_matches_engine_chunks(bridge, frames):
+    host = bridge.host
+    inst = host.create_instance("org.vidfx.ofx_test_chunks", FILTER, {"Source": source(frames)},
+                                (FIRST, FIRST + COUNT - 1), params={"length": 4})
+    status, needed = inst.frames_needed(FIRST + 3)  # in the overlap of chunks [0,4) and [3,7)
+    assert status == OK and needed == {"Source": [FIRST + 0.0, FIRST + 6.0]}
+    expected = vidfx.apply("ofx_test_chunks", rgb_list(frames), length=4)
+    for n in range(COUNT):
+        status, img = inst.render(FIRST + n)
+        assert status == OK, host.messages
+        np.testing.assert_allclose(img[..., :3], hwc(expected[n]), atol=1e-6)
+    inst.destroy()
+
+
+def test_transition_context(bridge, frames):
+    host = bridge.host
+    other = [np.ascontiguousarray(f[::-1]) for f in frames]
+    inst = host.create_instance("org.vidfx.ofx_test_mix", TRANSITION,
+                                {"SourceFrom": source(frames), "SourceTo": source(other)},
+                                (FIRST, FIRST + COUNT - 1),
+                                params={"Transition": lambda t: (t - FIRST) / (COUNT - 1), "gain": 2.0})
+    for n in (0, 3, 7):
+        status, img = inst.render(FIRST + n)
+        assert status == OK, host.messages
+        t = n / (COUNT - 1)
+        want = (frames[n][..., :3] * (1 - t) + other[n][..., :3] * t) * 2.0
+        np.testing.assert_allclose(img[..., :3], want, atol=1e-5)
+    inst.destroy()
+
+
+def test_server_error_becomes_host_message(bridge, frames):
+    host = bridge.host
+    inst = host.create_instance("org.vidfx.crop", FILTER, {"Source": source(frames)},
+                                (FIRST, FIRST + COUNT - 1), params={"width": 0, "height": 10})
+    before = len(host.messages)
+    status, _ = inst.render(FIRST)
+    assert status == FAILED
+    kind, text = host.messages[before]
+    assert kind == "OfxMessageError" and "crop.width" in text
+    inst.effect.params["width"].value = 16  # fixing the parameter fixes the render
+    status, img = inst.render(FIRST)
+    assert status == OK and img.shape == (10, 16, 4)
+    inst.destroy()
+
+
+def test_server_killed_mid_render_then_restarted(bridge, frames):
+    host = bridge.host
+    inst = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
+                                (FIRST, FIRST + COUNT - 1), params={"delay": 0.0})
+    assert inst.render(FIRST)[0] == OK
+    pid = server_pid(bridge)
+    inst.effect.params["delay"].value = 5.0
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=inst.render(FIRST + 1)))
+    worker.start()
+    time.sleep(1.5)  # the server is now inside the node's render
+    os.kill(pid, signal.SIGKILL)
+    worker.join(60)
+    assert not worker.is_alive()
+    status, _ = result["r"]
+    assert status == FAILED
+    assert "stopped" in host.messages[-1][1]
+    assert host.images_out == 0
+
+    inst.effect.params["delay"].value = 0.0
+    status, img = inst.render(FIRST + 2)  # restarts the server
+    assert status == OK, host.messages[-1:]
+    np.testing.assert_allclose(img[..., :3], frames[2][..., :3] * 0.5, atol=1e-6)
+    assert server_pid(bridge) != pid
+    inst.destroy()
+
+
+def test_host_abort_stops_waiting(bridge, frames):
+    host = bridge.host
+    inst = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
+                                (FIRST, FIRST + COUNT - 1), params={"delay": 3.0})
+    inst.region_of_definition(FIRST)  # configure first, so only the render is timed
+    threading.Timer(0.5, lambda: setattr(inst.effect, "aborted", True)).start()
+    messages = len(host.messages)
+    start = time.monotonic()
+    status, _ = inst.render(FIRST)
+    assert status == FAILED and time.monotonic() - start < 2.5
+    assert len(host.messages) == messages  # an abort is not an error to report
+    inst.effect.aborted = False
+    inst.destroy()
+
+
+def test_offline_describe_uses_saved_node_list(bridge, tmp_path):
+    # No server can start: the plugin falls back to Resources/nodes.txt written at build time.
+    env = dict(os.environ, VIDFX_SOCKET=str(tmp_path / "none" / "s.sock"), VIDFX_SERVER_CMD="true",
+               VIDFX_SERVER_START_TIMEOUT="0.5", PYTHONPATH=str(TESTS))
+    code = ("import sys; from ofx_host import OfxHost; "
+            "h = OfxHost(sys.argv[1]); print(','.join(sorted(h.plugins)))")
+    binary = bridge.bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"
+    out = subprocess.run([sys.executable, "-c", code, str(binary)], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "org.vidfx.temporal_average" in out.stdout.strip().split(",")
+    assert "saved at build time" in out.stderr
+
+
+def test_install_copies_bundle(bridge, tmp_path):
+    target = ofx_build.install(bridge.bundle, tmp_path / "Plugins")
+    assert (target / "Contents" / "Linux-x86-64" / "vidfx.ofx").is_file()
+    assert (target / "Contents" / "Resources" / "nodes.txt").is_file()
+
+
+def test_protocol_roundtrip_and_private_socket_dir(tmp_path):
+    body = protocol.encode("render", {"a": "x=y", "b": "line1\nline2\\end"})[4:]
+    assert protocol.decode(body) == ("render", {"a": "x=y", "b": "line1\nline2\\end"})
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(SystemExit):
+        prepare_socket_dir(shared / "server.sock")
+    prepare_socket_dir(tmp_path / "private" / "server.sock")
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
