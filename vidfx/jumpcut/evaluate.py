@@ -1,0 +1,208 @@
+"""``vidfx eval jumpcut CLIPS...``: simulated jump cuts on continuous talking-head clips.
+
+For each clip, ``--cases`` segments of ``--frames`` frames are removed (a simulated jump cut).
+Each method synthesizes the removed frames from the frames around the gap only (the removed
+frames are never shown to any method, adaptation included) and is compared with the real ones:
+
+- PSNR and SSIM (RGB, 0..1, whole frame),
+- landmark error: MediaPipe face-mesh landmarks re-detected on the synthesized and on the real
+  frame, mean distance in pixels over the 478 points (frames where either detection fails are
+  counted in ``missed`` and left out of the mean),
+- seconds per transition (wall clock, CPU, keypoints and per-video adaptation included).
+
+Rows: crossfade, flow (DIS) and ours, per clip and averaged. A PNG strip per case (real /
+crossfade / flow / ours) goes to ``--strips``. ``--json FILE`` writes the rows as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from .video import read_clip, to_uint8
+
+METHODS = ("crossfade", "flow", "ours")
+DEFAULT_CLIPS = [f"/work/shared/data/talking/{i}.mp4" for i in (1, 2, 3)]
+
+
+def eval_gaps(num_frames: int, gap: int, cases: int, context: int) -> list[int]:
+    """Start indices of the removed segments: spread evenly, leaving ``context`` frames each side.
+
+    Shared with training, which leaves these segments out of the prior's training targets.
+    """
+    lo = context + 1
+    hi = num_frames - gap - context - 1
+    if hi < lo:
+        lo, hi = 1, max(1, num_frames - gap - 1)
+    if cases == 1:
+        return [int((lo + hi) // 2)]
+    return [int(round(lo + (hi - lo) * k / (cases - 1))) for k in range(cases)]
+
+
+def psnr(x: np.ndarray, y: np.ndarray) -> float:
+    """PSNR in dB of two 0..1 images."""
+    mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean SSIM (Gaussian window 11, sigma 1.5) over RGB channels of two 0..1 images."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    vals = []
+    for c in range(x.shape[2]):
+        a = x[..., c].astype(np.float64)
+        b = y[..., c].astype(np.float64)
+        blur = lambda z: cv2.GaussianBlur(z, (11, 11), 1.5)  # noqa: E731
+        ma, mb = blur(a), blur(b)
+        va, vb, cov = blur(a * a) - ma ** 2, blur(b * b) - mb ** 2, blur(a * b) - ma * mb
+        m = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+        vals.append(m.mean())
+    return float(np.mean(vals))
+
+
+class LandmarkScorer:
+    """Re-detects face-mesh landmarks (static image mode) and measures their distance."""
+
+    def __init__(self):
+        from .keypoints import MediaPipeDetector
+
+        self.det = MediaPipeDetector(video_mode=False, with_body=False)
+
+    def error(self, synth: np.ndarray, real: np.ndarray) -> float | None:
+        """Mean landmark distance in pixels, or None when a face is missing in either image."""
+        ks = self.det.detect(to_uint8(synth)).face
+        kr = self.det.detect(to_uint8(real)).face
+        if ks is None or kr is None:
+            return None
+        return float(np.linalg.norm(ks[:, :2] - kr[:, :2], axis=1).mean())
+
+
+def save_strip(path: str, rows: list[list[np.ndarray]], thumb: int = 128) -> None:
+    """Write a grid of small thumbnails (one row per method) as PNG."""
+    lines = [np.concatenate([cv2.resize(to_uint8(f), (thumb, thumb), interpolation=cv2.INTER_AREA) for f in r], 1)
+             for r in rows]
+    cv2.imwrite(path, cv2.cvtColor(np.concatenate(lines, 0), cv2.COLOR_RGB2BGR))
+
+
+def run_method(method: str, before: list[np.ndarray], after: list[np.ndarray], num: int, engine) -> list[np.ndarray]:
+    """Synthesize ``num`` frames between ``before[-1]`` and ``after[0]`` with one method."""
+    from .synthesize import make_transition
+
+    frames, _ = make_transition(method, before, after, num, synthesizer=engine)
+    return frames
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as a Markdown table."""
+    head = "| method | clip | PSNR dB | SSIM | landmark err px | missed | s / transition |\n|---|---|---|---|---|---|---|"
+    lines = [head]
+    for r in rows:
+        lm = "n/a" if r["landmark_error_px"] is None else f"{r['landmark_error_px']:.2f}"
+        lines.append(f"| {r['method']} | {r['clip']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lm} | "
+                     f"{r.get('missed', 0)} | {r['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``vidfx eval jumpcut``."""
+    ap = argparse.ArgumentParser(prog="vidfx eval jumpcut", description=__doc__.split("\n")[0])
+    ap.add_argument("clips", nargs="*", default=None, help="continuous talking-head clips (default: the dev clips)")
+    ap.add_argument("--frames", type=int, default=12, help="removed / synthesized frames per case")
+    ap.add_argument("--cases", type=int, default=3, help="simulated cuts per clip")
+    ap.add_argument("--size", type=int, default=512, help="frames are resized to SIZE x SIZE")
+    ap.add_argument("--context", type=int, default=12, help="frames each side available to the methods")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of crossfade,flow,ours")
+    ap.add_argument("--weights", default=None, help="synthesizer weights (default: the shipped prior)")
+    ap.add_argument("--adapt-steps", type=int, default=None, help="per-video adaptation steps (default: model's)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--strips", default="jumpcut_strips", help="folder for PNG strips ('' = none)")
+    ap.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    clips = args.clips or DEFAULT_CLIPS
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        print(f"vidfx eval jumpcut: unknown method(s) {', '.join(bad)}", file=sys.stderr)
+        return 2
+    engine = None
+    if "ours" in methods:
+        from .synthesize import Synthesizer
+
+        engine = Synthesizer.load(args.weights, adapt_steps=args.adapt_steps)
+    scorer = LandmarkScorer()
+    if args.strips:
+        os.makedirs(args.strips, exist_ok=True)
+
+    per = {m: {} for m in methods}  # method -> clip -> list of per-case dicts
+    for clip in clips:
+        name = os.path.splitext(os.path.basename(clip))[0]
+        frames_u8, _ = read_clip(clip, size=args.size)
+        frames = [f.astype(np.float32) / 255.0 for f in frames_u8]
+        n = args.frames
+        for case, s in enumerate(eval_gaps(len(frames), n, args.cases, args.context)):
+            a_idx, b_idx = s - 1, s + n
+            before = frames[max(0, a_idx - args.context):a_idx + 1]
+            after = frames[b_idx:b_idx + args.context + 1]
+            real = frames[s:s + n]
+            strip_rows = [[frames[a_idx]] + real[::3] + [frames[b_idx]]]
+            for m in methods:
+                t0 = time.perf_counter()
+                out = run_method(m, before, after, n, engine)
+                secs = time.perf_counter() - t0
+                errs = [scorer.error(o, r) for o, r in zip(out, real)]
+                got = [e for e in errs if e is not None]
+                rec = {
+                    "psnr": float(np.mean([psnr(o, r) for o, r in zip(out, real)])),
+                    "ssim": float(np.mean([ssim(o, r) for o, r in zip(out, real)])),
+                    "landmark_error_px": float(np.mean(got)) if got else None,
+                    "missed": len(errs) - len(got),
+                    "seconds": secs,
+                }
+                per[m].setdefault(name, []).append(rec)
+                strip_rows.append([frames[a_idx]] + out[::3] + [frames[b_idx]])
+                logging.info("%s case %d (frames %d..%d) %s: PSNR %.2f SSIM %.4f LM %s (%.1fs)", name, case, s,
+                             s + n - 1, m, rec["psnr"], rec["ssim"],
+                             "n/a" if rec["landmark_error_px"] is None else f"{rec['landmark_error_px']:.2f}", secs)
+            if args.strips:
+                save_strip(os.path.join(args.strips, f"{name}_case{case}.png"), strip_rows)
+
+    rows = []
+    for m in methods:
+        all_recs = []
+        for clip_name, recs in per[m].items():
+            rows.append(_row(m, clip_name, recs))
+            all_recs += recs
+        rows.append(_row(m, "average", all_recs))
+    print(format_table(rows))
+    if args.json_path:
+        with open(args.json_path, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+def _row(method: str, clip: str, recs: list[dict]) -> dict:
+    lms = [r["landmark_error_px"] for r in recs if r["landmark_error_px"] is not None]
+    return {
+        "method": method,
+        "clip": clip,
+        "psnr": float(np.mean([r["psnr"] for r in recs])),
+        "ssim": float(np.mean([r["ssim"] for r in recs])),
+        "landmark_error_px": float(np.mean(lms)) if lms else None,
+        "missed": int(sum(r["missed"] for r in recs)),
+        "seconds": float(np.mean([r["seconds"] for r in recs])),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

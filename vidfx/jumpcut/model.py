@@ -1,0 +1,189 @@
+"""The synthesizer: cross-modal attention over several source frames + a small modulated generator.
+
+Following Wang et al. 2024 ("Jump Cut Smoothing for Talking Heads"):
+
+- keypoint features of the *target* are the attention queries, keypoint features of the *sources*
+  the keys, and image features of the sources the values. One softmax runs over every position of
+  every source, so appearance is gathered from several frames and, per target position, the
+  source whose keypoints match best wins (robust to a bad keypoint in one source);
+- the attention also yields, per source, an expected sampling position (a flow) and a weight;
+- a small generator inspired by Co-Mod-GAN (a global code from the source encoder modulates the
+  decoder) refines flows, predicts blending logits and an RGB residual from the warped features.
+
+The output is composed at any resolution: flows and weights are upsampled and applied to the
+full-resolution source frames, so the model runs at ``size`` (e.g. 128) but keeps source detail.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .keymap import KEYMAP_CHANNELS
+
+
+@dataclass
+class SynthConfig:
+    """Model size. ``small`` (CPU, shipped) is the default; ``paper`` is a wider/deeper variant."""
+
+    size: int = 128  # working resolution (square)
+    dim: int = 64  # attention feature width
+    value_dim: int = 64
+    base: int = 32  # conv width at full working resolution
+    style_dim: int = 64
+    num_sources: int = 4
+
+    @classmethod
+    def paper(cls) -> "SynthConfig":
+        """A larger configuration in the spirit of the paper (GPU training)."""
+        return cls(size=256, dim=128, value_dim=128, base=64, style_dim=256)
+
+
+def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv + LeakyReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2, inplace=True))
+
+
+class Encoder(nn.Module):
+    """Conv encoder to 1/8 resolution; returns the 1/8 features and the 1/2-resolution ones."""
+
+    def __init__(self, cin: int, base: int, cout: int):
+        super().__init__()
+        self.first = conv(cin, base, 2)
+        self.down = nn.Sequential(conv(base, base * 2, 2), conv(base * 2, base * 2), conv(base * 2, base * 2, 2),
+                                  conv(base * 2, base * 2))
+        self.out = nn.Conv2d(base * 2, cout, 1)
+
+    def forward(self, x):
+        f = self.first(x)
+        return self.out(self.down(f)), f
+
+
+class ModConv(nn.Module):
+    """3x3 conv whose input channels are scaled per sample by a style code (co-modulation)."""
+
+    def __init__(self, cin: int, cout: int, style_dim: int):
+        super().__init__()
+        self.affine = nn.Linear(style_dim, cin)
+        nn.init.zeros_(self.affine.weight)
+        nn.init.ones_(self.affine.bias)
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1)
+
+    def forward(self, x, style):
+        return F.leaky_relu(self.conv(x * self.affine(style)[:, :, None, None]), 0.2)
+
+
+class CrossModalAttention(nn.Module):
+    """Target keypoint features (queries) attend to source keypoint features (keys) and gather
+    source image features (values), jointly over all sources and positions."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.log_temp = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, q_feat, k_feat, v_feat):
+        """q_feat (B, Nq, D), k_feat (B, S, Nk, D), v_feat (B, S, Nk, Dv) ->
+        gathered (B, Nq, Dv), attention (B, Nq, S, Nk)."""
+        b, s, nk, d = k_feat.shape
+        q = self.q(q_feat)
+        k = self.k(k_feat).reshape(b, s * nk, d)
+        logits = q @ k.transpose(1, 2) * (d ** -0.5) * self.log_temp.exp() * 4.0
+        attn = logits.softmax(-1)
+        out = attn @ v_feat.reshape(b, s * nk, -1)
+        return out, attn.reshape(b, -1, s, nk)
+
+
+class SynthNet(nn.Module):
+    """Renders a target frame from source frames, their keypoint maps and the target keypoint map."""
+
+    def __init__(self, cfg: SynthConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or SynthConfig()
+        self.kp_enc = Encoder(KEYMAP_CHANNELS, cfg.base // 2, cfg.dim)
+        self.img_enc = Encoder(3 + KEYMAP_CHANNELS, cfg.base // 2, cfg.value_dim)
+        self.attn = CrossModalAttention(cfg.dim)
+        self.style = nn.Sequential(nn.Linear(cfg.value_dim, cfg.style_dim), nn.LeakyReLU(0.2),
+                                   nn.Linear(cfg.style_dim, cfg.style_dim))
+        s = cfg.num_sources
+        c8 = cfg.value_dim + cfg.dim + 3 * s
+        self.dec8 = nn.ModuleList([ModConv(c8, cfg.base * 2, cfg.style_dim), ModConv(cfg.base * 2, cfg.base * 2, cfg.style_dim)])
+        self.dec4 = nn.ModuleList([ModConv(cfg.base * 2, cfg.base, cfg.style_dim)])
+        self.dec2 = nn.ModuleList([ModConv(cfg.base + cfg.base // 2, cfg.base, cfg.style_dim)])
+        c1 = cfg.base + KEYMAP_CHANNELS + 3 * (s + 1)
+        self.dec1 = nn.ModuleList([ModConv(c1, cfg.base // 2, cfg.style_dim)])
+        # per source: flow residual (2) + blend logit (1); crossfade candidate logit; RGB residual (3); gate (1)
+        self.head = nn.Conv2d(cfg.base // 2, 3 * s + 1 + 3 + 1, 3, 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, src_img, src_map, tgt_map, fade, out_sources=None):
+        """Predict the target frame.
+
+        src_img (B, S, 3, R, R), src_map (B, S, C, R, R), tgt_map (B, C, R, R), fade (B, 3, R, R): the
+        crossfade of the two end frames (a candidate the model may fall back on).
+        ``out_sources``: optional (B, S, 3, H, W) full-resolution sources (and ``fade`` then at H, W)
+        for composing a larger output. Returns (image (B, 3, H, W), aux dict).
+        """
+        b, s, _, r, _ = src_img.shape
+        fade_small = fade if fade.shape[-1] == r else F.interpolate(fade, size=(r, r), mode="area")
+        q_feat, q_full = self.kp_enc(tgt_map)
+        k_feat, _ = self.kp_enc(src_map.flatten(0, 1))
+        v_feat, _ = self.img_enc(torch.cat([src_img, src_map], 2).flatten(0, 1))
+        h4, w4 = q_feat.shape[-2:]
+        nq = h4 * w4
+        gathered, attn = self.attn(q_feat.flatten(2).transpose(1, 2), k_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1),
+                                   v_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1))
+        # per-source weight and expected sampling position (in -1..1 coordinates)
+        ys, xs = torch.meshgrid(torch.linspace(-1 + 1 / h4, 1 - 1 / h4, h4), torch.linspace(-1 + 1 / w4, 1 - 1 / w4, w4),
+                                indexing="ij")
+        grid = torch.stack([xs, ys], -1).reshape(1, 1, 1, nq, 2).to(attn)
+        w_src = attn.sum(-1)  # (B, Nq, S)
+        pos = (attn.unsqueeze(-1) * grid).sum(-2) / (w_src.unsqueeze(-1) + 1e-6)  # (B, Nq, S, 2)
+        ident = grid.reshape(1, nq, 1, 2)
+        to_map = lambda t: t.transpose(1, 2).reshape(b, -1, h4, w4)  # noqa: E731
+        style = self.style(v_feat.mean((2, 3)).reshape(b, s, -1).mean(1))
+        x = torch.cat([to_map(gathered), q_feat, to_map(w_src), to_map((pos - ident).flatten(2))], 1)
+        for layer in self.dec8:
+            x = layer(x, style)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        for layer in self.dec4:
+            x = layer(x, style)
+        x = F.interpolate(x, size=q_full.shape[-2:], mode="bilinear", align_corners=False)
+        for layer in self.dec2:
+            x = layer(torch.cat([x, q_full], 1), style)
+        x = F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False)
+        # coarse flows at working resolution, and the sources warped by them
+        coarse = F.interpolate(to_map(pos.flatten(2)), size=(r, r), mode="bilinear", align_corners=False)
+        coarse = coarse.reshape(b, s, 2, r, r)
+        warped = torch.stack([F.grid_sample(src_img[:, i], coarse[:, i].permute(0, 2, 3, 1), align_corners=False,
+                                            padding_mode="border") for i in range(s)], 1)
+        x = torch.cat([x, tgt_map, warped.flatten(1, 2), fade_small], 1)
+        for layer in self.dec1:
+            x = layer(x, style)
+        out = self.head(x)
+        flows = coarse + 0.1 * out[:, :2 * s].reshape(b, s, 2, r, r)
+        w_map = F.interpolate(to_map(w_src), size=(r, r), mode="bilinear", align_corners=False)
+        logits = torch.cat([out[:, 2 * s:3 * s] + torch.log(w_map + 1e-4),
+                            out[:, 3 * s:3 * s + 1]], 1)
+        resid, gate = out[:, 3 * s + 1:3 * s + 4], torch.sigmoid(out[:, 3 * s + 4:3 * s + 5] - 2.0)
+        if out_sources is None:
+            big_src, big_fade, size = src_img, fade, (r, r)
+        else:
+            big_src, big_fade, size = out_sources, fade, out_sources.shape[-2:]
+            up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
+            flows = up(flows.flatten(1, 2)).reshape(b, s, 2, *size)
+            logits, resid, gate = up(logits), up(resid), up(gate)
+        weights = logits.softmax(1)
+        frames = torch.stack([F.grid_sample(big_src[:, i], flows[:, i].permute(0, 2, 3, 1), align_corners=False,
+                                            padding_mode="border") for i in range(s)], 1)
+        blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s:] * big_fade
+        image = blend + gate * torch.tanh(resid)
+        return image, {"attention": attn, "weights": weights, "gate": gate}
+
+    def config_dict(self) -> dict:
+        """The config as a plain dict (saved next to the weights)."""
+        return asdict(self.cfg)
