@@ -1,0 +1,142 @@
+"""Flow-guided temporal smoothing of per-pixel class scores.
+
+For each new frame, the previous smoothed scores are warped into the new frame with dense
+optical flow (OpenCV DIS, new -> previous), and blended with the new scores where the flow
+is trustworthy:
+
+    s_t = (1 - a) * z_t + a * warp(s_{t-1})   where the pixel is visible in both frames
+    s_t = z_t                                 where it is occluded / the flow is inconsistent
+
+``z_t`` are log-probabilities (log-softmax of the logits), so scores from different frames
+are on the same scale. The occlusion check is forward-backward consistency: a pixel whose
+forward and backward flows do not cancel (within a tolerance that grows with the motion)
+starts afresh, which keeps labels from being dragged across disocclusions.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MIN_FLOW_SIDE = 16  # DIS needs a few patches; smaller pictures are not smoothed
+
+
+def to_grey_u8(rgb: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, H, W) float 0..1 -> (H, W) uint8 luma, for optical flow."""
+    if rgb.shape[0] >= 3:
+        y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    else:
+        y = rgb[0]
+    return (y.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+class FlowEstimator:
+    """Dense optical flow with OpenCV DIS (a preset: ultrafast, fast or medium)."""
+
+    PRESETS = {
+        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    }
+
+    def __init__(self, preset: str = "fast"):
+        self.dis = cv2.DISOpticalFlow_create(self.PRESETS[preset])
+
+    def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Flow (H, W, 2) float32 such that src(p) ~ dst(p + flow(p))."""
+        return self.dis.calc(src, dst, None)
+
+
+def backward_warp(values: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Sample ``values`` (H, W[, C]) at p + flow(p) for each pixel p (edges replicate)."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(values, gx + flow[..., 0], gy + flow[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+def consistent_mask(flow_back: np.ndarray, flow_fwd: np.ndarray, alpha: float = 0.05, beta: float = 1.0) -> np.ndarray:
+    """(H, W) bool: where following the backward flow and then the forward flow returns
+    (nearly) to the start; False marks occlusions and flow failures.
+
+    ``flow_back`` maps the current frame to the previous one, ``flow_fwd`` the previous to
+    the current. Tolerance: |b + f(p+b)|^2 < alpha (|b|^2 + |f(p+b)|^2) + beta (pixels^2).
+    """
+    fwd_at = backward_warp(flow_fwd, flow_back)
+    err = np.sum((flow_back + fwd_at) ** 2, axis=-1)
+    tol = alpha * (np.sum(flow_back ** 2, -1) + np.sum(fwd_at ** 2, -1)) + beta
+    h, w = flow_back.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    tx, ty = gx + flow_back[..., 0], gy + flow_back[..., 1]
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return (err < tol) & inside
+
+
+class TemporalSmoother:
+    """Recurrent EMA of warped log-probabilities across consecutive frames.
+
+    ``strength`` a in [0, 1): weight of the warped history (0 turns smoothing off).
+    Call ``step(scores, grey)`` once per frame in order; ``reset()`` at a cut or when the
+    frames stop being consecutive. ``scores`` are (K, h, w) logits at the working size,
+    ``grey`` the (h, w) uint8 picture at the same size.
+    """
+
+    def __init__(self, strength: float = 0.6, preset: str = "fast"):
+        self.strength = float(strength)
+        self.flow = FlowEstimator(preset)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history."""
+        self.prev_grey: np.ndarray | None = None
+        self.prev_scores: np.ndarray | None = None
+        self.last_valid_fraction = 0.0
+
+    def step(self, scores: torch.Tensor, grey: np.ndarray) -> torch.Tensor:
+        """Smoothed log-probabilities (K, h, w) for this frame."""
+        logp = F.log_softmax(scores.float(), dim=0)
+        if self.strength <= 0:
+            return logp
+        cur = logp.permute(1, 2, 0).cpu().numpy()  # (h, w, K)
+        h, w = grey.shape
+        out = cur
+        usable = min(h, w) >= MIN_FLOW_SIDE
+        if usable and self.prev_scores is not None and self.prev_scores.shape == cur.shape:
+            back = self.flow(grey, self.prev_grey)
+            fwd = self.flow(self.prev_grey, grey)
+            valid = consistent_mask(back, fwd)
+            self.last_valid_fraction = float(valid.mean())
+            warped = self._warp_channels(self.prev_scores, back)
+            a = self.strength * valid[..., None].astype(np.float32)
+            out = (1 - a) * cur + a * warped
+        self.prev_grey = grey if usable else None
+        self.prev_scores = out
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).to(scores.device)
+
+    @staticmethod
+    def _warp_channels(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        # cv2.remap handles at most 4 channels at once.
+        parts = [backward_warp(np.ascontiguousarray(values[..., i:i + 4]), flow) for i in range(0, values.shape[-1], 4)]
+        parts = [p if p.ndim == 3 else p[..., None] for p in parts]
+        return np.concatenate(parts, axis=-1)
+
+
+def flicker(labels: list[np.ndarray], greys: list[np.ndarray], ignore_occluded: bool = True) -> float:
+    """Fraction of pixels whose label changes between consecutive frames after motion
+    compensation (mean over frame pairs).
+
+    Motion is measured with Farneback flow, deliberately a different estimator from the
+    DIS flow the smoother uses, so the metric does not simply reward agreeing with it.
+    Occluded pixels (forward-backward inconsistent) are left out.
+    """
+    rates = []
+    for t in range(1, len(labels)):
+        args = (None, 0.5, 4, 21, 3, 5, 1.1, 0)
+        back = cv2.calcOpticalFlowFarneback(greys[t], greys[t - 1], *args)
+        fwd = cv2.calcOpticalFlowFarneback(greys[t - 1], greys[t], *args)
+        warped = backward_warp(labels[t - 1].astype(np.float32), back, cv2.INTER_NEAREST)
+        keep = consistent_mask(back, fwd) if ignore_occluded else np.ones(labels[t].shape, bool)
+        if keep.sum() == 0:
+            continue
+        rates.append(float((warped[keep] != labels[t][keep]).mean()))
+    return float(np.mean(rates)) if rates else 0.0
