@@ -4,7 +4,7 @@
     .venv/bin/python sample_media/generate.py OUT_DIR
 
 Clips:
-- ``sync_h264_aac.mp4``: 320x240, 25 fps, 4 s, H.264 + AAC 48 kHz mono. Every whole second
+- ``tone_flash_640x360.mp4``: 640x360, 25 fps, 4 s, H.264 + AAC 48 kHz mono. Every whole second
   the picture flashes white for one frame and a 1 kHz beep sounds for 40 ms, starting on
   the same instant: an A/V sync check.
 - ``gradient_10bit_h265.mp4``: 320x180, 24000/1001 fps, 36 frames, H.265 Main10
@@ -66,7 +66,7 @@ def texture(height: int, width: int, seed: int) -> np.ndarray:
 def sync_clip(path: str) -> None:
     """H.264 + AAC with a white flash and a beep at every whole second."""
     fps, seconds, rate = Fraction(25), 4, 48000
-    width, height = 320, 240
+    width, height = 640, 360
     with av.open(path, "w") as container:
         video = _video_stream(container, "libx264", fps, width, height, "yuv420p", crf="23", preset="medium")
         audio = container.add_stream("aac", rate=rate)
@@ -78,8 +78,8 @@ def sync_clip(path: str) -> None:
             img = base.copy()
             if i % int(fps) == 0:
                 img[:] = 255
-            x = int(i * 3) % (width - 20)
-            img[100:140, x:x + 20] = (220, 40, 40)
+            x = int(i * 6) % (width - 20)
+            img[160:200, x:x + 20] = (220, 40, 40)
             frames.append(img)
         t = np.arange(rate * seconds) / rate
         beep = ((t % 1.0) < 0.040).astype(np.float32)
@@ -177,7 +177,7 @@ def rotated(path: str) -> None:
 
 
 CLIPS = {
-    "sync_h264_aac.mp4": sync_clip,
+    "tone_flash_640x360.mp4": sync_clip,
     "gradient_10bit_h265.mp4": gradient_10bit,
     "odd_size_642x362.mp4": odd_size,
     "motion_320x180.mp4": motion,

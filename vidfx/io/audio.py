@@ -80,14 +80,16 @@ class AudioMuxer:
             self._fifo = av.AudioFifo()
             self._written = 0  # samples sent to the encoder
         self._packets = self.input.demux(self.src)
+        self._preroll = None
         self._frames = None
         self._done = False
 
     # --- feeding ------------------------------------------------------------------------
     def feed_until(self, seconds: float) -> None:
-        """Mux audio up to ``seconds`` of output time (a little ahead, for interleaving)."""
+        """Mux audio up to ``seconds`` of output time (called after each video frame, so
+        the two streams stay interleaved and the audio never runs past the video)."""
         if not self._done:
-            self._feed(seconds + 0.25)
+            self._feed(seconds)
 
     def finish(self, video_duration: float) -> None:
         """Write the rest of the window (never past the video's end) and flush."""
@@ -124,16 +126,25 @@ class AudioMuxer:
             t = float(packet.pts * tb)
             t_end = float((packet.pts + (packet.duration or 0)) * tb)
             if t_end <= start + 1e-9:
-                continue  # wholly before the window
+                # before the window; the last such packet is kept as decoder pre-roll (AAC
+                # needs the previous frame to decode the first one); the edit list hides it
+                self._preroll = packet
+                continue
             if self.end is not None and t >= self.end - 1e-9:
                 return  # past the window
-            packet.pts -= self._shift
-            if packet.dts is not None:
-                packet.dts -= self._shift
-            packet.stream = self.stream
-            self.output.mux(packet)
+            if self._preroll is not None:
+                self._mux_copy(self._preroll)
+                self._preroll = None
+            self._mux_copy(packet)
             if t - start >= until:
                 return
+
+    def _mux_copy(self, packet) -> None:
+        packet.pts -= self._shift
+        if packet.dts is not None:
+            packet.dts -= self._shift
+        packet.stream = self.stream
+        self.output.mux(packet)
 
     def _iter_packets(self):
         while True:

@@ -65,9 +65,11 @@ def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, color: Col
     >8-bit sources go through 16-bit RGB so their precision survives into float.
     ``rotation`` is counter-clockwise degrees (the display matrix), applied here.
     """
-    target = rgb_format(channels, bit_depth)
-    kwargs = {}
     src = frame.format.name
+    if src in HALF_PLANAR:
+        return _half_to_tensor(frame, rotation)
+    target = rgb_format(channels, 32 if is_float(src) else bit_depth)
+    kwargs = {}
     if is_yuv(src):
         kwargs = dict(src_colorspace=sws_matrix(color, frame.height),
                       src_color_range=sws_range(color, src), dst_color_range="JPEG")
@@ -76,15 +78,35 @@ def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, color: Col
     array = frame.to_ndarray()
     if array.ndim == 2:
         array = array[:, :, None]
+    # numpy, not torch, for these element-wise steps: torch's thread pool is slow when the
+    # machine is busy, and these are memory-bound anyway
+    planar = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
     if array.dtype == np.uint8:
-        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+        planar *= 1.0 / 255.0
     elif array.dtype == np.uint16:
-        tensor = torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1).mul_(1.0 / 65535.0)
-    else:
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)
+        planar *= 1.0 / 65535.0
+    tensor = torch.from_numpy(planar)
     if rotation % 360:
-        tensor = torch.rot90(tensor, k=(rotation % 360) // 90, dims=(1, 2))
-    return tensor.contiguous()
+        tensor = torch.rot90(tensor, k=(rotation % 360) // 90, dims=(1, 2)).contiguous()
+    return tensor
+
+
+# Half-float planar formats (EXR "half"): planes in G, B, R, A order, read directly because
+# swscale clips float values to 0..1 and PyAV has no ndarray view of them.
+HALF_PLANAR = {"gbrpf16le": (2, 0, 1), "gbrapf16le": (2, 0, 1, 3), "grayf16le": (0,)}
+
+
+def _half_to_tensor(frame: av.VideoFrame, rotation: int = 0) -> torch.Tensor:
+    order = HALF_PLANAR[frame.format.name]
+    planes = []
+    for index in order:
+        plane = frame.planes[index]
+        rows = np.frombuffer(plane, dtype="<f2").reshape(frame.height, plane.line_size // 2)
+        planes.append(rows[:, : frame.width].astype(np.float32))
+    tensor = torch.from_numpy(np.stack(planes))
+    if rotation % 360:
+        tensor = torch.rot90(tensor, k=(rotation % 360) // 90, dims=(1, 2)).contiguous()
+    return tensor
 
 
 def tensor_to_av(data: torch.Tensor, pix_fmt: str, color: ColorTags) -> av.VideoFrame:
@@ -108,16 +130,17 @@ def tensor_to_av(data: torch.Tensor, pix_fmt: str, color: ColorTags) -> av.Video
     elif not target_alpha and data.shape[0] == 4:
         data = data[:3]
     c = data.shape[0]
+    hwc = data.numpy().transpose(1, 2, 0).copy()  # a copy: the caller's tensor stays as it is
     if is_float(pix_fmt):
         src_fmt = rgb_format(c, 32)
-        array = data.permute(1, 2, 0).contiguous().numpy()
-    elif target_bits > 8:
-        src_fmt = rgb_format(c, 16)
-        array = (data.clamp(0, 1).mul(65535.0).add_(0.5).permute(1, 2, 0)
-                 .to(torch.int32).numpy().astype(np.uint16))
+        array = hwc
     else:
-        src_fmt = rgb_format(c, 8)
-        array = data.clamp(0, 1).mul(255.0).add_(0.5).permute(1, 2, 0).to(torch.uint8).numpy()
+        src_fmt = rgb_format(c, 16 if target_bits > 8 else 8)
+        scale = 65535.0 if target_bits > 8 else 255.0
+        np.clip(hwc, 0.0, 1.0, out=hwc)
+        hwc *= scale
+        hwc += 0.5
+        array = hwc.astype(np.uint16 if target_bits > 8 else np.uint8)
     if array.shape[2] == 1:
         array = array[:, :, 0]
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format=src_fmt)

@@ -215,6 +215,7 @@ class ImageSequenceWriter(Sink):
             os.replace(temp, target)
         except OSError as exc:
             _remove(temp)
+            self.abort()
             raise MediaError(f"{target}: cannot write ({exc.strerror or exc})") from None
         self.written.append(target)
         self._count += 1

@@ -177,10 +177,10 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         if rotation in (90, 270):
             width, height = height, width
         color = ColorTags(
-            primaries=PRIMARIES.get(first.color_primaries or ctx.color_primaries),
-            transfer=TRANSFERS.get(first.color_trc or ctx.color_trc),
-            matrix=MATRICES.get(first.colorspace or ctx.colorspace) if not _is_rgb(pix_fmt) else None,
-            range=RANGES.get(first.color_range or ctx.color_range) or _implied_range(pix_fmt),
+            primaries=PRIMARIES.get(_known(first.color_primaries, ctx.color_primaries)),
+            transfer=TRANSFERS.get(_known(first.color_trc, ctx.color_trc)),
+            matrix=MATRICES.get(_known(first.colorspace, ctx.colorspace)) if not _is_rgb(pix_fmt) else None,
+            range=RANGES.get(_known(first.color_range, ctx.color_range)) or _implied_range(pix_fmt),
         )
         sar = ctx.sample_aspect_ratio
         channels = 4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3
@@ -194,6 +194,14 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         )
     finally:
         container.close()
+
+
+def _known(*codes: int | None) -> int | None:
+    """The first colour code that is set (0 reserved/RGB and 2 "unspecified" do not count)."""
+    for code in codes:
+        if code not in (None, 0, 2):
+            return code
+    return None
 
 
 def _is_rgb(pix_fmt: str) -> bool:

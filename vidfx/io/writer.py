@@ -96,6 +96,8 @@ def encoder_setup(codec: str, channels: int, depth: int, width: int, height: int
         pix = "yuva444p10le" if channels == 4 else "yuv444p10le"
         return "prores_ks", pix, {"profile": "4", "vendor": "apl0", "alpha_bits": "16"}
     if codec == "dnxhr_hqx":
+        if width < 256 or height < 120:
+            raise MediaError(f"DNxHR needs at least 256x120 pixels, not {width}x{height}")
         return "dnxhd", "yuv422p10le", {"profile": "dnxhr_hqx"}
     if codec == "ffv1":
         bits = 8 if depth <= 8 else 10 if depth <= 10 else 16
@@ -196,19 +198,22 @@ class VideoWriter(Sink):
         self._durations: dict[int, int] = {}
 
     def _tag_colour(self, ctx) -> None:
+        """Put the clip's colour tags on the encoder (and, in ``write``, on every frame:
+        some encoders, ProRes among them, take them from the frames)."""
         color = self.info.color
+        tags = {}
         for attr, table, value in (("color_primaries", PRIMARIES, color.primaries),
                                    ("color_trc", TRANSFERS, color.transfer),
-                                   ("color_range", RANGES, color.range)):
+                                   ("color_range", RANGES, color.range),
+                                   ("colorspace", MATRICES, color.matrix)):
             code = code_of(table, value)
             if code is not None:
-                setattr(ctx, attr, code)
-        yuv = self.pix_fmt.startswith("yuv")
-        if yuv and code_of(MATRICES, color.matrix) is not None:
-            ctx.colorspace = code_of(MATRICES, color.matrix)
-        if not yuv:
-            ctx.colorspace = 0  # RGB
-            ctx.color_range = 2
+                tags[attr] = code
+        if not self.pix_fmt.startswith("yuv"):
+            tags.update(colorspace=0, color_range=2)  # RGB: no matrix, full range
+        for attr, code in tags.items():
+            setattr(ctx, attr, code)
+        self.colour_tags = tags
 
     # --- writing -------------------------------------------------------------------------
     def _timing(self, frame: Frame) -> tuple[int, int]:
@@ -240,14 +245,18 @@ class VideoWriter(Sink):
 
     def write(self, frame: Frame) -> None:
         """Encode one frame (and the audio that goes with it)."""
+        if self.container is None:
+            raise MediaError(f"{self.path}: writer is not open (or failed earlier)")
         pts, duration = self._timing(frame)
         vf = self._to_av(frame)
+        for attr, code in self.colour_tags.items():
+            setattr(vf, attr, code)
         vf.pts = pts
         vf.time_base = self.time_base
         vf.duration = duration
         self._durations[pts] = duration
         self._last_pts, self._end_pts = pts, pts + duration
-        self._mux_video(self.stream.encode(vf))
+        self._guard(lambda: self._mux_video(self.stream.encode(vf)))
         self.frames_written += 1
         if self.audio is not None:
             self._guard(lambda: self.audio.feed_until(float(pts * self.time_base)))
@@ -259,11 +268,14 @@ class VideoWriter(Sink):
             self._guard(lambda: self.container.mux(packet))
 
     def _guard(self, action) -> None:
+        """Run a muxing step; on failure remove the partial file and raise MediaError."""
         try:
             action()
         except av.FFmpegError as exc:
+            self.abort()
             raise MediaError(f"{self.path}: write failed ({_why(exc)})") from None
         except OSError as exc:
+            self.abort()
             raise MediaError(f"{self.path}: write failed ({exc.strerror or exc})") from None
 
     def close(self) -> None:
@@ -306,9 +318,13 @@ def _muxer(ext: str) -> str:
 
 
 def _why(exc: Exception) -> str:
+    """A short reason from a PyAV error (FFmpeg's own log line when it gave one)."""
     if getattr(exc, "errno", None) == errno.ENOSPC:
         return "no space left on device"
-    text = getattr(exc, "strerror", None) or str(exc)
+    text = str(exc)
+    if "last error log:" in text:
+        return text.split("last error log:", 1)[1].strip().splitlines()[0]
+    text = getattr(exc, "strerror", None) or text
     return text.split(": '")[0]
 
 

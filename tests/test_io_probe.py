@@ -1,0 +1,126 @@
+"""probe(): exact rates, decodable frame counts, colour/depth/rotation/audio, clear errors."""
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from vidfx.core.errors import MediaError
+from vidfx.io import probe
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_media"
+CLIPS = REPO.parent / "shared" / "data" / "clips"
+needs_clips = pytest.mark.skipif(not CLIPS.is_dir(), reason="shared data (../shared/data) not present")
+
+
+def decoded_count(path) -> int:
+    """What FFmpeg really decodes (the reference for num_frames)."""
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+@needs_clips
+@pytest.mark.parametrize("name, frames, fps", [
+    ("pillow.mp4", 147, Fraction(20)),
+    ("teddy.mp4", 141, Fraction(1454080, 72773)),
+    ("bear.mp4", 82, Fraction(30)),
+])
+def test_shared_clips_count_and_rate(name, frames, fps):
+    info = probe(CLIPS / name)
+    assert info.num_frames == frames == decoded_count(CLIPS / name)
+    assert info.fps == fps and isinstance(info.fps, Fraction)
+    assert info.bit_depth == 8 and info.pix_fmt == "yuv420p" and info.codec == "h264"
+    assert info.time_base is not None and info.audio is None
+
+
+@needs_clips
+def test_every_shared_clip_count_matches_decode():
+    for path in sorted(CLIPS.glob("*.mp4")):
+        assert probe(path).num_frames == decoded_count(path), path.name
+
+
+def test_ten_bit_and_colour_tags():
+    info = probe(SAMPLES / "gradient_10bit_h265.mp4")
+    assert info.fps == Fraction(24000, 1001)
+    assert info.bit_depth == 10 and info.pix_fmt == "yuv420p10le" and info.codec == "hevc"
+    assert (info.color.primaries, info.color.transfer, info.color.matrix, info.color.range) == \
+        ("bt709", "bt709", "bt709", "tv")
+    assert info.num_frames == 36
+
+
+def test_rotation_gives_upright_size():
+    info = probe(SAMPLES / "rotated_90.mp4")
+    assert info.rotation == 90 and (info.width, info.height) == (96, 160)
+
+
+def test_odd_size_and_audio():
+    info = probe(SAMPLES / "odd_size_642x362.mp4")
+    assert (info.width, info.height, info.num_frames) == (642, 362, 30)
+    tone = probe(SAMPLES / "tone_flash_640x360.mp4")
+    a = tone.audio
+    assert a is not None and a.codec == "aac" and a.sample_rate == 48000 and a.channels == 1
+    assert a.start == 0.0 and a.copyable and abs(a.duration - 4.0) < 0.03
+    assert tone.num_frames == 100 and tone.fps == 25
+
+
+def test_missing_file():
+    with pytest.raises(MediaError, match="nope.mp4: file not found"):
+        probe("/definitely/not/here/nope.mp4")
+
+
+def test_not_media(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 100)
+    with pytest.raises(MediaError) as err:
+        probe(text)
+    assert "notes.mp4" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_empty_and_folder(tmp_path):
+    (tmp_path / "empty.mov").write_bytes(b"")
+    with pytest.raises(MediaError, match="empty"):
+        probe(tmp_path / "empty.mov")
+    with pytest.raises(MediaError, match="folder"):
+        probe(tmp_path)
+
+
+def test_truncated(tmp_path):
+    data = (SAMPLES / "motion_320x180.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # moov at the end: the index is lost
+    with pytest.raises(MediaError, match="cut.mp4"):
+        probe(cut)
+
+
+def test_truncated_faststart(tmp_path):
+    """moov first, mdat cut short: the index points past the end of the file."""
+    src = tmp_path / "fast.mp4"
+    with av.open(str(SAMPLES / "motion_320x180.mp4")) as inp, \
+            av.open(str(src), "w", options={"movflags": "+faststart"}) as out:
+        s = out.add_stream_from_template(inp.streams.video[0])
+        for p in inp.demux(video=0):
+            if p.size:
+                p.stream = s
+                out.mux(p)
+    data = src.read_bytes()
+    cut = tmp_path / "fast_cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(MediaError, match="fast_cut.mp4: file is truncated"):
+        probe(cut)
+
+
+def test_no_video_stream(tmp_path):
+    path = tmp_path / "tone.m4a"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("aac", rate=48000)
+        import numpy as np
+        for i in range(10):
+            f = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            f.sample_rate, f.pts = 48000, i * 1024
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    with pytest.raises(MediaError, match="tone.m4a: no video stream"):
+        probe(path)
