@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import threading
+import time as time_module
 import traceback
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_size_t, c_uint,
                     c_void_p)
@@ -114,6 +115,11 @@ class OfxHost:
         self.callback_errors: list[str] = []
         self.images_out = 0  # images handed to the plugin and not yet released
         self.fetch_log: list[tuple[str, float]] = []
+        self.cache_inputs = False  # benchmarks: keep the bottom-up copies of input frames
+        self._input_cache: dict = {}
+        self.fill_output = True    # tests: output starts as garbage (-1) so gaps show
+        self.threads = 2           # what multiThreadNumCPUs answers
+        self._output_cache: dict = {}
         self.host_props = PropertySet({"OfxPropName": "org.vidfx.testhost", "OfxPropLabel": "vidfx test host",
                                        "OfxImageEffectHostPropIsBackground": 0,
                                        "OfxImageEffectPropTemporalClipAccess": 1,
@@ -223,9 +229,25 @@ class OfxHost:
         threads = _suite(9)
         for i in range(9):
             setattr(threads, f"f{i}", unsupported)
+        threads.f0 = self._cb(F(I, P, c_uint, P), self._multi_thread)
+        threads.f1 = self._cb(F(I, POINTER(c_uint)), lambda out: self._out(out, self.threads))
         return {(b"OfxPropertySuite", 1): props, (b"OfxImageEffectSuite", 1): fx,
                 (b"OfxParameterSuite", 1): param, (b"OfxMessageSuite", 1): message,
                 (b"OfxMemorySuite", 1): memory, (b"OfxMultiThreadSuite", 1): threads}
+
+    def _multi_thread(self, func, count, arg) -> int:
+        """Run ``func(i, count, arg)`` on ``count`` threads (ctypes drops the GIL in C)."""
+        fn = CFUNCTYPE(c_int, c_uint, c_uint, c_void_p)(func)
+        results = [OK] * count
+        def run(i):
+            results[i] = fn(i, count, arg)
+        workers = [threading.Thread(target=run, args=(i,)) for i in range(1, count)]
+        for w in workers:
+            w.start()
+        run(0)
+        for w in workers:
+            w.join()
+        return FAILED if any(r != OK for r in results) else OK
 
     def _fetch_suite(self, host, name, version):
         suite = self._suites.get((name, version))
@@ -326,11 +348,22 @@ class OfxHost:
             if frame is None:
                 return FAILED
             self.fetch_log.append((clip.name, time))
-            array = np.ascontiguousarray(frame[::-1], dtype=np.float32)  # bottom-up rows
+            key = (id(clip), time)
+            array = self._input_cache.get(key) if self.cache_inputs else None
+            if array is None:
+                array = np.ascontiguousarray(frame[::-1], dtype=np.float32)  # bottom-up rows
+                if self.cache_inputs:
+                    self._input_cache[key] = array
             x1, y1 = 0, 0
         else:
             x1, y1, x2, y2 = (int(round(v)) for v in clip.rod)
-            array = np.full((y2 - y1, x2 - x1, 4), -1.0, np.float32)  # garbage until rendered
+            shape = (y2 - y1, x2 - x1, 4)
+            if self.fill_output:
+                array = np.full(shape, -1.0, np.float32)
+            else:  # like a real host, reuse output memory (benchmarks)
+                array = self._output_cache.get(shape)
+                if array is None:
+                    array = self._output_cache[shape] = np.empty(shape, np.float32)
             clip.last_output = array
         h, w = array.shape[:2]
         props = PropertySet({
@@ -438,6 +471,7 @@ class Instance:
     def __init__(self, host: OfxHost, identifier: str, effect: Effect, desc: Effect):
         self.host, self.identifier, self.effect, self.desc = host, identifier, effect, desc
         self.handle = host.handle(effect)
+        self.last_render_s = 0.0  # wall time of the last Render action alone
 
     def region_of_definition(self, time: float) -> tuple[int, tuple[float, ...]]:
         out = PropertySet({"OfxImageEffectPropRegionOfDefinition": [0.0, 0.0, 0.0, 0.0]})
@@ -471,10 +505,12 @@ class Instance:
         out_clip = self.effect.clips["Output"]
         out_clip.rod = rod
         window = [int(round(v)) for v in rod]
+        start = time_module.perf_counter()
         status = self.host.call(self.identifier, "OfxImageEffectActionRender", self.handle, PropertySet({
             "OfxPropTime": float(time), "OfxImageEffectPropRenderWindow": window,
             "OfxImageEffectPropRenderScale": [1.0, 1.0], "OfxImageEffectPropFieldToRender": "OfxImageFieldNone",
             "OfxImageEffectPropSequentialRenderStatus": 0, "OfxImageEffectPropInteractiveRenderStatus": 0}))
+        self.last_render_s = time_module.perf_counter() - start
         if status != OK:
             return status, None
         return status, out_clip.last_output[::-1].copy()

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ofx_abi.h"
@@ -54,7 +55,7 @@ static const OfxImageEffectSuiteV1 *g_fx;
 static const OfxParameterSuiteV1 *g_param;
 static const OfxMessageSuiteV1 *g_msg;
 static const OfxMemorySuiteV1 *g_mem;           /* fetched for completeness; we use malloc */
-static const OfxMultiThreadSuiteV1 *g_threads;  /* idem: renders are serialised server-side */
+static const OfxMultiThreadSuiteV1 *g_threads;  /* splits the pixel copies across the host's threads */
 
 /* ---- per-instance state ------------------------------------------------------------------- */
 typedef struct ShmBuf {
@@ -718,23 +719,100 @@ static int fetch_image(OfxImageClipHandle clip, double time, Image *img, char *e
 static int img_w(const Image *i) { return i->bounds.x2 - i->bounds.x1; }
 static int img_h(const Image *i) { return i->bounds.y2 - i->bounds.y1; }
 
-/* Host rows go bottom-up; the server's frames are top-down, tightly packed float RGBA. */
-static void copy_in(const Image *img, float *dst) {
+/* Host images are interleaved RGBA (or RGB) with rows bottom-up; the server's frames are
+ * planar float32 (R, G, B, A planes, rows top-down), which it can use without reordering. */
+/* A copy job split into row bands over the host's threads (or run inline). */
+typedef struct CopyJob {
+  int kind; /* 0: copy in (host -> planes), 1: copy out (planes -> host) */
+  const Image *img;
+  float *planes;
+  /* copy out only */
+  const Image *out;
+  OfxRectI win;
+  int ow, oh, ox, oy;
+} CopyJob;
+
+static void copy_in_rows(const Image *img, float *dst, int y0, int y1) {
   int w = img_w(img), h = img_h(img);
-  for (int y = 0; y < h; y++) {
+  size_t plane = (size_t)w * h;
+  float *r = dst, *g = dst + plane, *b = dst + 2 * plane, *a = dst + 3 * plane;
+  for (int y = y0; y < y1; y++) {
     const float *src = (const float *)(img->data + (ptrdiff_t)(h - 1 - y) * img->row_bytes);
-    float *row = dst + (size_t)y * w * 4;
+    size_t o = (size_t)y * w;
     if (img->comps == 4) {
-      memcpy(row, src, (size_t)w * 16);
+      for (int x = 0; x < w; x++) {
+        r[o + x] = src[4 * x];
+        g[o + x] = src[4 * x + 1];
+        b[o + x] = src[4 * x + 2];
+        a[o + x] = src[4 * x + 3];
+      }
     } else {
       for (int x = 0; x < w; x++) {
-        row[4 * x] = src[3 * x];
-        row[4 * x + 1] = src[3 * x + 1];
-        row[4 * x + 2] = src[3 * x + 2];
-        row[4 * x + 3] = 1.0f;
+        r[o + x] = src[3 * x];
+        g[o + x] = src[3 * x + 1];
+        b[o + x] = src[3 * x + 2];
+        a[o + x] = 1.0f;
       }
     }
   }
+}
+
+/* Rows y0..y1 (host pixel coordinates, inside the render window) of the output image from
+ * the server's planar result, whose bottom-left pixel sits at (ox, oy). */
+static void copy_out_rows(const CopyJob *j, int y0, int y1) {
+  const Image *out = j->out;
+  const float *res = j->planes;
+  int ow = j->ow, oh = j->oh;
+  size_t plane = (size_t)ow * oh;
+  for (int y = y0; y < y1; y++) {
+    float *dst = (float *)(out->data + (ptrdiff_t)(y - out->bounds.y1) * out->row_bytes);
+    int ry = oh - 1 - (y - j->oy);
+    for (int x = j->win.x1; x < j->win.x2; x++) {
+      int rx = x - j->ox;
+      float *d = dst + (size_t)(x - out->bounds.x1) * out->comps;
+      if (ry < 0 || ry >= oh || rx < 0 || rx >= ow) {
+        for (int c = 0; c < out->comps; c++) d[c] = 0.0f;
+        continue;
+      }
+      size_t o = (size_t)ry * ow + rx;
+      d[0] = res[o];
+      d[1] = res[plane + o];
+      d[2] = res[2 * plane + o];
+      if (out->comps == 4) d[3] = res[3 * plane + o];
+    }
+  }
+}
+
+
+static OfxStatus copy_band(unsigned int index, unsigned int count, void *arg) {
+  CopyJob *j = arg;
+  int lo, hi;
+  if (j->kind == 0) {
+    lo = 0;
+    hi = img_h(j->img);
+  } else {
+    lo = j->win.y1;
+    hi = j->win.y2;
+  }
+  int y0 = lo + (int)((long long)(hi - lo) * index / count);
+  int y1 = lo + (int)((long long)(hi - lo) * (index + 1) / count);
+  if (j->kind == 0) copy_in_rows(j->img, j->planes, y0, y1);
+  else copy_out_rows(j, y0, y1);
+  return kOfxStatOK;
+}
+
+static void run_copy(CopyJob *j) {
+  unsigned int cpus = 1;
+  if (g_threads && g_threads->multiThreadNumCPUs && g_threads->multiThreadNumCPUs(&cpus) != kOfxStatOK) cpus = 1;
+  if (cpus > 8) cpus = 8; /* memory bandwidth, not cores, limits a copy */
+  if (cpus > 1 && g_threads->multiThread && g_threads->multiThread(copy_band, cpus, j) == kOfxStatOK) return;
+  copy_band(0, 1, j);
+}
+
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
 typedef struct AbortCtx { OfxImageEffectHandle effect; } AbortCtx;
@@ -761,6 +839,9 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   vfx_buf req = {0};
   vfx_reply rep = {0};
 
+  static int timing = -1;
+  if (timing < 0) timing = getenv("VIDFX_OFX_TIMING") != NULL;
+  double t0 = timing ? mono_ms() : 0, t_fetch = 0, t_copy_in = 0, t_server = 0;
   rc = query_frames(inst, time, times, counts, err, sizeof err);
   if (rc != VFX_OK) return server_failed(inst, rc, err);
 
@@ -795,13 +876,18 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   size_t out_off = total;
   total += (size_t)ow * oh * 16;
 
+  if (timing) t_fetch = mono_ms();
   buf = pool_acquire(inst, total, err, sizeof err);
   if (!buf) goto fail;
   for (int k = 0; k < n->inputs; k++)
     for (int i = 0; i < counts[k]; i++) {
-      copy_in(&images[k][i], (float *)((char *)buf->ptr + images[k][i].offset));
+      CopyJob job = {0};
+      job.img = &images[k][i];
+      job.planes = (float *)((char *)buf->ptr + images[k][i].offset);
+      run_copy(&job);
     }
 
+  if (timing) t_copy_in = mono_ms();
   char rid[96];
   snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));
   vfx_buf_init(&req, "render");
@@ -821,6 +907,7 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   AbortCtx actx = {inst->effect};
   rc = vfx_request(&req, &rep, 1, host_aborted, &actx, rid, err, sizeof err);
   if (rc != VFX_OK) goto server_fail;
+  if (timing) t_server = mono_ms();
 
   /* copy the result into the host's output image, for the render window */
   if (fetch_image(inst->output, time, &out, err, sizeof err) != 0) goto fail;
@@ -828,33 +915,23 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
     const Image *src0 = &images[0][cur[0]];
     double fx = (double)ow / w[0], fy = (double)oh / h[0];
     int ox = (int)lround(src0->bounds.x1 * fx), oy = (int)lround(src0->bounds.y1 * fy);
-    const float *res = (const float *)((char *)buf->ptr + out_off);
-    int x1 = win.x1 > out.bounds.x1 ? win.x1 : out.bounds.x1;
-    int x2 = win.x2 < out.bounds.x2 ? win.x2 : out.bounds.x2;
-    int y1 = win.y1 > out.bounds.y1 ? win.y1 : out.bounds.y1;
-    int y2 = win.y2 < out.bounds.y2 ? win.y2 : out.bounds.y2;
-    for (int y = y1; y < y2; y++) {
-      float *dst = (float *)(out.data + (ptrdiff_t)(y - out.bounds.y1) * out.row_bytes);
-      int ry = oh - 1 - (y - oy);
-      for (int x = x1; x < x2; x++) {
-        int rx = x - ox;
-        float *d = dst + (size_t)(x - out.bounds.x1) * out.comps;
-        if (ry < 0 || ry >= oh || rx < 0 || rx >= ow) {
-          for (int c = 0; c < out.comps; c++) d[c] = 0.0f;
-          continue;
-        }
-        const float *s = res + ((size_t)ry * ow + rx) * 4;
-        if (out.comps == 4 && x + 1 < x2 && rx + 1 < ow) { /* fast path for the common case */
-          int run = x2 - x;
-          if (run > ow - rx) run = ow - rx;
-          memcpy(d, s, (size_t)run * 16);
-          x += run - 1;
-          continue;
-        }
-        for (int c = 0; c < out.comps; c++) d[c] = s[c];
-      }
-    }
+    CopyJob job = {0};
+    job.kind = 1;
+    job.out = &out;
+    job.planes = (float *)((char *)buf->ptr + out_off);
+    job.ow = ow;
+    job.oh = oh;
+    job.ox = ox;
+    job.oy = oy;
+    job.win.x1 = win.x1 > out.bounds.x1 ? win.x1 : out.bounds.x1;
+    job.win.x2 = win.x2 < out.bounds.x2 ? win.x2 : out.bounds.x2;
+    job.win.y1 = win.y1 > out.bounds.y1 ? win.y1 : out.bounds.y1;
+    job.win.y2 = win.y2 < out.bounds.y2 ? win.y2 : out.bounds.y2;
+    if (job.win.x2 > job.win.x1 && job.win.y2 > job.win.y1) run_copy(&job);
   }
+  if (timing)
+    fprintf(stderr, "vidfx.ofx timing: fetch %.1f ms, copy in %.1f ms, server %.1f ms, copy out %.1f ms\n",
+            t_fetch - t0, t_copy_in - t_fetch, t_server - t_copy_in, mono_ms() - t_server);
   status = kOfxStatOK;
   goto done;
 

@@ -255,39 +255,39 @@ class InstanceTable:
         return len(self._items)
 
 
-def frame_from_rgba(arr: np.ndarray, index: int) -> tuple[Frame, torch.Tensor]:
-    """A Frame with the RGB of an (H, W, 4) float array, and its alpha as (1, H, W)."""
-    t = torch.from_numpy(arr).permute(2, 0, 1)
-    rgb = t[:3].contiguous()
-    alpha = t[3:4].contiguous()
+def frame_from_planes(planes: np.ndarray, index: int) -> tuple[Frame, torch.Tensor]:
+    """A Frame with the RGB of a (4, H, W) float array, and its alpha as (1, H, W).
+
+    The planes are copied out of shared memory (a plain memcpy, since they are already
+    planar): a node may keep input tensors (temporal history) after the request.
+    """
+    rgb = torch.from_numpy(planes[:3].copy())
+    alpha = torch.from_numpy(planes[3:4].copy())
     return Frame(rgb, index=index, pts=index), alpha
 
 
-def write_rgba(out: np.ndarray, data: torch.Tensor, rgb_fallback: torch.Tensor | None,
-               alpha_fallback: torch.Tensor | None) -> None:
-    """Write a node's (C, H, W) output into an (H, W, 4) float array.
+def write_planes(out: np.ndarray, data: torch.Tensor, rgb_fallback: torch.Tensor | None,
+                 alpha_fallback: torch.Tensor | None) -> None:
+    """Write a node's (C, H, W) output into a (4, H, W) float array (R, G, B, A planes).
 
     RGB keeps alpha from the source frame when sizes agree (else opaque); a one-channel
     output is a matte: the source's RGB with the matte as alpha.
     """
     data = data.detach().to("cpu", torch.float32)
     c, h, w = data.shape
-    hwc = data.permute(1, 2, 0).numpy()
 
     def same(t):
         return t is not None and tuple(t.shape[1:]) == (h, w)
 
+    src = data.numpy()
     if c >= 3:
-        out[..., :3] = hwc[..., :3]
+        out[:3] = src[:3]
         if c == 4:
-            out[..., 3] = hwc[..., 3]
+            out[3] = src[3]
         elif same(alpha_fallback):
-            out[..., 3] = alpha_fallback[0].numpy()
+            out[3] = alpha_fallback[0].numpy()
         else:
-            out[..., 3] = 1.0
+            out[3] = 1.0
     else:
-        if same(rgb_fallback):
-            out[..., :3] = rgb_fallback.permute(1, 2, 0).numpy()
-        else:
-            out[..., :3] = hwc[..., :1]
-        out[..., 3] = hwc[..., 0]
+        out[:3] = rgb_fallback.numpy() if same(rgb_fallback) else src[:1]
+        out[3] = src[0]

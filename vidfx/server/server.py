@@ -29,8 +29,8 @@ from vidfx import __version__
 from vidfx.core.errors import VidfxError
 
 from . import protocol
-from .instances import (InstanceTable, RenderAborted, RequestError, ShmMapper, frame_from_rgba,
-                        parse_ranges, write_rgba)
+from .instances import (InstanceTable, RenderAborted, RequestError, ShmMapper, frame_from_planes,
+                        parse_ranges, write_planes)
 from .nodes import describe_fields
 
 
@@ -151,8 +151,9 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
 def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
     """Render one output frame from the input frames the plugin put in shared memory.
 
-    ``in.<k>.<j>=time,width,height,offset`` locate input frames (float RGBA, rows top to
-    bottom); ``out=width,height,offset`` is where the result goes.
+    ``in.<k>.<j>=time,width,height,offset`` locate input frames (float32 R, G, B, A
+    planes, rows top to bottom); ``out=width,height,offset`` is where the result goes, in
+    the same layout.
     """
     render_id = fields.get("id", "")
     aborted = threading.Event()
@@ -170,7 +171,7 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
                 continue
             k = int(key.split(".")[1])
             t, w, h, off = (int(round(float(v))) for v in value.split(","))
-            arr = np.frombuffer(mm, np.float32, count=w * h * 4, offset=off).reshape(h, w, 4)
+            arr = np.frombuffer(mm, np.float32, count=w * h * 4, offset=off).reshape(4, h, w)
             arrays[(k, t - ranges[k].first)] = arr
             sizes[k] = sizes[k] or (w, h)
         if any(s is None for s in sizes):
@@ -182,7 +183,7 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
             if key not in cache:
                 if key not in arrays:
                     raise RequestError(f"plugin did not send frame {key[1] + ranges[k].first} of input {k}")
-                cache[key] = frame_from_rgba(arrays[key], key[1])
+                cache[key] = frame_from_planes(arrays[key], key[1])
             return cache[key][0]
 
         with inst.lock:
@@ -195,9 +196,9 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
         c, h, w = data.shape
         if (w, h) != (ow, oh):
             raise RequestError(f"{inst.type_name}: output is {w}x{h}, plugin expected {ow}x{oh}")
-        out = np.frombuffer(mm, np.float32, count=w * h * 4, offset=ooff).reshape(h, w, 4)
+        out = np.frombuffer(mm, np.float32, count=w * h * 4, offset=ooff).reshape(4, h, w)
         src = get_frame(0, n)
-        write_rgba(out, data, src.data, cache[(0, ranges[0].clamp(n))][1])
+        write_planes(out, data, src.data, cache[(0, ranges[0].clamp(n))][1])
         return {"out": f"{w},{h}"}
     finally:
         with server.renders_lock:

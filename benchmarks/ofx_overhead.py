@@ -1,0 +1,142 @@
+"""Per-frame cost of the OFX bridge (plugin -> server -> plugin) against running the node
+in-process, at 1080p and 4K float RGBA, and as a share of the vsr node's own time.
+
+It builds the plugin, loads it in the ctypes test host (tests/ofx_host.py), starts a
+private render server, and times the Render action alone (the host's own work, such as
+flipping its input frames, is cached out). Run:
+
+    .venv/bin/python benchmarks/ofx_overhead.py [--repeat 5] [--sizes 1920x1080,3840x2160]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from ofx_host import OK, OfxHost  # noqa: E402
+
+import vidfx  # noqa: E402
+from vidfx.core.frame import ClipInfo, Frame  # noqa: E402
+from vidfx.core.registry import create_node, load_builtin_nodes  # noqa: E402
+from vidfx.server import ofx_build, protocol  # noqa: E402
+
+FILTER = "OfxImageEffectContextFilter"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def make_frames(w: int, h: int, count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = rng.random((h, w, 4), dtype=np.float32)
+    return [np.roll(base, 3 * i, axis=1) for i in range(count)]
+
+
+def in_process_ms(type_name: str, frame: np.ndarray, repeat: int, **params) -> float:
+    """Median time of node.render on one frame, called directly."""
+    node = create_node(type_name, **params)
+    h, w = frame.shape[:2]
+    info = ClipInfo(width=w, height=h, fps=25, num_frames=1, channels=3, bit_depth=32)
+    node.configure([info], torch.device("cpu"))
+    data = torch.from_numpy(frame[..., :3]).permute(2, 0, 1).contiguous()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        node.render(0, [[Frame(data, index=0, pts=0)]])
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def bridge_ms(host: OfxHost, identifier: str, frames: list[np.ndarray], repeat: int, params=None) -> float:
+    """Median time of the Render action for frame 0 (after one warm-up render)."""
+    inst = host.create_instance(identifier, FILTER, {"Source": lambda t: frames[int(t)]}, (0, len(frames) - 1),
+                                params=params or {})
+    times = []
+    for i in range(repeat + 1):
+        status, _ = inst.render(0)
+        if status != OK:
+            raise SystemExit(f"render failed: {host.messages[-1:]}")
+        if i:
+            times.append(inst.last_render_s)
+    inst.destroy()
+    return statistics.median(times) * 1e3
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1920x1080,3840x2160")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--ratio-node", default="vsr", help="node whose own time the overhead is compared with")
+    ap.add_argument("--ratio-input", default="480x270", help="input size for that node (x4 -> 1080p)")
+    ap.add_argument("--ratio-frames", type=int, default=8)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    work = Path(tempfile.mkdtemp(prefix="vfxb"))
+    bundle = ofx_build.build(work / "build", ofx_build.source_dir(), quiet=True)
+    os.environ["VIDFX_SOCKET"] = str(work / "run" / "server.sock")
+    os.environ["VIDFX_SERVER_CMD"] = f"env PYTHONPATH={ROOT} {sys.executable} -m vidfx.server --device cpu"
+    try:
+        host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
+        host.cache_inputs, host.fill_output = True, False
+        rows = []
+        for size in args.sizes.split(","):
+            w, h = parse_size(size)
+            frames = make_frames(w, h, 1)
+            inproc = in_process_ms("passthrough", frames[0], args.repeat)
+            bridge = bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat)
+            rows.append((f"passthrough {w}x{h}", inproc, bridge))
+        print(f"{'case':<34}{'in-process ms':>15}{'via OFX ms':>13}{'overhead ms':>13}")
+        for name, a, b in rows:
+            print(f"{name:<34}{a:>15.1f}{b:>13.1f}{b - a:>13.1f}")
+
+        if args.ratio_node in load_builtin_nodes():
+            w, h = parse_size(args.ratio_input)
+            frames = make_frames(w, h, args.ratio_frames)
+            start = time.perf_counter()
+            vidfx.apply(args.ratio_node, [f[..., :3] for f in frames])
+            own = (time.perf_counter() - start) / len(frames) * 1e3
+            inst = host.create_instance(f"org.vidfx.{args.ratio_node}", FILTER,
+                                        {"Source": lambda t: frames[int(t)]}, (0, len(frames) - 1))
+            total, out_shape = 0.0, None
+            for i in range(len(frames)):
+                status, img = inst.render(i)
+                if status != OK:
+                    raise SystemExit(f"{args.ratio_node} render failed: {host.messages[-1:]}")
+                total += inst.last_render_s
+                out_shape = img.shape
+            inst.destroy()
+            via = total / len(frames) * 1e3
+            transport = next((b - a for n, a, b in rows if n.endswith(f"{out_shape[1]}x{out_shape[0]}")), None)
+            print(f"\n{args.ratio_node} {w}x{h} -> {out_shape[1]}x{out_shape[0]}, {len(frames)} frames:")
+            print(f"  own time (vidfx.apply, per frame)      {own:10.1f} ms")
+            print(f"  through the OFX bridge (per frame)     {via:10.1f} ms  ({(via - own) / own * 100:+.1f} %)")
+            if transport is not None:
+                print(f"  transport cost at the output size      {transport:10.1f} ms  "
+                      f"({transport / own * 100:.1f} % of the node's time; target <= 15 %)")
+        else:
+            print(f"\n(node {args.ratio_node!r} is not available here: ratio not measured)")
+    finally:
+        try:
+            protocol.request("shutdown", timeout=10)
+        except OSError:
+            pass
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
