@@ -182,14 +182,17 @@ static void load_nodes(void) {
   if (g_num_nodes >= 0) return;
   g_num_nodes = 0;
   char err[1024] = "";
+  char path[4200];
+  snprintf(path, sizeof path, "%s/nodes.txt", vfx_resources_dir());
+  /* Ask the server (starting it). With a saved list to fall back on, the host's plugin scan
+   * waits less for a slow first start; the server keeps starting in the background. */
+  double wait = access(path, R_OK) == 0 ? 20.0 : VFX_START_WAIT;
   vfx_buf req;
   vfx_buf_init(&req, "nodes");
-  int rc = vfx_request(&req, &g_nodes_reply, 1, NULL, NULL, NULL, err, sizeof err);
+  int rc = vfx_request(&req, &g_nodes_reply, wait, NULL, NULL, NULL, err, sizeof err);
   vfx_buf_free(&req);
   if (rc != VFX_OK) {
     vfx_reply_free(&g_nodes_reply);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/nodes.txt", vfx_resources_dir());
     char *text = vfx_read_file(path);
     if (!text) {
       fprintf(stderr, "vidfx.ofx: no node list (%s; and no %s)\n", err, path);
@@ -549,7 +552,7 @@ static int query_out_size(Instance *inst, double time, const int *w, const int *
     return VFX_OK;
   }
   vfx_reply rep;
-  int rc = vfx_request(&req, &rep, 1, NULL, NULL, NULL, err, errn);
+  int rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
   if (rc == VFX_OK) {
     const char *s = vfx_reply_get(&rep, "size");
     if (!s || sscanf(s, "%d,%d", ow, oh) != 2) {
@@ -614,7 +617,7 @@ static int query_frames(Instance *inst, double time, double **times, int *counts
   add_instance_fields(inst, &req, time);
   vfx_buf_fieldf(&req, "time", "%.17g", time);
   vfx_reply rep;
-  int rc = vfx_request(&req, &rep, 1, NULL, NULL, NULL, err, errn);
+  int rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
   vfx_buf_free(&req);
   if (rc != VFX_OK) return rc;
   for (int k = 0; k < inst->node->inputs; k++) {
@@ -905,7 +908,7 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
                      img_h(&images[k][i]), images[k][i].offset);
     }
   AbortCtx actx = {inst->effect};
-  rc = vfx_request(&req, &rep, 1, host_aborted, &actx, rid, err, sizeof err);
+  rc = vfx_request(&req, &rep, VFX_START_WAIT, host_aborted, &actx, rid, err, sizeof err);
   if (rc != VFX_OK) goto server_fail;
   if (timing) t_server = mono_ms();
 

@@ -393,7 +393,7 @@ static int spawn_server(char *err, size_t errn) {
   return 0;
 }
 
-static int ensure_server(char *err, size_t errn) {
+static int ensure_server(double timeout, char *err, size_t errn) {
   pthread_mutex_lock(&start_lock);
   int fd = connect_server();
   if (fd >= 0) {
@@ -404,7 +404,8 @@ static int ensure_server(char *err, size_t errn) {
   int rc = spawn_server(err, errn);
   if (rc == 0) {
     const char *t = getenv("VIDFX_SERVER_START_TIMEOUT");
-    double timeout = t ? atof(t) : 60.0, start = now_s();
+    if (t && *t) timeout = atof(t);
+    double start = now_s();
     rc = -1;
     while (now_s() - start < timeout) {
       fd = connect_server();
@@ -426,7 +427,7 @@ static int ensure_server(char *err, size_t errn) {
   return rc;
 }
 
-int vfx_request(const vfx_buf *req, vfx_reply *rep, int start_server, vfx_abort_fn should_abort,
+int vfx_request(const vfx_buf *req, vfx_reply *rep, double start_server, vfx_abort_fn should_abort,
                 void *ctx, const char *abort_id, char *err, size_t errn) {
   memset(rep, 0, sizeof *rep);
   if (req->failed) {
@@ -434,8 +435,8 @@ int vfx_request(const vfx_buf *req, vfx_reply *rep, int start_server, vfx_abort_
     return VFX_EOTHER;
   }
   int rc = transact(req, rep, should_abort, ctx, abort_id, err, errn);
-  if (rc == VFX_ENOSERVER && start_server) {
-    if (ensure_server(err, errn) != 0) return VFX_ENOSERVER;
+  if (rc == VFX_ENOSERVER && start_server > 0) {
+    if (ensure_server(start_server, err, errn) != 0) return VFX_ENOSERVER;
     rc = transact(req, rep, should_abort, ctx, abort_id, err, errn);
   }
   return rc;

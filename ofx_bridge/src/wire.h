@@ -49,10 +49,12 @@ int vfx_reply_parse(vfx_reply *r, char *text);
 /* Called while waiting for a reply; return non-zero to abort. */
 typedef int (*vfx_abort_fn)(void *ctx);
 
-/* Send a request and wait for the reply. If no server listens and start_server is set,
- * start one (at most one start at a time in this process) and retry. abort_id, when
- * given, names the request for an `abort` message sent if should_abort fires. */
-int vfx_request(const vfx_buf *req, vfx_reply *rep, int start_server, vfx_abort_fn should_abort,
+/* Send a request and wait for the reply. If no server listens and start_server > 0, start
+ * one (at most one start at a time in this process), wait up to start_server seconds for it
+ * ($VIDFX_SERVER_START_TIMEOUT overrides) and retry. abort_id, when given, names the request
+ * for an `abort` message sent if should_abort fires. */
+#define VFX_START_WAIT 60.0
+int vfx_request(const vfx_buf *req, vfx_reply *rep, double start_server, vfx_abort_fn should_abort,
                 void *ctx, const char *abort_id, char *err, size_t errn);
 
 /* The socket path (same rules as vidfx.server.protocol.default_socket_path). */

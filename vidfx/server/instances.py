@@ -137,10 +137,12 @@ class Instance:
         b = {k: v for k, v in self.params.items() if k != self.live_param}
         return a == b
 
-    def set_live_param(self, params: dict[str, str]) -> None:
-        """Update the transition parameter without rebuilding or reconfiguring the node."""
-        if self.live_param and self.live_param in params:
-            value = params[self.live_param]
+    def set_live_param(self, fields: dict[str, str]) -> None:
+        """Update the transition parameter (``param.<name>`` in a request's fields) without
+        rebuilding or reconfiguring the node. Call with ``lock`` held."""
+        key = f"param.{self.live_param}"
+        if self.live_param and key in fields:
+            value = fields[key]
             p = next(p for p in self.cls.params if p.name == self.live_param)
             setattr(self.node.p, self.live_param, p.coerce(value, self.type_name))
             self.params[self.live_param] = value
@@ -241,7 +243,6 @@ class InstanceTable:
                     dropped.node.close()
             if old is not None:
                 old.node.close()
-        inst.set_live_param(params)
         return inst
 
     def forget(self, instance_id: str) -> None:

@@ -187,6 +187,7 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
             return cache[key][0]
 
         with inst.lock:
+            inst.set_live_param(fields)
             inst.configure(sizes, ranges, _fps(fields))  # type: ignore[arg-type]
             n = int(round(float(fields["time"]))) - ranges[0].first
             data = inst.render(n, ranges, get_frame, aborted)
@@ -203,6 +204,29 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
     finally:
         with server.renders_lock:
             server.renders.pop(render_id, None)
+
+
+def remove_stale_buffers() -> None:
+    """Delete shared-memory buffers left by plugin processes that died (host crashes).
+
+    Buffer names are ``vidfx-<uid>-<pid>-<instance>-<n>``; only this user's are touched.
+    """
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        return
+    for p in shm.glob(f"vidfx-{os.getuid()}-*"):
+        parts = p.name.split("-")
+        try:
+            os.kill(int(parts[2]), 0)
+        except (IndexError, ValueError):
+            continue
+        except ProcessLookupError:
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        except PermissionError:
+            pass
 
 
 def _watch_idle(server: RenderServer) -> None:
@@ -251,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules + args.imports:
         importlib.import_module(module.strip())
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    remove_stale_buffers()
     if path.exists() or path.is_symlink():
         path.unlink()  # stale: we hold the lock, so no live server owns it
     server = RenderServer(path, device, args.idle_timeout)
