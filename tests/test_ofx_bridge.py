@@ -110,6 +110,8 @@ def test_describe_one_plugin_per_node_with_schema_params(bridge):
     assert props["OfxImageEffectPropSupportedContexts"] == [FILTER]
     assert props["OfxImageEffectPropSupportedPixelDepths"] == ["OfxBitDepthFloat"]
     assert props["OfxImageEffectPropTemporalClipAccess"] == [1]
+    assert props["OfxImageEffectPropMultipleClipDepths"] == [0]  # the spec's string for this property
+    assert props["OfxImageEffectPluginRenderThreadSafety"] == ["OfxImageEffectRenderFullySafe"]
     assert set(desc.clips) == {"Source", "Output"}
     assert desc.clips["Source"].props.values["OfxImageEffectPropSupportedComponents"] == ["OfxImageComponentRGBA"]
     radius = desc.params["radius"]
