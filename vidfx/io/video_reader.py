@@ -15,7 +15,6 @@ from typing import Iterator
 
 import av
 
-from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 
 from .convert import av_to_tensor
@@ -160,8 +159,3 @@ def open_video(path: str, threads: int = 0) -> VideoDecoder:
     decoder.open()
     return decoder
 
-
-def check_readable(path: str) -> None:
-    """MediaError if ``path`` does not exist (cheap check before probing)."""
-    if not os.path.exists(path):
-        raise MediaError(f"{path}: file not found")

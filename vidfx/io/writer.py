@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-from fractions import Fraction
 from types import SimpleNamespace
 
 import av
@@ -227,8 +226,13 @@ class VideoWriter(Sink):
             out = pts - self._first_pts
         if self._last_pts is not None and out <= self._last_pts:
             out = self._end_pts if self._end_pts > self._last_pts else self._last_pts + 1
-        duration = frame.meta.get("duration") or max(1, round(self.frame_ticks))
-        return out, int(duration)
+        # the frame's own duration (from the decoder) unless a node changed the spacing of
+        # frames (e.g. kept every 2nd): then the spacing is the better guess
+        spacing = out - self._last_pts if self._last_pts is not None else self.frame_ticks
+        duration = frame.meta.get("duration")
+        if not duration or not 0.75 * spacing <= duration <= 1.5 * spacing:
+            duration = spacing
+        return out, max(1, int(round(duration)))
 
     def _to_av(self, frame: Frame) -> av.VideoFrame:
         native = frame.native
