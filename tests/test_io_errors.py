@@ -11,7 +11,7 @@ import torch
 from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 from vidfx.core.registry import create_node
-from vidfx.io import make_sink, open_source
+from vidfx.io import make_sink, open_source, probe
 from vidfx.io import writer as writer_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +49,9 @@ def test_read_node_is_registered_and_reports_missing_files(tmp_path):
     one_line(err.value, "missing.mov")
     with pytest.raises(MediaError) as err:
         open_source(tmp_path / "nothing_%04d.png")
+    one_line(err.value, "nothing_%04d.png")
+    with pytest.raises(MediaError) as err:
+        probe(tmp_path / "nothing_%04d.png")
     one_line(err.value, "nothing_%04d.png")
 
 

@@ -36,6 +36,7 @@ class Read(SourceNode):
 
     def configure(self, inputs: list[ClipInfo], device: torch.device) -> ClipInfo:
         """Open the file (MediaError naming it if that fails) and describe it."""
+        self.close()  # configured again: start from a fresh file handle
         path = os.path.expanduser(self.p.path)
         if is_sequence_path(path) and not _is_video_file(path):
             self.decoder = ImageSequenceDecoder(path, parse_fps(self.p.fps))

@@ -152,8 +152,13 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     ``rotation`` is the display-matrix rotation in degrees counter-clockwise, and
     ``width``/``height`` are the *upright* size (what the reader outputs after applying
     it). Raises MediaError for missing, unreadable, truncated or video-less files.
+    A ``%04d`` pattern or a folder is described as an image sequence at 25 fps.
     """
     path = os.fspath(path)
+    if "%" in os.path.basename(path) or os.path.isdir(path):
+        from .image_seq import ImageSequenceDecoder  # an image sequence (rate unknown: 25)
+
+        return ImageSequenceDecoder(path, Fraction(25)).open()
     container = open_input(path)
     try:
         if not container.streams.video:
