@@ -1,0 +1,280 @@
+"""jumpcut: keypoint interpolation, attention, cuts, the node's length/audio, bad input, offline models."""
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vidfx.jumpcut.cuts import detect_cuts, parse_cuts, read_edl, read_otio, thumbnail, timecode_to_frame
+from vidfx.jumpcut.interpolate import interpolate_face, interpolate_keypoints, transition_times
+from vidfx.jumpcut.keypoints import Keypoints
+
+TALKING = Path(__file__).resolve().parents[2] / "shared" / "data" / "talking"
+needs_data = pytest.mark.skipif(not (TALKING / "3.mp4").exists(), reason="talking-head clips not available")
+
+
+def rot_y(deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+
+
+def face_points(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(478, 3)) * [40, 50, 20]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clip3():
+    """Frames of talking-head clip 3 at 256 x 256 (uint8) and its frame rate."""
+    from vidfx.jumpcut.video import read_clip
+
+    return read_clip(str(TALKING / "3.mp4"), size=256, max_frames=80)
+
+
+# --- interpolation ------------------------------------------------------------------------------
+
+def test_interpolated_keypoints_equal_the_cut_frames_at_the_ends():
+    fa = face_points(0) + [200, 220, 0]
+    fb = (face_points(0) @ rot_y(35).T * 1.2 + [260, 210, 5]).astype(np.float32)
+    fb += np.random.default_rng(1).normal(size=fb.shape).astype(np.float32)  # expression change
+    ka = Keypoints(fa, np.random.rand(33, 3).astype(np.float32), 1)
+    kb = Keypoints(fb, np.random.rand(33, 3).astype(np.float32), 1)
+    for easing in ("linear", "smoothstep", "sine"):
+        start, end = interpolate_keypoints(ka, kb, [0.0, 1.0], easing)
+        np.testing.assert_allclose(start.face, fa, atol=1e-3)
+        np.testing.assert_allclose(end.face, fb, atol=1e-3)
+        np.testing.assert_allclose(start.body[:, :2], ka.body[:, :2], atol=1e-5)
+        np.testing.assert_allclose(end.body[:, :2], kb.body[:, :2], atol=1e-5)
+    mids = interpolate_keypoints(ka, kb, transition_times(6))
+    assert len(mids) == 6 and all(m.face.shape == (478, 3) for m in mids)
+
+
+def test_interpolation_turns_the_head_instead_of_squashing_it():
+    fa = face_points(2)
+    fb = (fa @ rot_y(80).T).astype(np.float32)
+    mid = interpolate_face(fa, fb, [0.5], "linear")[0]
+    # a rigid turn keeps every distance; a per-point blend would shrink the face
+    d = lambda p: np.linalg.norm(p - p.mean(0), axis=1)  # noqa: E731
+    np.testing.assert_allclose(d(mid), d(fa), rtol=1e-3)
+    naive = 0.5 * (fa + fb)
+    assert d(naive).mean() < 0.9 * d(fa).mean()
+
+
+# --- attention ----------------------------------------------------------------------------------
+
+def test_attention_prefers_the_source_whose_keypoints_match_the_target():
+    from vidfx.jumpcut.keymap import render_keymap
+    from vidfx.jumpcut.keypoints import FaceTopology, MediaPipeDetector
+    from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS, load_net
+
+    if not os.path.exists(DEFAULT_WEIGHTS):
+        pytest.skip("shipped synthesizer weights missing")
+    net = load_net()
+    topo: FaceTopology = MediaPipeDetector(with_body=False).topology
+    r = net.cfg.size
+    base = topo.template * 30 + [r / 2, r / 2]
+    z = np.zeros((len(base), 1), np.float32)
+    poses = [base + [-28, 0], base + [0, -14], base + [28, 6], (base - [r / 2, r / 2]) * 0.7 + [r / 2, r / 2 + 20]]
+    maps = [torch.from_numpy(render_keymap(Keypoints(np.hstack([p, z]).astype(np.float32)), topo, r, r))
+            for p in poses]
+    imgs = torch.rand(4, 3, r, r)
+    for target in range(4):
+        with torch.no_grad():
+            _, aux = net(imgs[None], torch.stack(maps)[None], maps[target][None], imgs[0][None])
+        # attention mass each source receives from the target's face positions
+        side = int(round(aux["attention"].shape[1] ** 0.5))
+        face = torch.nn.functional.adaptive_avg_pool2d(maps[target][2][None, None], side).flatten()
+        mass = (aux["attention"][0].sum(-1) * face[:, None]).sum(0)
+        assert int(mass.argmax()) == target, f"target {target}: mass per source {mass.tolist()}"
+
+
+# --- cuts ---------------------------------------------------------------------------------------
+
+def test_timecodes_frames_and_seconds():
+    fps = Fraction(25)
+    assert timecode_to_frame("120", fps) == 120
+    assert timecode_to_frame("00:00:04:12", fps) == 112
+    assert timecode_to_frame("2.5s", fps) == 62 or timecode_to_frame("2.5s", fps) == 63
+    assert timecode_to_frame("00:00:02.000", Fraction(1350, 61)) == 44
+    # SMPTE drop-frame: 00:01:00;02 is frame 1800 at 29.97
+    assert timecode_to_frame("00:01:00;02", Fraction(30000, 1001)) == 1800
+    assert parse_cuts(["auto"], fps) is None
+    assert parse_cuts(["50", "00:00:01:00"], fps) == [25, 50]
+
+
+def test_edl_and_otio_cut_lists(tmp_path):
+    edl = tmp_path / "cuts.edl"
+    edl.write_text(
+        "TITLE: interview\nFCM: NON-DROP FRAME\n\n"
+        "001  AX       V     C        00:00:00:00 00:00:02:00 01:00:00:00 01:00:02:00\n"
+        "* FROM CLIP NAME: take1.mov\n"
+        "002  AX       V     C        00:00:03:00 00:00:05:00 01:00:02:00 01:00:04:00\n"
+        "003  AX       V     C        00:00:07:10 00:00:08:00 01:00:04:00 01:00:04:15\n")
+    assert read_edl(str(edl), Fraction(25)) == [50, 100]
+    timeline = {
+        "OTIO_SCHEMA": "Timeline.1", "name": "t",
+        "tracks": {"OTIO_SCHEMA": "Stack.1", "children": [{
+            "OTIO_SCHEMA": "Track.1", "kind": "Video", "children": [
+                {"OTIO_SCHEMA": "Clip.2", "name": "a", "source_range": {
+                    "OTIO_SCHEMA": "TimeRange.1",
+                    "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 0},
+                    "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 40}}},
+                {"OTIO_SCHEMA": "Clip.2", "name": "b", "source_range": {
+                    "OTIO_SCHEMA": "TimeRange.1",
+                    "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 90},
+                    "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 30}}},
+                {"OTIO_SCHEMA": "Clip.2", "name": "c", "source_range": {
+                    "OTIO_SCHEMA": "TimeRange.1",
+                    "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 200},
+                    "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 10}}}]}]}}
+    path = tmp_path / "cut.otio"
+    path.write_text(json.dumps(timeline))
+    assert read_otio(str(path), Fraction(25)) == [40, 70]
+    assert parse_cuts([str(path)], Fraction(25)) == [40, 70]
+    otio = pytest.importorskip("opentimelineio")
+    tl = otio.schema.Timeline(name="edit")
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    for start, dur in ((0, 48), (100, 24), (300, 12)):
+        track.append(otio.schema.Clip(name=f"c{start}", source_range=otio.opentime.TimeRange(
+            otio.opentime.RationalTime(start, 24), otio.opentime.RationalTime(dur, 24))))
+    tl.tracks.append(track)
+    made = tmp_path / "made.otio"
+    otio.adapters.write_to_file(tl, str(made))
+    assert read_otio(str(made), Fraction(24)) == [48, 72]
+    assert read_otio(str(made), Fraction(48)) == [96, 144]
+
+
+@needs_data
+def test_auto_detection_finds_a_jump_cut_and_nothing_in_continuous_video(clip3):
+    frames, _ = clip3
+    thumbs = [thumbnail(f) for f in frames]
+    assert detect_cuts(thumbs) == []
+    jumped = thumbs[:30] + thumbs[55:]  # 25 frames (1 s) removed
+    assert detect_cuts(jumped) == [30]
+
+
+# --- the node -----------------------------------------------------------------------------------
+
+def run_node(clip, fps=25, **params):
+    from vidfx.core.registry import create_node
+
+    node = create_node("jumpcut", **params)
+    import vidfx
+
+    out = vidfx.apply(node, clip, fps=fps)
+    return node, out
+
+
+@needs_data
+def test_transition_keeps_the_frame_count_and_passes_other_frames(clip3):
+    frames, fps = clip3
+    clip = frames[:30] + frames[50:70]  # a jump cut at output frame 30
+    node, out = run_node(clip, fps=fps, cuts=["30"], frames=6, method="flow")
+    assert len(out) == len(clip)
+    for n in list(range(0, 27)) + list(range(33, len(clip))):
+        np.testing.assert_allclose(out[n].permute(1, 2, 0).numpy(), clip[n] / 255.0, atol=1e-6)
+    assert any(np.abs(out[n].permute(1, 2, 0).numpy() - clip[n] / 255.0).max() > 0.02 for n in range(27, 33))
+    assert node.report and node.report[0]["method"] == "flow" and node.report[0]["frames"] == [27, 32]
+
+
+@needs_data
+def test_ours_runs_through_the_engine(clip3):
+    from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
+
+    if not os.path.exists(DEFAULT_WEIGHTS):
+        pytest.skip("shipped synthesizer weights missing")
+    frames, fps = clip3
+    clip = frames[:24] + frames[44:64]
+    node, out = run_node(clip, fps=fps, cuts=["24"], frames=4, adapt_steps=1, context=4)
+    assert len(out) == len(clip)
+    assert node.report[0]["method"] == "ours", node.report
+    assert all(torch.isfinite(o).all() and o.min() >= 0 and o.max() <= 1 for o in out)
+
+
+@needs_data
+def test_audio_duration_and_frame_count_survive_the_writer(tmp_path):
+    import av
+
+    from vidfx.core.graph import from_dict
+
+    src = TALKING / "3.mp4"
+    dst = tmp_path / "smoothed.mp4"
+    graph = from_dict({"inputs": {"src": str(src)},
+                       "nodes": {"jc": {"type": "jumpcut", "input": "src", "cuts": [60], "frames": 6,
+                                        "method": "crossfade"}},
+                       "outputs": [{"input": "jc", "path": str(dst), "preset": "ultrafast"}]})
+    graph.run()
+
+    def durations(path):
+        with av.open(str(path)) as c:
+            v = sum(1 for _ in c.decode(video=0))
+        with av.open(str(path)) as c:
+            a = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(a))
+            return v, samples / a.sample_rate
+
+    v_in, a_in = durations(src)
+    v_out, a_out = durations(dst)
+    assert v_out == v_in
+    assert abs(a_out - a_in) < 0.05
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+def test_cut_at_the_ends_and_close_cuts_fall_back_and_are_reported():
+    frames = [np.full((64, 64, 3), i * 4, np.uint8) for i in range(40)]
+    node, out = run_node(frames, cuts=["0", "39", "15", "18"], frames=6, method="flow")
+    assert len(out) == 40
+    text = " | ".join(node.messages)
+    assert "frame 0" in text and "frame 39" in text and "closer than the transition length" in text
+    methods = {r["cut"]: r["method"] for r in node.report}
+    assert methods[15] == "crossfade" and methods[18] == "crossfade"
+
+
+def test_no_face_falls_back_to_crossfade_without_crashing():
+    from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
+
+    if not os.path.exists(DEFAULT_WEIGHTS):
+        pytest.skip("shipped synthesizer weights missing")
+    rng = np.random.default_rng(0)
+    frames = [(rng.random((96, 96, 3)) * 40 + i * 3).astype(np.uint8) for i in range(30)]
+    node, out = run_node(frames, cuts=["15"], frames=4, method="ours", adapt_steps=0)
+    assert len(out) == 30
+    assert any("no face" in m for m in node.messages)
+    assert node.report[-1]["method"] == "crossfade"
+    a, b = frames[12] / 255.0, frames[17] / 255.0
+    np.testing.assert_allclose(out[13].permute(1, 2, 0).numpy(), 0.8 * a + 0.2 * b, atol=1e-5)
+
+
+@needs_data
+def test_several_faces_fall_back_to_crossfade(clip3):
+    from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
+
+    if not os.path.exists(DEFAULT_WEIGHTS):
+        pytest.skip("shipped synthesizer weights missing")
+    frames, _ = clip3
+    two = [np.concatenate([f[:, 32:224], f[:, 32:224]], 1) for f in frames[:24]]
+    node, out = run_node(two, cuts=["12"], frames=4, method="ours", adapt_steps=0)
+    assert len(out) == 24
+    assert any("faces" in m for m in node.messages), node.messages
+
+
+# --- models load offline ------------------------------------------------------------------------
+
+@needs_data
+def test_landmark_models_load_offline_and_find_the_face(clip3):
+    from vidfx.jumpcut.keypoints import DlibDetector, MediaPipeDetector
+
+    frame = clip3[0][10]
+    mp = MediaPipeDetector(with_body=True)
+    k = mp.detect(frame)
+    assert k.face.shape == (478, 3) and k.body.shape == (33, 3) and k.num_faces == 1
+    kd = DlibDetector().detect(frame)
+    assert kd.face.shape == (68, 3)
+    # both agree on where the face is (nose tip 1 vs 30)
+    assert np.linalg.norm(k.face[1, :2] - kd.face[30, :2]) < 12
