@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -16,9 +17,12 @@ class OfxTestSlow(Node):
     """Returns its input after sleeping (to kill or abort the server mid-render)."""
 
     type_name = "ofx_test_slow"
-    params = (Param("delay", "float", 0.0, "seconds to sleep", min=0),)
+    params = (Param("delay", "float", 0.0, "seconds to sleep", min=0),
+              Param("marker", "str", "", "file created when a render starts (tests wait for it)"))
 
     def render(self, n, inputs):
+        if self.p.marker:
+            Path(self.p.marker).touch()
         time.sleep(self.p.delay)
         return inputs[0][0].with_data(inputs[0][0].data * 0.5)
 

@@ -213,17 +213,26 @@ def test_server_error_becomes_host_message(bridge, frames):
     inst.destroy()
 
 
-def test_server_killed_mid_render_then_restarted(bridge, frames):
+def wait_for(path: Path, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_server_killed_mid_render_then_restarted(bridge, frames, tmp_path):
     host = bridge.host
     inst = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
                                 (FIRST, FIRST + COUNT - 1), params={"delay": 0.0})
     assert inst.render(FIRST)[0] == OK
     pid = server_pid(bridge)
-    inst.effect.params["delay"].value = 5.0
+    inst.effect.params["delay"].value = 30.0
+    marker = tmp_path / "rendering"
+    inst.effect.params["marker"].value = str(marker)
     result = {}
     worker = threading.Thread(target=lambda: result.update(r=inst.render(FIRST + 1)))
     worker.start()
-    time.sleep(1.5)  # the server is now inside the node's render
+    wait_for(marker)  # the server is now inside the node's render
     os.kill(pid, signal.SIGKILL)
     worker.join(60)
     assert not worker.is_alive()
@@ -233,6 +242,7 @@ def test_server_killed_mid_render_then_restarted(bridge, frames):
     assert host.images_out == 0
 
     inst.effect.params["delay"].value = 0.0
+    inst.effect.params["marker"].value = ""
     status, img = inst.render(FIRST + 2)  # restarts the server
     assert status == OK, host.messages[-1:]
     np.testing.assert_allclose(img[..., :3], frames[2][..., :3] * 0.5, atol=1e-6)
@@ -240,16 +250,21 @@ def test_server_killed_mid_render_then_restarted(bridge, frames):
     inst.destroy()
 
 
-def test_host_abort_stops_waiting(bridge, frames):
+def test_host_abort_stops_waiting(bridge, frames, tmp_path):
     host = bridge.host
+    marker = tmp_path / "rendering"
     inst = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
-                                (FIRST, FIRST + COUNT - 1), params={"delay": 3.0})
-    inst.region_of_definition(FIRST)  # configure first, so only the render is timed
-    threading.Timer(0.5, lambda: setattr(inst.effect, "aborted", True)).start()
+                                (FIRST, FIRST + COUNT - 1), params={"delay": 30.0, "marker": str(marker)})
+
+    def abort_when_rendering():
+        wait_for(marker)
+        inst.effect.aborted = True
+
+    threading.Thread(target=abort_when_rendering, daemon=True).start()
     messages = len(host.messages)
     start = time.monotonic()
     status, _ = inst.render(FIRST)
-    assert status == FAILED and time.monotonic() - start < 2.5
+    assert status == FAILED and time.monotonic() - start < 20  # did not wait for the 30 s render
     assert len(host.messages) == messages  # an abort is not an error to report
     inst.effect.aborted = False
     inst.destroy()
@@ -285,3 +300,25 @@ def test_protocol_roundtrip_and_private_socket_dir(tmp_path):
         prepare_socket_dir(shared / "server.sock")
     prepare_socket_dir(tmp_path / "private" / "server.sock")
     assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
+
+
+def test_instances_render_concurrently(bridge, frames, tmp_path):
+    # Instance A blocks inside a 30 s render; instance B must still render meanwhile.
+    host = bridge.host
+    marker = tmp_path / "a_rendering"
+    a = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
+                             (FIRST, FIRST + COUNT - 1), params={"delay": 30.0, "marker": str(marker)})
+    b = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
+                             (FIRST, FIRST + COUNT - 1), params={"delay": 0.0})
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(a=a.render(FIRST)))
+    worker.start()
+    wait_for(marker)
+    status, img = b.render(FIRST + 1)
+    assert status == OK and worker.is_alive()  # B finished while A is still rendering
+    np.testing.assert_allclose(img[..., :3], frames[1][..., :3] * 0.5, atol=1e-6)
+    a.effect.aborted = True
+    worker.join(30)
+    assert result["a"][0] == FAILED
+    a.destroy()
+    b.destroy()
