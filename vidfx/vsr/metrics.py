@@ -1,0 +1,76 @@
+"""Image quality metrics for SR: Y-channel PSNR/SSIM (BT.601, like MATLAB ``rgb2ycbcr``),
+warping error (temporal consistency) and a sharpness measure. Images are (3, H, W)
+float tensors in 0..1 (or (H, W, 3) arrays where noted)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
+    """Luma in 16..235 (BT.601, studio swing) from (..., 3, H, W) RGB in 0..1."""
+    r, g, b = img[..., 0, :, :], img[..., 1, :, :], img[..., 2, :, :]
+    return 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
+
+
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """Round to 8-bit levels (as when the output is saved as PNG), back in 0..1."""
+    return torch.round(img.clamp(0, 1) * 255.0) / 255.0
+
+
+def _crop(x: torch.Tensor, border: int) -> torch.Tensor:
+    return x[..., border : x.shape[-2] - border, border : x.shape[-1] - border] if border else x
+
+
+def psnr_y(out: torch.Tensor, gt: torch.Tensor, border: int = 4) -> float:
+    """PSNR on Y (0..255 scale) after cropping ``border`` pixels on every side."""
+    a, b = _crop(rgb_to_y(out.double()), border), _crop(rgb_to_y(gt.double()), border)
+    mse = ((a - b) ** 2).mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _gauss_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)[None, None]
+
+
+def ssim_y(out: torch.Tensor, gt: torch.Tensor, border: int = 4) -> float:
+    """SSIM on Y (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, 'valid' region)."""
+    a = _crop(rgb_to_y(out.double()), border)[None, None]
+    b = _crop(rgb_to_y(gt.double()), border)[None, None]
+    w = _gauss_window()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
+    saa = F.conv2d(a * a, w) - mu_a**2
+    sbb = F.conv2d(b * b, w) - mu_b**2
+    sab = F.conv2d(a * b, w) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return float(s.mean())
+
+
+def warp_error(prev_out: torch.Tensor, cur_out: torch.Tensor, flow_cur_to_prev: np.ndarray,
+               occlusion_mask: np.ndarray | None = None) -> float:
+    """Mean squared RGB difference (x1000, 0..1 scale) between ``cur_out`` and
+    ``prev_out`` warped into the current frame with flow computed on the ground truth.
+    ``occlusion_mask`` (H, W) bool marks pixels to ignore (forward-backward check)."""
+    from .blocks import flow_warp
+
+    flow = torch.from_numpy(flow_cur_to_prev.transpose(2, 0, 1)).float()[None]
+    warped = flow_warp(prev_out[None].float(), flow)[0]
+    diff = ((warped - cur_out.float()) ** 2).mean(0)
+    if occlusion_mask is not None:
+        keep = torch.from_numpy(~occlusion_mask)
+        diff = diff[keep] if keep.any() else diff
+    return float(diff.mean()) * 1000.0
+
+
+def sharpness(img: torch.Tensor) -> float:
+    """Mean absolute Laplacian of Y (0..255 scale): higher = more fine detail."""
+    y = rgb_to_y(img.double())[None, None]
+    k = torch.tensor([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64)[None, None]
+    return float(F.conv2d(y, k).abs().mean())

@@ -1,0 +1,145 @@
+"""The ``vsr`` node: VideoGigaGAN-style video super-resolution as a sequence node.
+
+The engine hands over overlapping chunks of frames (``chunk``/``overlap`` params) and
+cross-fades the overlaps; inside a chunk the frames are upscaled together (recurrent
+propagation both ways + temporal attention), tile by tile with blended overlaps when the
+frame is larger than ``tile``. Memory depends on chunk and tile size, never on clip length.
+RGB goes through the network; alpha is upscaled separately (bicubic) and passed through;
+a one-channel input is treated as grey (replicated to RGB, luma taken back).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..core.errors import MediaError, ParamError
+from ..core.frame import ClipInfo, Frame
+from ..core.node import SequenceNode
+from ..core.params import Param
+from ..core.registry import register
+from .arch import VideoSR
+from .flow import DISFlow
+from .tiling import tiled_upscale
+from .weights import load_weights, shipped_weights
+
+MIN_SIZE = 8  # smallest LR side (DIS flow and the U-Net need a few pixels)
+
+
+def upscale_clip(model: VideoSR, rgb: torch.Tensor, flow: DISFlow | None, tile: int = 0,
+                 tile_overlap: int = 16, propagate: bool = True, attend: bool = True,
+                 device: torch.device | str = "cpu", precision: str = "fp32") -> torch.Tensor:
+    """Upscale (T, 3, H, W) RGB in 0..1 with ``model``; returns (T, 3, H*s, W*s) on the CPU,
+    clamped to 0..1. Flow is computed once on whole frames and cropped per tile."""
+    device = torch.device(device)
+    t, _, h, w = rgb.shape
+    s = model.cfg.scale
+    use_flow = propagate and model.cfg.use_propagation and t > 1 and flow is not None
+    if use_flow:
+        fprev, fnext = flow.clip(list(rgb))
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+
+    def run(ys: slice, xs: slice) -> torch.Tensor:
+        x = rgb[:, :, ys, xs].to(device)[None]
+        fp = fprev[:, :, ys, xs].to(device)[None] if use_flow else None
+        fn = fnext[:, :, ys, xs].to(device)[None] if use_flow else None
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype,
+                                                    enabled=dtype is not None and device.type == "cuda"):
+            y = model(x, fp, fn, propagate=use_flow, attend=attend)[0]
+        return y.float().clamp_(0, 1).cpu()
+
+    return tiled_upscale(run, h, w, s, tile, tile_overlap, (t, 3)).clamp_(0, 1)
+
+
+@register
+class VSRNode(SequenceNode):
+    """Generative video super-resolution x2/x4 (VideoGigaGAN-style, CPU-sized by default)."""
+
+    type_name = "vsr"
+    description = ("Video super-resolution x2/x4: flow-guided recurrent propagation + U-Net with "
+                   "temporal attention; temporally stable, tiled, chunked.")
+    params = (
+        Param("scale", "int", 4, "upscaling factor (2 or 4)", min=2, max=4),
+        Param("weights", "str", "", "weights file; empty = the shipped tiny model for the scale "
+              "(vidfx/vsr/weights/tiny_x<scale>.pt); 'detail' = the shipped GAN variant"),
+        Param("chunk", "int", 16, "frames processed together (engine chunk length)", min=2, max=256),
+        Param("overlap", "int", 4, "frames shared by neighbouring chunks (cross-faded)", min=0, max=64),
+        Param("tile", "int", 256, "LR tile size in pixels (0 = whole frame)", min=0),
+        Param("tile_overlap", "int", 16, "LR pixels shared by neighbouring tiles", min=0),
+        Param("propagation", "bool", True, "recurrent propagation across frames (off = per frame)"),
+        Param("attention", "bool", True, "temporal attention (off = per frame)"),
+        Param("precision", "choice", "auto", "fp16/bf16 autocast (CUDA only); auto = fp16 on CUDA",
+              choices=("auto", "fp32", "fp16", "bf16")),
+    )
+
+    def __init__(self, name: str | None = None, **values):
+        super().__init__(name, **values)
+        if self.p.scale not in (2, 4):
+            raise ParamError(f"{self.name}.scale: must be 2 or 4, got {self.p.scale}")
+        if self.p.overlap >= self.p.chunk:
+            raise ParamError(f"{self.name}.overlap: must be smaller than chunk ({self.p.chunk})")
+        if self.p.tile and self.p.tile_overlap * 2 >= self.p.tile:
+            raise ParamError(f"{self.name}.tile_overlap: must be less than half of tile ({self.p.tile})")
+        self.chunk_length = self.p.chunk
+        self.chunk_overlap = self.p.overlap
+        self.model: VideoSR | None = None
+        self.flow: DISFlow | None = None
+        self.precision = "fp32"
+        self.channels = 3
+
+    def weights_path(self) -> Path:
+        """The weights file this node loads."""
+        w = self.p.weights
+        if not w:
+            return shipped_weights(f"tiny_x{self.p.scale}")
+        if w == "detail":
+            return shipped_weights(f"tiny_x{self.p.scale}_detail")
+        return Path(w).expanduser()
+
+    def configure(self, inputs: list[ClipInfo], device: torch.device) -> ClipInfo:
+        info = inputs[0]
+        if info.channels not in (1, 3, 4):
+            raise MediaError(f"{self.name}: {info.channels}-channel input is not supported (1, 3 or 4)")
+        if info.width < MIN_SIZE or info.height < MIN_SIZE:
+            raise MediaError(f"{self.name}: input frames {info.width}x{info.height} are smaller than "
+                             f"the minimum {MIN_SIZE}x{MIN_SIZE}")
+        precision = self.p.precision
+        if precision == "auto":
+            precision = "fp16" if device.type == "cuda" else "fp32"
+        elif precision in ("fp16", "bf16") and device.type != "cuda":
+            raise ParamError(f"{self.name}.precision: {precision} needs a CUDA device (got {device.type})")
+        self.precision = precision
+        self.device = device
+        model, _ = load_weights(self.weights_path(), device)
+        if model.cfg.scale != self.p.scale:
+            raise ParamError(f"{self.name}.scale: {self.p.scale} does not match the x{model.cfg.scale} "
+                             f"weights {self.weights_path()}")
+        self.model = model
+        self.flow = DISFlow()
+        self.channels = info.channels
+        self.info = info.replace(width=info.width * self.p.scale, height=info.height * self.p.scale)
+        return self.info
+
+    def render_chunk(self, frames: list[Frame]) -> list[torch.Tensor]:
+        if self.model is None:
+            raise RuntimeError("vsr: configure() was not called")
+        data = torch.stack([f.data.float() for f in frames])
+        c = data.shape[1]
+        if c == 1:
+            rgb = data.expand(-1, 3, -1, -1)
+        else:
+            rgb = data[:, :3]
+        out = upscale_clip(self.model, rgb.contiguous(), self.flow, self.p.tile, self.p.tile_overlap,
+                           self.p.propagation, self.p.attention, self.device, self.precision)
+        if c == 1:
+            out = (0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2])[:, None]
+        elif c == 4:
+            alpha = F.interpolate(data[:, 3:4], scale_factor=float(self.p.scale), mode="bicubic",
+                                  align_corners=False).clamp_(0, 1)
+            out = torch.cat([out, alpha], dim=1)
+        return list(out)
+
+    def close(self) -> None:
+        self.model = None
+        self.flow = None
