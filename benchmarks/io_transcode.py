@@ -7,7 +7,8 @@ transcodes it with libx264 at the same preset/crf three ways, in the same run:
   ffmpeg   `ffmpeg -i in.mp4 -c:v libx264 -preset P -crf C -an out.mp4`
   vidfx    vidfx.io reader -> writer loop (frames stay lazy: decoder frames go straight
            to the encoder, no pixel conversion)
-  vidfx-cli `vidfx run` on a one-node pass-through graph (engine included), if available
+  engine   the same as a one-node pass-through graph run in-process (`Graph.run`)
+  vidfx-cli `vidfx run` on that graph (engine + Python start-up and imports)
 and prints wall times and the ratio to ffmpeg (target: <= 1.15x). Needs the ffmpeg
 command line tool (Debian: `apt-get install -y ffmpeg`).
 """
@@ -61,12 +62,28 @@ def run_vidfx(src: Path, dst: Path, preset: str, crf: int) -> tuple[float, int, 
     return time.perf_counter() - start, n, sink.fast_frames
 
 
-def run_vidfx_cli(src: Path, dst: Path, preset: str, crf: int, work: Path) -> float | None:
-    graph = work / "pass.yaml"
+def write_graph(src: Path, dst: Path, preset: str, crf: int, work: Path) -> Path:
+    graph = work / f"{dst.stem}.yaml"
     graph.write_text(
         f"inputs: {{src: \"{src}\"}}\n"
         "nodes: {same: {type: passthrough, input: src}}\n"
         f"outputs:\n  - {{input: same, path: \"{dst}\", codec: h264, preset: {preset}, crf: {crf}}}\n")
+    return graph
+
+
+def run_vidfx_engine(src: Path, dst: Path, preset: str, crf: int, work: Path) -> float | None:
+    try:
+        from vidfx.core.graph import load
+    except ImportError:
+        return None
+    graph = write_graph(src, dst, preset, crf, work)
+    start = time.perf_counter()
+    load(graph).run(device="cpu")
+    return time.perf_counter() - start
+
+
+def run_vidfx_cli(src: Path, dst: Path, preset: str, crf: int, work: Path) -> float | None:
+    graph = write_graph(src, dst, preset, crf, work)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "vidfx.cli", "run", str(graph), "-q"],
                           capture_output=True, text=True, cwd=REPO)
@@ -102,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             best["ffmpeg"] = min(best.get("ffmpeg", t), t)
             t, n, fast = run_vidfx(src, work / "vx.mp4", args.preset, args.crf)
             best["vidfx (reader->writer)"] = min(best.get("vidfx (reader->writer)", t), t)
+            t = run_vidfx_engine(src, work / "engine.mp4", args.preset, args.crf, work)
+            if t is not None:
+                best["vidfx engine (graph.run)"] = min(best.get("vidfx engine (graph.run)", t), t)
             t = run_vidfx_cli(src, work / "cli.mp4", args.preset, args.crf, work)
             if t is not None:
                 best["vidfx run (CLI, engine)"] = min(best.get("vidfx run (CLI, engine)", t), t)
