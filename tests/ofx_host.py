@@ -443,15 +443,18 @@ class OfxHost:
         return ctx_desc
 
     def create_instance(self, identifier: str, context: str, sources: dict[str, Callable],
-                        frame_range: tuple[int, int], fps: float = 25.0, params: dict | None = None) -> "Instance":
-        """An instance of a plugin in a context, its inputs fed from ``sources``."""
+                        frame_range: tuple[int, int], fps: float = 25.0, params: dict | None = None,
+                        clip_ranges: dict[str, tuple[int, int]] | None = None) -> "Instance":
+        """An instance of a plugin in a context, its inputs fed from ``sources``; every clip
+        has ``frame_range`` unless ``clip_ranges`` names another."""
         desc = self.describe(identifier, context)
         inst = Effect(PropertySet({"OfxPropType": "OfxTypeImageEffectInstance",
                                    "OfxImageEffectPropContext": context, "OfxPropInstanceData": 0}))
         for name, dclip in desc.clips.items():
             clip = Clip(name, PropertySet(dict(dclip.props.values)))
+            first, last = (clip_ranges or {}).get(name, frame_range)
             clip.props.values.update({"OfxImageEffectPropFrameRate": [fps],
-                                      "OfxImageEffectPropFrameRange": [float(frame_range[0]), float(frame_range[1])],
+                                      "OfxImageEffectPropFrameRange": [float(first), float(last)],
                                       "OfxImageEffectPropPixelDepth": ["OfxBitDepthFloat"],
                                       "OfxImageEffectPropComponents": ["OfxImageComponentRGBA"],
                                       "OfxImageClipPropConnected": [1]})

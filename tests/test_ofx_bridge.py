@@ -31,6 +31,7 @@ import ofx_test_nodes  # noqa: E402,F401  (registers the test nodes in this proc
 from ofx_host import FAILED, OK, OfxHost  # noqa: E402
 
 import vidfx  # noqa: E402
+from vidfx.core.registry import create_node  # noqa: E402
 from vidfx.server import ofx_build, protocol  # noqa: E402
 from vidfx.server.server import prepare_socket_dir  # noqa: E402
 
@@ -322,3 +323,35 @@ def test_instances_render_concurrently(bridge, frames, tmp_path):
     assert result["a"][0] == FAILED
     a.destroy()
     b.destroy()
+
+
+def test_jumpcut_as_transition_matches_engine(bridge):
+    # SourceFrom before the cut, SourceTo after it; the transition spans host frames 8..13.
+    # The node sees one clip made of From[5..10] + To[11..16] with a cut at its frame 6.
+    host = bridge.host
+    if "org.vidfx.jumpcut" not in host.plugins:
+        pytest.skip("jumpcut node not available")
+    rng = np.random.default_rng(3)
+    clip_from = [np.concatenate([rng.random((24, 32, 3), dtype=np.float32), np.ones((24, 32, 1), np.float32)], 2)
+                 for _ in range(20)]
+    clip_to = [np.concatenate([rng.random((24, 32, 3), dtype=np.float32), np.ones((24, 32, 1), np.float32)], 2)
+               for _ in range(20)]
+    desc = host.describe("org.vidfx.jumpcut", TRANSITION)
+    assert set(desc.clips) == {"SourceFrom", "SourceTo", "Output"}
+    assert not {"cuts", "frames", "seconds"} & set(desc.params)  # set by the transition itself
+    method = desc.params["method"].props.values["OfxParamPropChoiceOption"].index("crossfade")
+    inst = host.create_instance(
+        "org.vidfx.jumpcut", TRANSITION,
+        {"SourceFrom": lambda t: clip_from[int(t)] if 0 <= t < 20 else None,
+         "SourceTo": lambda t: clip_to[int(t)] if 0 <= t < 20 else None},
+        (0, 19), params={"method": method, "context": 2}, clip_ranges={"Output": (8, 13)})
+    status, needed = inst.frames_needed(9)
+    assert status == OK and needed == {"SourceFrom": [5.0, 10.0], "SourceTo": [11.0, 16.0]}
+    joined = [f[..., :3] for f in clip_from[5:11] + clip_to[11:17]]
+    node = create_node("jumpcut", cuts=[6], frames=6, method="crossfade", context=2)  # `frames` clashes
+    expected = vidfx.apply(node, joined)                                                # with apply's argument
+    for t in range(8, 14):
+        status, img = inst.render(t)
+        assert status == OK, host.messages[-1:]
+        np.testing.assert_allclose(img[..., :3], hwc(expected[t - 5]), atol=1e-5)
+    inst.destroy()

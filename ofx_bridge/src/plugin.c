@@ -513,6 +513,12 @@ static void add_instance_fields(Instance *inst, vfx_buf *b, double time) {
     snprintf(key, sizeof key, "range.%d", k);
     vfx_buf_fieldf(b, key, "%.0f,%.0f", floor(range[0]), floor(range[1]));
   }
+  /* the effect's own span: a cut transition's length (see CUT_TRANSITIONS in the server) */
+  OfxPropertySetHandle op;
+  double orange[2];
+  if (inst->output && g_fx->clipGetPropertySet(inst->output, &op) == kOfxStatOK &&
+      g_prop->propGetDoubleN(op, kOfxImageEffectPropFrameRange, 2, orange) == kOfxStatOK)
+    vfx_buf_fieldf(b, "range.out", "%.0f,%.0f", floor(orange[0]), floor(orange[1]));
   vfx_buf_fieldf(b, "fps", "%.10g", fps > 0 ? fps : 25.0);
 }
 
@@ -616,6 +622,15 @@ static int query_frames(Instance *inst, double time, double **times, int *counts
   vfx_buf_init(&req, "frames");
   add_instance_fields(inst, &req, time);
   vfx_buf_fieldf(&req, "time", "%.17g", time);
+  for (int k = 0; k < inst->node->inputs; k++) { /* lets the server configure the node first */
+    OfxRectD rod;
+    if (inst->inputs[k] && g_fx->clipGetRegionOfDefinition(inst->inputs[k], time, &rod) == kOfxStatOK &&
+        rod.x2 > rod.x1 && rod.y2 > rod.y1) {
+      char key[32];
+      snprintf(key, sizeof key, "size.%d", k);
+      vfx_buf_fieldf(&req, key, "%ld,%ld", lround(rod.x2 - rod.x1), lround(rod.y2 - rod.y1));
+    }
+  }
   vfx_reply rep;
   int rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
   vfx_buf_free(&req);

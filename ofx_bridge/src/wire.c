@@ -427,6 +427,33 @@ static int ensure_server(double timeout, char *err, size_t errn) {
   return rc;
 }
 
+/* Set when a connection broke mid-request. Right after a crash the dying server's listening
+ * socket may still accept connections for a moment, so the next request first makes sure a
+ * live server answers an (idempotent) `hello`, starting one if needed. */
+static int g_lost = 0;
+
+static void probe_after_loss(double start_server) {
+  for (int attempt = 0; attempt < 50; attempt++) {
+    vfx_buf b;
+    vfx_reply r;
+    char e[256];
+    vfx_buf_init(&b, "hello");
+    memset(&r, 0, sizeof r);
+    int rc = transact(&b, &r, NULL, NULL, NULL, e, sizeof e);
+    vfx_buf_free(&b);
+    vfx_reply_free(&r);
+    if (rc == VFX_OK || rc == VFX_EREPLY) {
+      __atomic_store_n(&g_lost, 0, __ATOMIC_SEQ_CST);
+      return;
+    }
+    if (rc == VFX_ENOSERVER) {
+      if (start_server <= 0 || ensure_server(start_server, e, sizeof e) != 0) return;
+      continue;
+    }
+    usleep(100 * 1000); /* the old server is still going away */
+  }
+}
+
 int vfx_request(const vfx_buf *req, vfx_reply *rep, double start_server, vfx_abort_fn should_abort,
                 void *ctx, const char *abort_id, char *err, size_t errn) {
   memset(rep, 0, sizeof *rep);
@@ -434,10 +461,12 @@ int vfx_request(const vfx_buf *req, vfx_reply *rep, double start_server, vfx_abo
     snprintf(err, errn, "out of memory building a request");
     return VFX_EOTHER;
   }
+  if (__atomic_load_n(&g_lost, __ATOMIC_SEQ_CST)) probe_after_loss(start_server);
   int rc = transact(req, rep, should_abort, ctx, abort_id, err, errn);
   if (rc == VFX_ENOSERVER && start_server > 0) {
     if (ensure_server(start_server, err, errn) != 0) return VFX_ENOSERVER;
     rc = transact(req, rep, should_abort, ctx, abort_id, err, errn);
   }
+  if (rc == VFX_ELOST) __atomic_store_n(&g_lost, 1, __ATOMIC_SEQ_CST);
   return rc;
 }

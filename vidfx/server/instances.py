@@ -25,7 +25,7 @@ from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import Node, SequenceNode
 from vidfx.core.registry import node_type
 
-from .nodes import transition_param
+from .nodes import CUT_TRANSITIONS, ofx_inputs, transition_param
 
 
 class RenderAborted(Exception):
@@ -52,7 +52,7 @@ class ClipRange:
         return min(max(index, 0), self.count - 1)
 
 
-def parse_ranges(fields: dict[str, str], num_inputs: int) -> list[ClipRange]:
+def parse_ranges(fields: dict[str, str], num_inputs: int) -> list[ClipRange]:  # noqa: D103
     """``range.<k>=first,last`` for every input."""
     out = []
     for k in range(num_inputs):
@@ -62,6 +62,79 @@ def parse_ranges(fields: dict[str, str], num_inputs: int) -> list[ClipRange]:
         first, last = (int(round(float(v))) for v in text.split(","))
         out.append(ClipRange(first, max(first, last)))
     return out
+
+
+class DirectLayout:
+    """Node input k is the host's input clip k; node index i is host time ``first_k + i``."""
+
+    def __init__(self, ranges: list[ClipRange]):
+        self.clips = ranges
+        self.node_ranges = ranges  # what the node is configured with
+
+    def n_of(self, time: float) -> int:
+        """The node's output index for a host time."""
+        return int(round(time)) - self.clips[0].first
+
+    def source(self, k: int, index: int) -> tuple[int, int]:
+        """(host clip, host time) of the node's input k, frame ``index`` (clamped)."""
+        r = self.clips[k]
+        return k, r.first + r.clamp(index)
+
+    def node_sizes(self, sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return sizes
+
+
+class CutLayout:
+    """A 1-input cut-smoothing node as an OFX transition (see ``nodes.CUT_TRANSITIONS``).
+
+    The node sees one clip: SourceFrom up to the cut, SourceTo from the cut on, with
+    ``margin`` frames of context beyond each end of the transition (the effect's frame
+    range ``out``). The cut sits at the transition's centre, so the node replaces exactly
+    the frames of the transition.
+    """
+
+    def __init__(self, ranges: list[ClipRange], out: ClipRange, margin: int):
+        self.clips = ranges
+        self.duration = out.count
+        self.start = out.first - margin  # host time of the node's frame 0
+        self.length = self.duration + 2 * margin
+        self.cut = margin + self.duration // 2
+        self.node_ranges = [ClipRange(0, self.length - 1)]
+
+    def n_of(self, time: float) -> int:
+        return int(round(time)) - self.start
+
+    def source(self, k: int, index: int) -> tuple[int, int]:
+        v = min(max(index, 0), self.length - 1)
+        clip = 0 if v < self.cut else 1
+        r = self.clips[clip]
+        return clip, min(max(self.start + v, r.first), r.last)
+
+    def node_sizes(self, sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return sizes[:1]
+
+
+def describe_request(fields: dict[str, str]) -> tuple[str, dict[str, str], DirectLayout | CutLayout]:
+    """Node type, node parameter values (text) and input layout that a request describes."""
+    type_name = fields.get("node", "")
+    if not fields.get("instance") or not type_name:
+        raise RequestError("request lacks instance or node")
+    cls = node_type(type_name)
+    params = {k[6:]: v for k, v in fields.items() if k.startswith("param.")}
+    ranges = parse_ranges(fields, ofx_inputs(cls))
+    if type_name not in CUT_TRANSITIONS:
+        return type_name, params, DirectLayout(ranges)
+    if "range.out" in fields:
+        first, last = (int(round(float(v))) for v in fields["range.out"].split(","))
+    else:  # the span where both clips have frames
+        first, last = max(r.first for r in ranges), min(r.last for r in ranges)
+    context = next((p for p in cls.params if p.name == "context"), None)
+    margin = 1 + (int(float(params.get("context") or context.default)) if context else 0)
+    layout = CutLayout(ranges, ClipRange(first, max(first, last)), margin)
+    for name in CUT_TRANSITIONS[type_name]:
+        params.pop(name, None)
+    params.update(cuts=f"[{layout.cut}]", frames=str(layout.duration))
+    return type_name, params, layout
 
 
 class ShmMapper:
@@ -220,13 +293,10 @@ class InstanceTable:
         self._keep = keep
         self._lock = threading.Lock()
 
-    def get(self, fields: dict[str, str]) -> Instance:
-        """The instance a request describes, made or rebuilt as needed."""
-        instance_id = fields.get("instance", "")
-        type_name = fields.get("node", "")
-        if not instance_id or not type_name:
-            raise RequestError("request lacks instance or node")
-        params = {k[6:]: v for k, v in fields.items() if k.startswith("param.")}
+    def get(self, fields: dict[str, str]) -> tuple[Instance, DirectLayout | CutLayout]:
+        """The instance a request describes (made or rebuilt as needed), and its input layout."""
+        type_name, params, layout = describe_request(fields)
+        instance_id = fields["instance"]
         with self._lock:
             inst = self._items.get(instance_id)
             if inst is None or not inst.same_description(type_name, params):
@@ -243,7 +313,7 @@ class InstanceTable:
                     dropped.node.close()
             if old is not None:
                 old.node.close()
-        return inst
+        return inst, layout
 
     def forget(self, instance_id: str) -> None:
         """Drop an instance (the host destroyed it)."""

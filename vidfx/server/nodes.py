@@ -8,6 +8,21 @@ from vidfx.core.registry import load_builtin_nodes
 _FILE_NODE_MODULES = ("vidfx.io.",)
 # Names a two-input node may give its blend parameter; the host's Transition drives it.
 TRANSITION_PARAM_NAMES = ("transition", "t", "mix", "amount")
+# Single-input nodes that smooth a cut inside one clip, exposed as OFX transitions: the
+# outgoing clip (SourceFrom) and the incoming one (SourceTo) are joined into one clip with a
+# cut at the transition's centre, and the transition's length is the effect's duration. The
+# parameters named here are set that way, so the host does not show them.
+CUT_TRANSITIONS = {"jumpcut": ("cuts", "frames", "seconds")}
+
+
+def ofx_inputs(cls: type[Node]) -> int:
+    """Image inputs of the OFX effect (2 for a cut transition made of a 1-input node)."""
+    return 2 if cls.type_name in CUT_TRANSITIONS else cls.num_inputs
+
+
+def hidden_params(cls: type[Node]) -> tuple[str, ...]:
+    """Parameters the bridge sets itself (not shown in the host)."""
+    return CUT_TRANSITIONS.get(cls.type_name, ()) + ((transition_param(cls),) if transition_param(cls) else ())
 
 
 def ofx_nodes() -> dict[str, type[Node]]:
@@ -26,7 +41,7 @@ def ofx_nodes() -> dict[str, type[Node]]:
 
 def context_of(cls: type[Node]) -> str:
     """``filter`` for one input, ``transition`` (SourceFrom, SourceTo, Transition) for two."""
-    return "transition" if cls.num_inputs == 2 else "filter"
+    return "transition" if ofx_inputs(cls) == 2 else "filter"
 
 
 def transition_param(cls: type[Node]) -> str:
@@ -61,9 +76,9 @@ def describe_fields() -> dict[str, object]:
         doc = (cls.description or cls.__doc__ or "").strip()
         fields[pre + "doc"] = doc.splitlines()[0] if doc else ""
         fields[pre + "context"] = context_of(cls)
-        fields[pre + "inputs"] = cls.num_inputs
+        fields[pre + "inputs"] = ofx_inputs(cls)
         fields[pre + "transition_param"] = transition_param(cls)
-        params = [p for p in cls.params if p.name != transition_param(cls)]
+        params = [p for p in cls.params if p.name not in hidden_params(cls)]
         fields[pre + "params"] = len(params)
         for j, p in enumerate(params):
             pp = f"{pre}param.{j}."

@@ -29,8 +29,7 @@ from vidfx import __version__
 from vidfx.core.errors import VidfxError
 
 from . import protocol
-from .instances import (InstanceTable, RenderAborted, RequestError, ShmMapper, frame_from_planes,
-                        parse_ranges, write_planes)
+from .instances import InstanceTable, RenderAborted, RequestError, ShmMapper, frame_from_planes, write_planes
 from .nodes import describe_fields
 
 
@@ -106,6 +105,8 @@ def _fps(fields: dict[str, str]) -> Fraction:
 def _sizes(fields: dict[str, str], num_inputs: int) -> list[tuple[int, int]]:
     out = []
     for k in range(num_inputs):
+        if f"size.{k}" not in fields:
+            raise RequestError(f"request lacks size.{k}")
         w, h = (int(v) for v in fields[f"size.{k}"].split(","))
         out.append((w, h))
     return out
@@ -119,17 +120,28 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
     if verb == "nodes":
         return describe_fields()
     if verb == "frames":
-        inst = server.instances.get(fields)
-        ranges = parse_ranges(fields, inst.cls.num_inputs)
-        n = int(round(float(fields["time"]))) - ranges[0].first
-        needed = inst.frames_needed(n, ranges)
-        return {f"frames.{k}": ",".join(str(i + r.first) for i in sorted(set(idx)))
-                for k, (idx, r) in enumerate(zip(needed, ranges))}
-    if verb == "info":
-        inst = server.instances.get(fields)
-        ranges = parse_ranges(fields, inst.cls.num_inputs)
+        inst, layout = server.instances.get(fields)
         with inst.lock:
-            out = inst.configure(_sizes(fields, inst.cls.num_inputs), ranges, _fps(fields))
+            if inst.config_key is None and all(f"size.{k}" in fields for k in range(len(layout.clips))):
+                # some windows depend on configure (jumpcut's plan); later renders
+                # reconfigure with the real image sizes if they differ
+                inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges,
+                               _fps(fields))
+            needed = inst.frames_needed(layout.n_of(float(fields["time"])), layout.node_ranges)
+        times: list[set[int]] = [set() for _ in layout.clips]
+        for k, idxs in enumerate(needed):
+            for i in idxs:
+                clip, t = layout.source(k, i)
+                times[clip].add(t)
+        for clip, r in enumerate(layout.clips):  # every input clip sends at least the current frame
+            if not times[clip]:
+                times[clip].add(min(max(int(round(float(fields["time"]))), r.first), r.last))
+        return {f"frames.{k}": ",".join(str(t) for t in sorted(ts)) for k, ts in enumerate(times)}
+    if verb == "info":
+        inst, layout = server.instances.get(fields)
+        with inst.lock:
+            out = inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges,
+                                 _fps(fields))
         return {"size": f"{out.width},{out.height}"}
     if verb == "render":
         return render(server, fields)
@@ -160,37 +172,36 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
     with server.renders_lock:
         server.renders[render_id] = aborted
     try:
-        inst = server.instances.get(fields)
-        num_inputs = inst.cls.num_inputs
-        ranges = parse_ranges(fields, num_inputs)
+        inst, layout = server.instances.get(fields)
         mm = server.shm.get(fields["shm"], int(fields["shm_size"]))
         arrays: dict[tuple[int, int], np.ndarray] = {}
-        sizes: list[tuple[int, int] | None] = [None] * num_inputs
+        sizes: list[tuple[int, int] | None] = [None] * len(layout.clips)
         for key, value in fields.items():
             if not key.startswith("in."):
                 continue
             k = int(key.split(".")[1])
             t, w, h, off = (int(round(float(v))) for v in value.split(","))
-            arr = np.frombuffer(mm, np.float32, count=w * h * 4, offset=off).reshape(4, h, w)
-            arrays[(k, t - ranges[k].first)] = arr
+            arrays[(k, t)] = np.frombuffer(mm, np.float32, count=w * h * 4, offset=off).reshape(4, h, w)
             sizes[k] = sizes[k] or (w, h)
         if any(s is None for s in sizes):
             raise RequestError("render request lacks frames of some input")
         cache: dict[tuple[int, int], tuple] = {}
 
-        def get_frame(k: int, index: int):
-            key = (k, ranges[k].clamp(index))
-            if key not in cache:
-                if key not in arrays:
-                    raise RequestError(f"plugin did not send frame {key[1] + ranges[k].first} of input {k}")
-                cache[key] = frame_from_planes(arrays[key], key[1])
-            return cache[key][0]
+        def planes(k: int, index: int) -> tuple:
+            """(Frame, alpha) of the node's input k, frame index (clamped)."""
+            clip, t = layout.source(k, index)
+            if (clip, t) not in cache:
+                if (clip, t) not in arrays:
+                    raise RequestError(f"plugin did not send frame {t} of input {clip}")
+                index = layout.node_ranges[k].clamp(index)
+                cache[(clip, t)] = frame_from_planes(arrays[(clip, t)], index)
+            return cache[(clip, t)]
 
+        n = layout.n_of(float(fields["time"]))
         with inst.lock:
             inst.set_live_param(fields)
-            inst.configure(sizes, ranges, _fps(fields))  # type: ignore[arg-type]
-            n = int(round(float(fields["time"]))) - ranges[0].first
-            data = inst.render(n, ranges, get_frame, aborted)
+            inst.configure(layout.node_sizes(sizes), layout.node_ranges, _fps(fields))  # type: ignore[arg-type]
+            data = inst.render(n, layout.node_ranges, lambda k, i: planes(k, i)[0], aborted)
         if aborted.is_set():
             raise RenderAborted()
         ow, oh, ooff = (int(v) for v in fields["out"].split(","))
@@ -198,8 +209,8 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
         if (w, h) != (ow, oh):
             raise RequestError(f"{inst.type_name}: output is {w}x{h}, plugin expected {ow}x{oh}")
         out = np.frombuffer(mm, np.float32, count=w * h * 4, offset=ooff).reshape(4, h, w)
-        src = get_frame(0, n)
-        write_planes(out, data, src.data, cache[(0, ranges[0].clamp(n))][1])
+        src, alpha = planes(0, n)
+        write_planes(out, data, src.data, alpha)
         return {"out": f"{w},{h}"}
     finally:
         with server.renders_lock:
