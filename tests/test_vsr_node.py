@@ -1,0 +1,159 @@
+"""The vsr node: engine chunking (static scene across a chunk border), tiling, weights
+files, and bad input."""
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import vidfx
+from vidfx.core.errors import MediaError, ModelError, ParamError
+from vidfx.core.frame import ClipInfo, Frame
+from vidfx.vsr.arch import VideoSR
+from vidfx.vsr.config import make_config
+from vidfx.vsr.data import DEFAULT_DATA, camera_clip
+from vidfx.vsr.node import VSRNode, upscale_clip
+from vidfx.vsr.flow import DISFlow
+from vidfx.vsr.weights import load_weights, save_weights, shipped_weights
+
+SHIPPED = shipped_weights("tiny_x4")
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_media" / "motion_320x180.mp4"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """The shipped tiny x4 weights, or (before they exist) a random tiny model."""
+    if SHIPPED.exists():
+        return str(SHIPPED)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "random_x4.pt"
+    save_weights(VideoSR(make_config("tiny", 4)), path)
+    return str(path)
+
+
+def _photo(h: int, w: int, frames: int = 1, seed: int = 0) -> np.ndarray:
+    """A real picture (a moving-camera clip from a training photo, or a synthetic one)."""
+    files = sorted((DEFAULT_DATA / "train_hr").glob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    if files:
+        img = cv2.imread(str(files[seed % len(files)]))[..., ::-1]
+        clip = camera_clip(np.ascontiguousarray(img), frames, max(h, w), rng)[:, :h, :w]
+    else:
+        yy, xx = np.mgrid[0:h, 0:w] / 7.0
+        base = np.stack([np.sin(xx), np.cos(yy), np.sin(xx + yy)], -1) * 0.4 + 0.5
+        clip = np.stack([np.roll(base, k, axis=1) for k in range(frames)]).astype(np.float32)
+    return clip
+
+
+def test_shipped_weights_load_offline():
+    if not SHIPPED.exists():
+        pytest.skip("tiny_x4.pt not shipped yet")
+    assert SHIPPED.stat().st_size < 5_000_000
+    model, meta = load_weights(SHIPPED)
+    assert model.cfg.scale == 4 and model.cfg.channels == 32
+    blob = torch.load(SHIPPED, map_location="cpu", weights_only=True)  # no pickled code
+    assert blob["format"] == "vidfx-vsr-1"
+    node = VSRNode()  # default weights = the shipped file
+    assert node.weights_path() == SHIPPED
+
+
+def test_static_scene_has_no_jump_at_chunk_borders(weights):
+    img = _photo(24, 32)[0]
+    frames = [img] * 14
+    out = vidfx.apply("vsr", frames, weights=weights, chunk=6, overlap=2, tile=0)
+    assert len(out) == 14 and out[0].shape == (3, 96, 128)
+    steps = [(out[t + 1] - out[t]).abs().max().item() for t in range(13)]
+    # every frame of a static scene is (nearly) the same picture, at chunk borders too
+    assert max(steps) < 2.0 / 255, steps
+
+
+def test_chunked_equals_one_chunk_for_static_scene(weights):
+    img = _photo(20, 20)[0]
+    out_chunks = vidfx.apply("vsr", [img] * 9, weights=weights, chunk=4, overlap=1, tile=0)
+    out_whole = vidfx.apply("vsr", [img] * 9, weights=weights, chunk=9, overlap=0, tile=0)
+    for a, b in zip(out_chunks, out_whole):
+        assert (a - b).abs().max() < 3.0 / 255
+
+
+def test_tiled_equals_untiled(weights):
+    model, _ = load_weights(weights)
+    clip = torch.from_numpy(_photo(48, 64, frames=3, seed=3).transpose(0, 3, 1, 2).copy())
+    flow = DISFlow()
+    whole = upscale_clip(model, clip, flow, tile=0)
+    tiled = upscale_clip(model, clip, flow, tile=32, tile_overlap=12)
+    assert tiled.shape == whole.shape == (3, 3, 192, 256)
+    diff = (tiled - whole).abs()
+    assert diff.mean() < 2e-3, diff.mean()
+    assert diff.max() < 0.1, diff.max()
+
+
+def _configured(weights, w=33, h=21, c=3, **params):
+    node = VSRNode(weights=weights, **params)
+    info = node.configure([ClipInfo(width=w, height=h, fps=Fraction(25), num_frames=3, channels=c)],
+                          torch.device("cpu"))
+    return node, info
+
+
+def test_odd_sizes_grey_and_alpha(weights):
+    node, info = _configured(weights, 33, 21, 3)
+    assert (info.width, info.height) == (132, 84)
+    frames = [Frame(torch.rand(3, 21, 33), index=i) for i in range(3)]
+    out = node.render_chunk(frames)
+    assert len(out) == 3 and out[0].shape == (3, 84, 132)
+    # grey in, grey out
+    node, info = _configured(weights, 33, 21, 1)
+    out = node.render_chunk([Frame(torch.rand(1, 21, 33), index=i) for i in range(3)])
+    assert out[0].shape == (1, 84, 132)
+    # alpha: upscaled separately, colour unaffected by it
+    node, info = _configured(weights, 33, 21, 4)
+    rgb = torch.rand(3, 3, 21, 33)
+    a1 = torch.rand(3, 1, 21, 33)
+    out1 = node.render_chunk([Frame(torch.cat([rgb[i], a1[i]]), index=i) for i in range(3)])
+    out2 = node.render_chunk([Frame(torch.cat([rgb[i], torch.ones(1, 21, 33)]), index=i) for i in range(3)])
+    assert out1[0].shape == (4, 84, 132)
+    assert torch.allclose(out1[0][:3], out2[0][:3])
+    assert out2[0][3].min() > 0.999
+    assert 0 <= out1[0][3].min() and out1[0][3].max() <= 1
+
+
+def test_16bit_input_through_api(weights):
+    clip = (_photo(16, 16, frames=3) * 65535).astype(np.uint16)
+    out = vidfx.apply("vsr", clip, weights=weights, tile=0)
+    assert len(out) == 3 and out[0].shape == (3, 64, 64)
+
+
+def test_too_small_frames(weights):
+    with pytest.raises(MediaError, match="smaller than the minimum"):
+        _configured(weights, 7, 30)
+
+
+def test_bad_params(weights):
+    with pytest.raises(ParamError):
+        VSRNode(scale=3)
+    with pytest.raises(ParamError):
+        VSRNode(chunk=4, overlap=4)
+    with pytest.raises(ParamError, match="CUDA"):
+        _configured(weights, precision="fp16")
+    with pytest.raises(ParamError, match="does not match"):
+        _configured(weights, scale=2)
+
+
+def test_missing_and_corrupt_weights(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(ModelError, match="nope.pt"):
+        _configured(str(missing))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"this is not a checkpoint" * 10)
+    with pytest.raises(ModelError, match="corrupt.pt"):
+        _configured(str(corrupt))
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"hello": torch.zeros(2)}, wrong)
+    with pytest.raises(ModelError, match="wrong.pt"):
+        _configured(str(wrong))
+    if SHIPPED.exists():
+        truncated = tmp_path / "truncated.pt"
+        truncated.write_bytes(SHIPPED.read_bytes()[:2000])
+        with pytest.raises(ModelError, match="truncated.pt"):
+            _configured(str(truncated))
