@@ -34,7 +34,9 @@ class RssSink(Sink):
         rss = self.proc.memory_info().rss
         self.peak = max(self.peak, rss)
         if self.count in self.checkpoints:
-            self.rows.append((self.checkpoints[self.count], self.count, rss, self.peak))
+            row = (self.checkpoints[self.count], self.count, rss, self.peak)
+            self.rows.append(row)
+            print(f"{row[0]:>10} | {row[1]:>6} | {row[2] / 2**20:8.0f} | {row[3] / 2**20:8.0f}", flush=True)
 
     def close(self):
         if self.inner:
@@ -53,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     fps = 24000 / 1001
     total = int(args.minutes * 60 * fps)
-    marks = {int(m * 60 * fps): f"{m:g} min" for m in (1, 5, 10) if m <= args.minutes}
+    marks = {int(m * 60 * fps): f"{m:g} min" for m in (0.1, 1, 2, 5, 10) if m <= args.minutes}
     marks[total] = marks.get(total, f"{args.minutes:g} min")
     g = vidfx.Graph()
     src = g.add("pattern", width=1920, height=1080, fps="24000/1001", frames=total)
@@ -64,15 +66,14 @@ def main() -> None:
         inner = make_sink(args.encode)
     sink = RssSink(marks, inner)
     g.write(avg, sink=sink)
+    print(f"1080p pattern -> temporal_average(radius={args.radius}) -> "
+          f"{'encode ' + args.encode if args.encode else 'null'}, {total} frames")
+    print(f"{'video time':>10} | {'frames':>6} | {'RSS MiB':>8} | {'peak MiB':>8}")
+    print("-" * 42, flush=True)
     start = time.monotonic()
     g.run(device="cpu")
     seconds = time.monotonic() - start
-    print(f"1080p pattern -> temporal_average(radius={args.radius}) -> {'encode ' + args.encode if args.encode else 'null'}"
-          f", {total} frames in {seconds:.0f} s ({total / seconds:.1f} fps)")
-    print(f"{'video time':>10} | {'frames':>6} | {'RSS MiB':>8} | {'peak MiB':>8}")
-    print("-" * 42)
-    for label, count, rss, peak in sink.rows:
-        print(f"{label:>10} | {count:>6} | {rss / 2**20:8.0f} | {peak / 2**20:8.0f}")
+    print(f"{total} frames in {seconds:.0f} s ({total / seconds:.1f} fps)")
 
 
 if __name__ == "__main__":
