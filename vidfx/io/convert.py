@@ -11,9 +11,9 @@ from av.video.reformatter import Interpolation
 
 from vidfx.core.frame import ColorTags
 
-# Chroma is interpolated (not nearest) and rounding is exact: worth it, conversion is rare
-# on the pass-through path and its cost is small next to decode/encode.
-SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+# Chroma is interpolated (not nearest) and rounding is exact. (FULL_CHR_H_INT would add
+# little for twice the time.)
+SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 # FFmpeg matrix name -> swscale colorspace name (PyAV Colorspace members).
 _SWS_MATRIX = {
@@ -50,60 +50,65 @@ def is_float(pix_fmt: str) -> bool:
 
 
 def rgb_format(channels: int, bit_depth: int) -> str:
-    """The packed RGB(A)/grey format a frame with that many channels and bits converts to."""
-    if bit_depth >= 32:
-        return {1: "grayf32le", 3: "gbrpf32le", 4: "gbrapf32le"}[channels]
-    if bit_depth > 8:
-        return {1: "gray16le", 3: "rgb48le", 4: "rgba64le"}[channels]
-    return {1: "gray", 3: "rgb24", 4: "rgba"}[channels]
+    """The planar RGB(A)/grey format that frames with that many channels and bits convert
+    through (8-bit, 16-bit, or float for ``bit_depth >= 32``)."""
+    kind = 32 if bit_depth >= 32 else 16 if bit_depth > 8 else 8
+    return _PLANAR[(channels, kind)]
+
+
+# Planar formats read and written plane by plane: (C, H, W) tensors map onto them without
+# any transpose (transposing 1080p float images costs more than the colour conversion).
+_PLANAR = {
+    (1, 8): "gray", (1, 16): "gray16le", (1, 32): "grayf32le",
+    (3, 8): "gbrp", (3, 16): "gbrp16le", (3, 32): "gbrpf32le",
+    (4, 8): "gbrap", (4, 16): "gbrap16le", (4, 32): "gbrapf32le",
+}
+_PLANE_TYPES = {  # format -> (plane order for R, G, B[, A] or grey, numpy dtype, full-scale value)
+    "gray": ((0,), "u1", 255.0), "gray16le": ((0,), "<u2", 65535.0), "grayf32le": ((0,), "<f4", None),
+    "grayf16le": ((0,), "<f2", None),
+    "gbrp": ((2, 0, 1), "u1", 255.0), "gbrp16le": ((2, 0, 1), "<u2", 65535.0),
+    "gbrpf32le": ((2, 0, 1), "<f4", None), "gbrpf16le": ((2, 0, 1), "<f2", None),
+    "gbrap": ((2, 0, 1, 3), "u1", 255.0), "gbrap16le": ((2, 0, 1, 3), "<u2", 65535.0),
+    "gbrapf32le": ((2, 0, 1, 3), "<f4", None), "gbrapf16le": ((2, 0, 1, 3), "<f2", None),
+    # 10/12-bit planar RGB and grey (FFV1) are read and written directly too: no swscale
+    # dithering, so lossless stays lossless
+    "gray10le": ((0,), "<u2", 1023.0), "gray12le": ((0,), "<u2", 4095.0),
+    "gbrp10le": ((2, 0, 1), "<u2", 1023.0), "gbrp12le": ((2, 0, 1), "<u2", 4095.0),
+    "gbrap10le": ((2, 0, 1, 3), "<u2", 1023.0), "gbrap12le": ((2, 0, 1, 3), "<u2", 4095.0),
+}
+
+
+def _plane(frame: av.VideoFrame, index: int, dtype: str) -> np.ndarray:
+    """A writable (H, W) numpy view of one plane (without the row padding)."""
+    plane = frame.planes[index]
+    item = np.dtype(dtype).itemsize
+    rows = np.frombuffer(plane, dtype=dtype).reshape(frame.height, plane.line_size // item)
+    return rows[:, : frame.width]
 
 
 def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, color: ColorTags,
                  rotation: int = 0) -> torch.Tensor:
-    """A decoded frame as a (C, H, W) float32 tensor in 0..1, upright.
+    """A decoded frame as a (C, H, W) float32 tensor in 0..1 (float sources: as stored), upright.
 
-    >8-bit sources go through 16-bit RGB so their precision survives into float.
+    >8-bit sources go through 16-bit RGB so their precision survives into float; half and
+    float (EXR) planes are read directly, so values above 1 survive too.
     ``rotation`` is counter-clockwise degrees (the display matrix), applied here.
     """
     src = frame.format.name
-    if src in HALF_PLANAR:
-        return _half_to_tensor(frame, rotation)
-    target = rgb_format(channels, 32 if is_float(src) else bit_depth)
-    kwargs = {}
-    if is_yuv(src):
-        kwargs = dict(src_colorspace=sws_matrix(color, frame.height),
-                      src_color_range=sws_range(color, src), dst_color_range="JPEG")
-    if src != target:
+    if src not in _PLANE_TYPES or len(_PLANE_TYPES[src][0]) != channels:
+        target = rgb_format(channels, 32 if is_float(src) else bit_depth)
+        kwargs = {}
+        if is_yuv(src):
+            kwargs = dict(src_colorspace=sws_matrix(color, frame.height),
+                          src_color_range=sws_range(color, src), dst_color_range="JPEG")
         frame = frame.reformat(format=target, interpolation=SWS_FLAGS, **kwargs)
-    array = frame.to_ndarray()
-    if array.ndim == 2:
-        array = array[:, :, None]
-    # numpy, not torch, for these element-wise steps: torch's thread pool is slow when the
-    # machine is busy, and these are memory-bound anyway
-    planar = np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32)
-    if array.dtype == np.uint8:
-        planar *= 1.0 / 255.0
-    elif array.dtype == np.uint16:
-        planar *= 1.0 / 65535.0
-    tensor = torch.from_numpy(planar)
-    if rotation % 360:
-        tensor = torch.rot90(tensor, k=(rotation % 360) // 90, dims=(1, 2)).contiguous()
-    return tensor
-
-
-# Half-float planar formats (EXR "half"): planes in G, B, R, A order, read directly because
-# swscale clips float values to 0..1 and PyAV has no ndarray view of them.
-HALF_PLANAR = {"gbrpf16le": (2, 0, 1), "gbrapf16le": (2, 0, 1, 3), "grayf16le": (0,)}
-
-
-def _half_to_tensor(frame: av.VideoFrame, rotation: int = 0) -> torch.Tensor:
-    order = HALF_PLANAR[frame.format.name]
-    planes = []
-    for index in order:
-        plane = frame.planes[index]
-        rows = np.frombuffer(plane, dtype="<f2").reshape(frame.height, plane.line_size // 2)
-        planes.append(rows[:, : frame.width].astype(np.float32))
-    tensor = torch.from_numpy(np.stack(planes))
+    order, dtype, full = _PLANE_TYPES[frame.format.name]
+    out = np.empty((len(order), frame.height, frame.width), np.float32)
+    for k, index in enumerate(order):
+        out[k] = _plane(frame, index, dtype)
+    if full is not None:
+        out *= np.float32(1.0 / full)
+    tensor = torch.from_numpy(out)
     if rotation % 360:
         tensor = torch.rot90(tensor, k=(rotation % 360) // 90, dims=(1, 2)).contiguous()
     return tensor
@@ -116,7 +121,7 @@ def tensor_to_av(data: torch.Tensor, pix_fmt: str, color: ColorTags) -> av.Video
     targets (EXR) keep values outside 0..1, integer targets clip.
     """
     data = data.detach().to("cpu", torch.float32)
-    channels, height, _ = data.shape
+    channels, height, width = data.shape
     target_fmt = av.VideoFormat(pix_fmt)
     target_bits = max(c.bits for c in target_fmt.components)
     target_alpha = any(c.is_alpha for c in target_fmt.components)
@@ -129,21 +134,21 @@ def tensor_to_av(data: torch.Tensor, pix_fmt: str, color: ColorTags) -> av.Video
         data = torch.cat([data, torch.ones_like(data[:1])])
     elif not target_alpha and data.shape[0] == 4:
         data = data[:3]
-    c = data.shape[0]
-    hwc = data.numpy().transpose(1, 2, 0).copy()  # a copy: the caller's tensor stays as it is
-    if is_float(pix_fmt):
-        src_fmt = rgb_format(c, 32)
-        array = hwc
+    chw = data.numpy()
+    if pix_fmt in _PLANE_TYPES and len(_PLANE_TYPES[pix_fmt][0]) == chw.shape[0]:
+        src_fmt = pix_fmt  # written directly
     else:
-        src_fmt = rgb_format(c, 16 if target_bits > 8 else 8)
-        scale = 65535.0 if target_bits > 8 else 255.0
-        np.clip(hwc, 0.0, 1.0, out=hwc)
-        hwc *= scale
-        hwc += 0.5
-        array = hwc.astype(np.uint16 if target_bits > 8 else np.uint8)
-    if array.shape[2] == 1:
-        array = array[:, :, 0]
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format=src_fmt)
+        kind = 32 if is_float(pix_fmt) else 16 if target_bits > 8 else 8
+        src_fmt = rgb_format(chw.shape[0], kind)
+    order, dtype, full = _PLANE_TYPES[src_fmt]
+    if full is not None:
+        scaled = np.multiply(chw, np.float32(full))
+        scaled += 0.5
+        np.clip(scaled, 0.0, full, out=scaled)
+        chw = scaled.astype(dtype)
+    frame = av.VideoFrame(width, height, src_fmt)
+    for k, index in enumerate(order):
+        _plane(frame, index, dtype)[...] = chw[k]
     if src_fmt == pix_fmt:
         return frame
     kwargs = {}
