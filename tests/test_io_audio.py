@@ -77,7 +77,7 @@ def video_duration(path):
 
 
 @pytest.mark.parametrize("ext, mode, copied", [("mp4", "auto", True), ("mov", "aac", False),
-                                               ("mkv", "pcm", False)])
+                                               ("mkv", "pcm", False), ("mkv", "auto", False)])
 def test_full_clip_in_sync(tmp_path, ext, mode, copied):
     out = tmp_path / f"out.{ext}"
     sink = write(out, audio=mode)

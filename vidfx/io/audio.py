@@ -4,7 +4,9 @@ with the video as it is written.
 Output time 0 is source time ``AudioRef.start`` (the instant of the first output frame).
 Copy mode shifts the source packets by ``start`` and drops those wholly outside the
 window; the one straddling the start gets a negative timestamp, which MP4/MOV store as an
-edit list, so players start at exactly the right sample. Re-encode mode decodes, cuts at
+edit list, so players start at exactly the right sample. (``audio=auto`` copies only into
+MP4/MOV; an explicit ``audio=copy`` into Matroska stays in sync but the muxer shifts all
+streams by the pre-roll, so the video starts a few ms late.) Re-encode mode decodes, cuts at
 sample precision, and encodes AAC (or PCM) with timestamps counted in samples from 0.
 """
 from __future__ import annotations
@@ -53,7 +55,10 @@ class AudioMuxer:
         if mode == "copy" and not can_copy:
             raise MediaError(f"{ref.path}: {ref.codec} audio cannot be copied into {kind}; "
                              "use audio=aac or audio=auto")
-        self.copy = mode == "copy" or (mode == "auto" and ref.copyable and can_copy)
+        # auto copies only where an edit list can hide the pre-roll (MP4/MOV): Matroska
+        # would shift every stream by it instead
+        self.copy = mode == "copy" or (mode == "auto" and ref.copyable and can_copy
+                                       and kind in ("mp4", "mov"))
         self.input = open_input(ref.path)
         try:
             self.src = self.input.streams[ref.stream_index]
