@@ -46,6 +46,9 @@ WRITER_PARAMS: tuple[Param, ...] = (
     Param("start_number", "int", 0, min=0, doc="First file number of an image sequence."),
 )
 
+# FFmpeg's "unspecified" value of each colour property of a frame.
+UNSPECIFIED = {"color_primaries": 2, "color_trc": 2, "colorspace": 2, "color_range": 0}
+
 # Which codec each extension gets with codec=auto: (3-channel, 4-channel).
 AUTO_CODEC = {
     ".mp4": ("h264", "h264"), ".m4v": ("h264", "h264"), ".mkv": ("h264", "ffv1"),
@@ -253,8 +256,8 @@ class VideoWriter(Sink):
             raise MediaError(f"{self.path}: writer is not open (or failed earlier)")
         pts, duration = self._timing(frame)
         vf = self._to_av(frame)
-        for attr, code in self.colour_tags.items():
-            setattr(vf, attr, code)
+        for attr, unset in UNSPECIFIED.items():  # untagged stays untagged (swscale tags frames)
+            setattr(vf, attr, self.colour_tags.get(attr, unset))
         vf.pts = pts
         vf.time_base = self.time_base
         vf.duration = duration
