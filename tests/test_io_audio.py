@@ -139,3 +139,18 @@ def test_copy_keeps_sample_alignment_when_video_starts_late(tmp_path):
     with av.open(str(out)) as c:
         kinds = "".join(p.stream.type[0] for p in c.demux() if p.size)
     assert "v" * 40 not in kinds and "a" * 60 not in kinds
+
+
+def test_trim_through_the_engine_keeps_sync(tmp_path):
+    """End to end: `vidfx run --frames 30:80` (the lead's trim node moves the AudioRef)."""
+    cli = pytest.importorskip("vidfx.cli")
+    graph = tmp_path / "g.yaml"
+    out = tmp_path / "cut.mp4"
+    graph.write_text(f'inputs: {{src: "{TONE}"}}\n'
+                     "nodes: {p: {type: passthrough, input: src}}\n"
+                     f'outputs: [{{input: p, path: "{out}", preset: ultrafast}}]\n')
+    assert cli.main(["run", str(graph), "--frames", "30:80", "-q"]) == 0
+    flashes, beeps, duration = events(out)
+    assert flashes == [pytest.approx(0.8), pytest.approx(1.8)]
+    assert [round(b, 3) for b in beeps] == [0.8, 1.8]
+    assert abs(duration - 2.0) < 1 / 25 and probe(out).num_frames == 50
