@@ -12,7 +12,7 @@ from .arch import MBConvUNet, SegNetConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "camvid_mbconv_unet.pt"
-DEFAULT_SCALE = 0.75  # processing scale relative to the input (chosen on CamVid val)
+DEFAULT_SCALE = 0.5  # processing scale relative to the input (the shipped weights store theirs)
 
 
 def save_weights(path: str | Path, model: MBConvUNet, extra: dict | None = None) -> None:
