@@ -52,12 +52,16 @@ def server_env(socket_path: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
-    bundle = ofx_build.build(tmp_path_factory.mktemp("ofxbuild"), ofx_build.source_dir(), quiet=True)
     sockdir = tempfile.mkdtemp(prefix="vfx")  # short: socket paths are limited to 107 bytes
     sock = f"{sockdir}/run/server.sock"
     env = server_env(sock)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    # Start the server while the plugin builds (saves time); the plugin would start it anyway.
+    os.makedirs(f"{sockdir}/run", mode=0o700)
+    subprocess.Popen(env["VIDFX_SERVER_CMD"], shell=True, start_new_session=True,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bundle = ofx_build.build(tmp_path_factory.mktemp("ofxbuild"), ofx_build.source_dir(), quiet=True)
     try:
         host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
         yield SimpleNamespace(host=host, bundle=bundle, socket=Path(sock))
@@ -166,6 +170,11 @@ def test_resize_scales_region_of_definition(bridge, frames):
         assert img.shape == (96, 128, 4)
         np.testing.assert_allclose(img[..., :3], hwc(expected[n]), atol=1e-5)
         assert np.all(img[..., 3] == 1.0)
+    # the host is short of memory: buffers and server state go, the next render rebuilds them
+    assert host.call("org.vidfx.resize", "OfxActionPurgeCaches", inst.handle) == OK
+    status, img = inst.render(FIRST + 1)
+    assert status == OK
+    np.testing.assert_allclose(img[..., :3], hwc(expected[1]), atol=1e-5)
     inst.destroy()
 
 
@@ -354,4 +363,26 @@ def test_jumpcut_as_transition_matches_engine(bridge):
         status, img = inst.render(t)
         assert status == OK, host.messages[-1:]
         np.testing.assert_allclose(img[..., :3], hwc(expected[t - 5]), atol=1e-5)
+    inst.destroy()
+
+
+def test_vsr_filter_scales_rod_and_matches_engine(bridge, frames):
+    host = bridge.host
+    if "org.vidfx.vsr" not in host.plugins:
+        pytest.skip("vsr node not available")
+    clip = [np.ascontiguousarray(f[:24, :32]) for f in frames[:4]]
+    inst = host.create_instance("org.vidfx.vsr", FILTER, {"Source": source(clip)}, (FIRST, FIRST + len(clip) - 1),
+                                params={"chunk": 3, "overlap": 1})
+    status, rod = inst.region_of_definition(FIRST)
+    if status != OK:
+        pytest.skip(f"vsr cannot run here: {host.messages[-1:]}")
+    assert rod == (0.0, 0.0, 128.0, 96.0)  # x4
+    status, needed = inst.frames_needed(FIRST + 2)  # overlap of chunks [0,3) and [2,4)
+    assert status == OK and needed == {"Source": [FIRST + 0.0, FIRST + 3.0]}
+    expected = vidfx.apply("vsr", rgb_list(clip), chunk=3, overlap=1)
+    for n in range(len(clip)):
+        status, img = inst.render(FIRST + n)
+        assert status == OK, host.messages[-1:]
+        assert img.shape == (96, 128, 4)
+        np.testing.assert_allclose(img[..., :3], hwc(expected[n]), atol=1e-4)
     inst.destroy()

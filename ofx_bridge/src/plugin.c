@@ -386,9 +386,9 @@ static void pool_release_all(Instance *inst) {
   }
 }
 
-static OfxStatus on_destroy_instance(OfxImageEffectHandle effect) {
-  Instance *inst = get_instance(effect);
-  if (!inst) return kOfxStatOK;
+/* Tell the server to drop this instance's node (models, chunk caches); it is rebuilt from
+ * the next request if needed. Never starts a server. */
+static void forget_on_server(Instance *inst) {
   char err[256];
   vfx_buf req;
   vfx_reply rep;
@@ -396,6 +396,32 @@ static OfxStatus on_destroy_instance(OfxImageEffectHandle effect) {
   vfx_buf_field(&req, "instance", inst->id);
   if (vfx_request(&req, &rep, 0, NULL, NULL, NULL, err, sizeof err) == VFX_OK) vfx_reply_free(&rep);
   vfx_buf_free(&req);
+}
+
+/* kOfxActionPurgeCaches: the host is short of memory. Free idle buffers and server state. */
+static OfxStatus on_purge_caches(OfxImageEffectHandle effect) {
+  Instance *inst = get_instance(effect);
+  if (!inst) return kOfxStatOK;
+  forget_on_server(inst);
+  pthread_mutex_lock(&inst->lock);
+  for (int i = 0; i < POOL_SIZE; i++) {
+    ShmBuf *b = &inst->pool[i];
+    if (b->ptr && !b->busy) {
+      munmap(b->ptr, b->size);
+      shm_unlink(b->name);
+      memset(b, 0, sizeof *b);
+    }
+  }
+  free(inst->size_key);
+  inst->size_key = NULL;
+  pthread_mutex_unlock(&inst->lock);
+  return kOfxStatOK;
+}
+
+static OfxStatus on_destroy_instance(OfxImageEffectHandle effect) {
+  Instance *inst = get_instance(effect);
+  if (!inst) return kOfxStatOK;
+  forget_on_server(inst);
   pool_release_all(inst);
   pthread_mutex_destroy(&inst->lock);
   free(inst->size_key);
@@ -991,7 +1017,7 @@ static OfxStatus plugin_main(int index, const char *action, const void *handle, 
   if (!strcmp(action, kOfxImageEffectActionDescribeInContext)) return on_describe_in_context(n, effect);
   if (!strcmp(action, kOfxActionCreateInstance)) return on_create_instance(n, effect);
   if (!strcmp(action, kOfxActionDestroyInstance)) return on_destroy_instance(effect);
-  if (!strcmp(action, kOfxActionPurgeCaches)) return kOfxStatOK;
+  if (!strcmp(action, kOfxActionPurgeCaches)) return on_purge_caches(effect);
   Instance *inst = get_instance(effect);
   if (!inst) return kOfxStatReplyDefault;
   if (!strcmp(action, kOfxImageEffectActionGetRegionOfDefinition)) return on_region_of_definition(inst, in, out);
