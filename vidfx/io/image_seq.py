@@ -15,7 +15,7 @@ from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, ColorTags, EndOfStream, Frame
 from vidfx.core.sink import Sink
 
-from .convert import av_to_tensor, tensor_to_av
+from .convert import av_to_tensor, is_yuv, tensor_to_av
 from .probe import bit_depth_of, has_alpha, is_grey
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".exr", ".jpg", ".jpeg", ".dpx", ".bmp")
@@ -96,8 +96,9 @@ class ImageSequenceDecoder:
         pix_fmt = first.format.name
         depth = bit_depth_of(pix_fmt)
         is_exr = self.files[0].lower().endswith(".exr")
+        # JPEG-style images are Y'CbCr with the BT.601 matrix at full range, whatever their size
         color = ColorTags(primaries="bt709", transfer="linear" if is_exr else "iec61966-2-1",
-                          matrix=None, range="pc")
+                          matrix="smpte170m" if is_yuv(pix_fmt) else None, range="pc")
         self.info = ClipInfo(
             width=first.width, height=first.height, fps=self.fps, num_frames=len(self.files),
             channels=4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3,
