@@ -145,6 +145,7 @@ def test_temporal_node_matches_engine(bridge, frames):
 
     expected = vidfx.apply("temporal_average", rgb_list(frames), radius=2, weights="triangle")
     host.fetch_log.clear()
+    before = protocol.request("hello", path=bridge.socket)[1]
     for n in range(COUNT):
         status, img = inst.render(FIRST + n)
         assert status == OK, host.messages
@@ -152,6 +153,19 @@ def test_temporal_node_matches_engine(bridge, frames):
         np.testing.assert_array_equal(img[..., 3], frames[n][..., 3])
     assert ("Source", FIRST + 5.0) in host.fetch_log  # frames at other times came via clipGetImage
     assert host.images_out == 0 and not host.callback_errors
+    # the window moves by one frame per render: each frame's pixels were sent once
+    after = protocol.request("hello", path=bridge.socket)[1]
+    assert int(after["frames_received"]) - int(before["frames_received"]) == COUNT
+    assert int(after["frames_reused"]) - int(before["frames_reused"]) > COUNT
+
+    # upstream changed frame 12: same time, new content -> sent again, and the output follows
+    edited = list(frames)
+    edited[2] = frames[2] * 0.25
+    inst.effect.clips["Source"].source = source(edited)
+    expected = vidfx.apply("temporal_average", rgb_list(edited), radius=2, weights="triangle")
+    status, img = inst.render(FIRST + 3)
+    assert status == OK
+    np.testing.assert_allclose(img[..., :3], hwc(expected[3]), atol=1e-6)
     assert inst.destroy() == OK
 
 
@@ -257,6 +271,10 @@ def test_server_killed_mid_render_then_restarted(bridge, frames, tmp_path):
     assert status == OK, host.messages[-1:]
     np.testing.assert_allclose(img[..., :3], frames[2][..., :3] * 0.5, atol=1e-6)
     assert server_pid(bridge) != pid
+    # frame 10 was sent to the old server: the new one reports it missing, the plugin resends
+    status, img = inst.render(FIRST)
+    assert status == OK, host.messages[-1:]
+    np.testing.assert_allclose(img[..., :3], frames[0][..., :3] * 0.5, atol=1e-6)
     inst.destroy()
 
 

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,14 @@ typedef struct ShmBuf {
   int busy;
 } ShmBuf;
 
+/* A frame this instance sent to the server (which keeps recent ones), by content. */
+#define SENT_MAX 64
+typedef struct SentFrame {
+  int clip;
+  double time;
+  uint64_t fp;
+} SentFrame;
+
 typedef struct Instance {
   NodeDesc *node;
   char id[64];
@@ -78,6 +87,8 @@ typedef struct Instance {
   unsigned gen;
   char *size_key;             /* the last `info` request and its answer */
   int out_w, out_h;
+  SentFrame sent[SENT_MAX];   /* guarded by lock */
+  int sent_count, sent_next;
 } Instance;
 
 static unsigned g_instance_counter;
@@ -414,6 +425,7 @@ static OfxStatus on_purge_caches(OfxImageEffectHandle effect) {
   }
   free(inst->size_key);
   inst->size_key = NULL;
+  inst->sent_count = inst->sent_next = 0;
   pthread_mutex_unlock(&inst->lock);
   return kOfxStatOK;
 }
@@ -728,8 +740,103 @@ typedef struct Image {
   OfxRectI bounds;
   int row_bytes, comps; /* comps: 4 (RGBA) or 3 (RGB) */
   double time;
-  size_t offset; /* where its copy lives in the shared buffer */
+  size_t offset;   /* where its copy lives in the shared buffer */
+  uint64_t fp;     /* content fingerprint */
+  int reuse;       /* the server already holds these pixels: not copied */
 } Image;
+
+/* ---- content fingerprints: the server keeps recent input frames per instance, so the plugin
+ * sends pixels only for frames it has not sent with the same content (a temporal window moves
+ * by one frame per render; a parameter tweak re-renders the same inputs). ------------------ */
+#define HASH_BANDS 8 /* fixed, so the fingerprint does not depend on the thread count */
+typedef struct HashJob {
+  const struct Image *img;
+  uint64_t band[HASH_BANDS];
+} HashJob;
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+static OfxStatus hash_band(unsigned int index, unsigned int count, void *arg) {
+  HashJob *j = arg;
+  const struct Image *img = j->img;
+  int h = img->bounds.y2 - img->bounds.y1, w = img->bounds.x2 - img->bounds.x1;
+  size_t row_len = (size_t)w * img->comps * sizeof(float);
+  const uint64_t M = 0x9E3779B97F4A7C15ull;
+  for (unsigned int band = index; band < HASH_BANDS; band += count) {
+    uint64_t a = M ^ band, b = 0xC2B2AE3D27D4EB4Full, c = 0x165667B19E3779F9ull, d = 0x27D4EB2F165667C5ull;
+    int y0 = (int)((long long)h * band / HASH_BANDS), y1 = (int)((long long)h * (band + 1) / HASH_BANDS);
+    for (int y = y0; y < y1; y++) {
+      const unsigned char *p = (const unsigned char *)img->data + (ptrdiff_t)y * img->row_bytes;
+      size_t i = 0;
+      for (; i + 32 <= row_len; i += 32) {
+        uint64_t w0, w1, w2, w3;
+        memcpy(&w0, p + i, 8);
+        memcpy(&w1, p + i + 8, 8);
+        memcpy(&w2, p + i + 16, 8);
+        memcpy(&w3, p + i + 24, 8);
+        a = rotl64(a ^ w0, 31) * M;
+        b = rotl64(b ^ w1, 31) * M;
+        c = rotl64(c ^ w2, 31) * M;
+        d = rotl64(d ^ w3, 31) * M;
+      }
+      for (; i + 4 <= row_len; i += 4) {
+        uint32_t v;
+        memcpy(&v, p + i, 4);
+        a = rotl64(a ^ v, 31) * M;
+      }
+    }
+    j->band[band] = rotl64(a, 1) ^ rotl64(b, 7) ^ rotl64(c, 12) ^ rotl64(d, 18);
+  }
+  return kOfxStatOK;
+}
+
+static uint64_t fingerprint(const struct Image *img) {
+  HashJob job;
+  memset(&job, 0, sizeof job);
+  job.img = img;
+  unsigned int cpus = 1;
+  if (g_threads && g_threads->multiThreadNumCPUs && g_threads->multiThreadNumCPUs(&cpus) != kOfxStatOK) cpus = 1;
+  if (cpus > HASH_BANDS) cpus = HASH_BANDS;
+  if (!(cpus > 1 && g_threads->multiThread && g_threads->multiThread(hash_band, cpus, &job) == kOfxStatOK))
+    hash_band(0, 1, &job);
+  uint64_t h = 0x84222325CBF29CE4ull ^ (uint64_t)(img->bounds.x2 - img->bounds.x1) ^
+               ((uint64_t)(img->bounds.y2 - img->bounds.y1) << 32) ^ (uint64_t)img->comps << 60;
+  for (int i = 0; i < HASH_BANDS; i++) h = rotl64(h ^ job.band[i], 27) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 29);
+}
+
+static int sent_has(Instance *inst, int clip, const Image *img) {
+  int found = 0;
+  pthread_mutex_lock(&inst->lock);
+  for (int i = 0; i < inst->sent_count && !found; i++) {
+    SentFrame *s = &inst->sent[i];
+    found = s->clip == clip && s->time == img->time && s->fp == img->fp;
+  }
+  pthread_mutex_unlock(&inst->lock);
+  return found;
+}
+
+static void sent_add(Instance *inst, int clip, const Image *img) {
+  pthread_mutex_lock(&inst->lock);
+  int slot = -1;
+  for (int i = 0; i < inst->sent_count; i++)
+    if (inst->sent[i].clip == clip && inst->sent[i].time == img->time) slot = i;
+  if (slot < 0) {
+    if (inst->sent_count < SENT_MAX) slot = inst->sent_count++;
+    else slot = inst->sent_next = (inst->sent_next + 1) % SENT_MAX;
+  }
+  inst->sent[slot].clip = clip;
+  inst->sent[slot].time = img->time;
+  inst->sent[slot].fp = img->fp;
+  pthread_mutex_unlock(&inst->lock);
+}
+
+static void sent_clear(Instance *inst) {
+  pthread_mutex_lock(&inst->lock);
+  inst->sent_count = 0;
+  inst->sent_next = 0;
+  pthread_mutex_unlock(&inst->lock);
+}
 
 static int fetch_image(OfxImageClipHandle clip, double time, Image *img, char *err, size_t errn) {
   memset(img, 0, sizeof *img);
@@ -890,7 +997,6 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   if (rc != VFX_OK) return server_failed(inst, rc, err);
 
   /* fetch input images: the needed frames of every input */
-  size_t total = 0;
   int cur[MAX_INPUTS] = {0}; /* index of the image at `time` (or nearest) per input */
   for (int k = 0; k < n->inputs; k++) {
     images[k] = calloc((size_t)(counts[k] ? counts[k] : 1), sizeof(Image));
@@ -900,8 +1006,7 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
     }
     for (int i = 0; i < counts[k]; i++) {
       if (fetch_image(inst->inputs[k], times[k][i], &images[k][i], err, sizeof err) != 0) goto fail;
-      images[k][i].offset = total;
-      total += (size_t)img_w(&images[k][i]) * img_h(&images[k][i]) * 16;
+      images[k][i].fp = fingerprint(&images[k][i]);
       if (fabs(times[k][i] - time) < fabs(times[k][cur[k]] - time)) cur[k] = i;
     }
     if (counts[k] == 0) {
@@ -917,40 +1022,69 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   int ow, oh;
   rc = query_out_size(inst, time, w, h, &ow, &oh, err, sizeof err);
   if (rc != VFX_OK) goto server_fail;
-  size_t out_off = total;
-  total += (size_t)ow * oh * 16;
-
   if (timing) t_fetch = mono_ms();
-  buf = pool_acquire(inst, total, err, sizeof err);
-  if (!buf) goto fail;
-  for (int k = 0; k < n->inputs; k++)
-    for (int i = 0; i < counts[k]; i++) {
-      CopyJob job = {0};
-      job.img = &images[k][i];
-      job.planes = (float *)((char *)buf->ptr + images[k][i].offset);
-      run_copy(&job);
-    }
 
-  if (timing) t_copy_in = mono_ms();
+  size_t out_off = 0;
   char rid[96];
-  snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));
-  vfx_buf_init(&req, "render");
-  add_instance_fields(inst, &req, time);
-  vfx_buf_fieldf(&req, "time", "%.17g", time);
-  vfx_buf_field(&req, "id", rid);
-  vfx_buf_field(&req, "shm", buf->name + 1);
-  vfx_buf_fieldf(&req, "shm_size", "%zu", buf->size);
-  vfx_buf_fieldf(&req, "out", "%d,%d,%zu", ow, oh, out_off);
-  for (int k = 0; k < n->inputs; k++)
-    for (int i = 0; i < counts[k]; i++) {
-      char key[48];
-      snprintf(key, sizeof key, "in.%d.%d", k, i);
-      vfx_buf_fieldf(&req, key, "%.17g,%d,%d,%zu", images[k][i].time, img_w(&images[k][i]),
-                     img_h(&images[k][i]), images[k][i].offset);
+  for (int attempt = 0;; attempt++) {
+    /* first try: pixels only for frames the server does not hold; if it lost some (a
+     * restart, an eviction) it answers `missing` and everything is sent again */
+    size_t total = 0;
+    for (int k = 0; k < n->inputs; k++)
+      for (int i = 0; i < counts[k]; i++) {
+        Image *im = &images[k][i];
+        im->reuse = attempt == 0 && sent_has(inst, k, im);
+        im->offset = total;
+        if (!im->reuse) total += (size_t)img_w(im) * img_h(im) * 16;
+      }
+    out_off = total;
+    total += (size_t)ow * oh * 16;
+    buf = pool_acquire(inst, total, err, sizeof err);
+    if (!buf) goto fail;
+    for (int k = 0; k < n->inputs; k++)
+      for (int i = 0; i < counts[k]; i++) {
+        if (images[k][i].reuse) continue;
+        CopyJob job = {0};
+        job.img = &images[k][i];
+        job.planes = (float *)((char *)buf->ptr + images[k][i].offset);
+        run_copy(&job);
+      }
+    if (timing) t_copy_in = mono_ms();
+    snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));
+    vfx_buf_init(&req, "render");
+    add_instance_fields(inst, &req, time);
+    vfx_buf_fieldf(&req, "time", "%.17g", time);
+    vfx_buf_field(&req, "id", rid);
+    vfx_buf_field(&req, "shm", buf->name + 1);
+    vfx_buf_fieldf(&req, "shm_size", "%zu", buf->size);
+    vfx_buf_fieldf(&req, "out", "%d,%d,%zu", ow, oh, out_off);
+    for (int k = 0; k < n->inputs; k++)
+      for (int i = 0; i < counts[k]; i++) {
+        char key[48];
+        Image *im = &images[k][i];
+        snprintf(key, sizeof key, "in.%d.%d", k, i);
+        if (im->reuse)
+          vfx_buf_fieldf(&req, key, "%.17g,%d,%d,-1,%016llx", im->time, img_w(im), img_h(im),
+                         (unsigned long long)im->fp);
+        else
+          vfx_buf_fieldf(&req, key, "%.17g,%d,%d,%zu,%016llx", im->time, img_w(im), img_h(im), im->offset,
+                         (unsigned long long)im->fp);
+      }
+    AbortCtx actx = {inst->effect};
+    rc = vfx_request(&req, &rep, VFX_START_WAIT, host_aborted, &actx, rid, err, sizeof err);
+    if (rc == VFX_EREPLY && attempt == 0 && vfx_reply_get(&rep, "missing")) {
+      sent_clear(inst);
+      vfx_buf_free(&req);
+      vfx_reply_free(&rep);
+      pool_return(inst, buf);
+      buf = NULL;
+      continue;
     }
-  AbortCtx actx = {inst->effect};
-  rc = vfx_request(&req, &rep, VFX_START_WAIT, host_aborted, &actx, rid, err, sizeof err);
+    break;
+  }
   if (rc != VFX_OK) goto server_fail;
+  for (int k = 0; k < n->inputs; k++)
+    for (int i = 0; i < counts[k]; i++) sent_add(inst, k, &images[k][i]);
   if (timing) t_server = mono_ms();
 
   /* copy the result into the host's output image, for the render window */

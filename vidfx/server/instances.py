@@ -28,12 +28,19 @@ from vidfx.core.registry import node_type
 from .nodes import CUT_TRANSITIONS, ofx_inputs, transition_param
 
 
+INPUT_CACHE_BYTES = 1 << 30  # input frames kept per instance for reuse
+
+
 class RenderAborted(Exception):
     """The plugin asked to abort this render (the host stopped it)."""
 
 
 class RequestError(VidfxError):
     """A request is malformed or refers to something the server does not have."""
+
+
+class MissingFrames(RequestError):
+    """The plugin referred to input frames the server no longer holds; it resends them."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class DirectLayout:
     def __init__(self, ranges: list[ClipRange]):
         self.clips = ranges
         self.node_ranges = ranges  # what the node is configured with
+        self.key = ("direct", tuple(ranges))  # equal keys: same host frame -> node index mapping
 
     def n_of(self, time: float) -> int:
         """The node's output index for a host time."""
@@ -100,6 +108,7 @@ class CutLayout:
         self.length = self.duration + 2 * margin
         self.cut = margin + self.duration // 2
         self.node_ranges = [ClipRange(0, self.length - 1)]
+        self.key = ("cut", tuple(ranges), self.start, self.length, self.cut)
 
     def n_of(self, time: float) -> int:
         return int(round(time)) - self.start
@@ -197,6 +206,53 @@ class Instance:
         self.out_info: ClipInfo | None = None
         self.lock = threading.Lock()
         self.chunks: collections.OrderedDict[tuple, list[torch.Tensor]] = collections.OrderedDict()
+        # recent input frames by (clip, host time): (fingerprint, Frame, alpha), so the plugin
+        # sends only frames it has not sent with the same content
+        self.inputs: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
+        self.inputs_layout: tuple | None = None  # the layout key the stored frames' indices follow
+
+    def take_inputs(self, entries: list[tuple[int, int, str, np.ndarray | None]], index_of,
+                    layout_key: tuple) -> tuple[int, int]:
+        """Store sent frames and check referenced ones; call with ``lock`` held.
+
+        ``entries`` are (clip, time, fingerprint, planes or None); None means "the frame you
+        hold with this fingerprint". ``index_of(clip, time)`` gives the node-side index.
+        Returns (received, reused); raises MissingFrames if a referenced frame is gone.
+        """
+        if layout_key != self.inputs_layout:
+            self.inputs.clear()
+            self.inputs_layout = layout_key
+        received = reused = 0
+        missing = []
+        for clip, t, fp, planes in entries:
+            key = (clip, t)
+            if planes is not None:
+                frame, alpha = frame_from_planes(planes, index_of(clip, t))
+                self.inputs[key] = (fp, frame, alpha)
+                received += 1
+            elif key in self.inputs and self.inputs[key][0] == fp:
+                reused += 1
+            else:
+                missing.append(t)
+            if key in self.inputs:
+                self.inputs.move_to_end(key)
+        if missing:
+            raise MissingFrames(f"server no longer holds frames {missing}")
+        # keep about two windows, within INPUT_CACHE_BYTES (always at least this request's)
+        keep = max(16, 2 * len(entries))
+
+        def size() -> int:
+            return sum(f.data.numel() * 4 + a.numel() * 4 for _, f, a in self.inputs.values())
+
+        while len(self.inputs) > keep or (len(self.inputs) > len(entries) and size() > INPUT_CACHE_BYTES):
+            self.inputs.popitem(last=False)
+        return received, reused
+
+    def input_frame(self, clip: int, t: int) -> tuple:
+        """(Frame, alpha) of a stored input frame."""
+        if (clip, t) not in self.inputs:
+            raise RequestError(f"plugin did not send frame {t} of input {clip}")
+        return self.inputs[(clip, t)][1:]
 
     def _make_node(self, params: dict[str, str]) -> Node:
         values = {k: v for k, v in params.items() if v != "" or k == self.live_param}
@@ -313,6 +369,8 @@ class InstanceTable:
                     dropped.node.close()
             if old is not None:
                 old.node.close()
+                with old.lock:  # a parameter changed: the input frames are still good
+                    inst.inputs, inst.inputs_layout = old.inputs, old.inputs_layout
         return inst, layout
 
     def forget(self, instance_id: str) -> None:

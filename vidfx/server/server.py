@@ -29,7 +29,8 @@ from vidfx import __version__
 from vidfx.core.errors import VidfxError
 
 from . import protocol
-from .instances import InstanceTable, RenderAborted, RequestError, ShmMapper, frame_from_planes, write_planes
+from .instances import (DirectLayout, InstanceTable, MissingFrames, RenderAborted, RequestError, ShmMapper,
+                        write_planes)
 from .nodes import describe_fields
 
 
@@ -59,6 +60,8 @@ class RenderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.last_request = time.monotonic()
         self.renders: dict[str, threading.Event] = {}
         self.renders_lock = threading.Lock()
+        self.frames_received = 0  # input frames that came with their pixels
+        self.frames_reused = 0    # input frames the plugin only referred to (already held)
         super().__init__(str(path), Handler)
 
 
@@ -81,6 +84,8 @@ class Handler(socketserver.BaseRequestHandler):
                 head, reply = "ok", dispatch(server, verb, fields)
             except RenderAborted:
                 head, reply = "error", {"message": "render aborted"}
+            except MissingFrames as exc:
+                head, reply = "error", {"message": str(exc), "missing": 1}
             except VidfxError as exc:
                 head, reply = "error", {"message": str(exc)}
             except Exception as exc:  # never let one bad render take the server down
@@ -116,7 +121,8 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
     """Answer one request (verbs in docs/ofx.md)."""
     if verb == "hello":
         return {"pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION, "version": __version__,
-                "device": str(server.device), "instances": len(server.instances)}
+                "device": str(server.device), "instances": len(server.instances),
+                "frames_received": server.frames_received, "frames_reused": server.frames_reused}
     if verb == "nodes":
         return describe_fields()
     if verb == "frames":
@@ -174,34 +180,39 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
     try:
         inst, layout = server.instances.get(fields)
         mm = server.shm.get(fields["shm"], int(fields["shm_size"]))
-        arrays: dict[tuple[int, int], np.ndarray] = {}
+        entries = []
         sizes: list[tuple[int, int] | None] = [None] * len(layout.clips)
         for key, value in fields.items():
             if not key.startswith("in."):
                 continue
             k = int(key.split(".")[1])
-            t, w, h, off = (int(round(float(v))) for v in value.split(","))
-            arrays[(k, t)] = np.frombuffer(mm, np.float32, count=w * h * 4, offset=off).reshape(4, h, w)
+            parts = value.split(",")
+            t, w, h, off = (int(round(float(v))) for v in parts[:4])
+            fp = parts[4] if len(parts) > 4 else ""
+            planes = None
+            if off >= 0:
+                planes = np.frombuffer(mm, np.float32, count=w * h * 4, offset=off).reshape(4, h, w)
+            entries.append((k, t, fp, planes))
             sizes[k] = sizes[k] or (w, h)
         if any(s is None for s in sizes):
             raise RequestError("render request lacks frames of some input")
-        cache: dict[tuple[int, int], tuple] = {}
+
+        def index_of(clip: int, t: int) -> int:
+            return t - layout.clips[clip].first if isinstance(layout, DirectLayout) else t - layout.start
 
         def planes(k: int, index: int) -> tuple:
             """(Frame, alpha) of the node's input k, frame index (clamped)."""
-            clip, t = layout.source(k, index)
-            if (clip, t) not in cache:
-                if (clip, t) not in arrays:
-                    raise RequestError(f"plugin did not send frame {t} of input {clip}")
-                index = layout.node_ranges[k].clamp(index)
-                cache[(clip, t)] = frame_from_planes(arrays[(clip, t)], index)
-            return cache[(clip, t)]
+            return inst.input_frame(*layout.source(k, index))
 
         n = layout.n_of(float(fields["time"]))
         with inst.lock:
             inst.set_live_param(fields)
             inst.configure(layout.node_sizes(sizes), layout.node_ranges, _fps(fields))  # type: ignore[arg-type]
+            received, reused = inst.take_inputs(entries, index_of, layout.key)
+            server.frames_received += received
+            server.frames_reused += reused
             data = inst.render(n, layout.node_ranges, lambda k, i: planes(k, i)[0], aborted)
+            src, alpha = planes(0, n)
         if aborted.is_set():
             raise RenderAborted()
         ow, oh, ooff = (int(v) for v in fields["out"].split(","))
@@ -209,7 +220,6 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
         if (w, h) != (ow, oh):
             raise RequestError(f"{inst.type_name}: output is {w}x{h}, plugin expected {ow}x{oh}")
         out = np.frombuffer(mm, np.float32, count=w * h * 4, offset=ooff).reshape(4, h, w)
-        src, alpha = planes(0, n)
         write_planes(out, data, src.data, alpha)
         return {"out": f"{w},{h}"}
     finally:
