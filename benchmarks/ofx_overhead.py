@@ -45,31 +45,37 @@ def make_frames(w: int, h: int, count: int) -> list[np.ndarray]:
     return [np.roll(base, 3 * i, axis=1) for i in range(count)]
 
 
-def in_process_ms(type_name: str, frame: np.ndarray, repeat: int, **params) -> float:
-    """Median time of node.render on one frame, called directly."""
+def in_process_ms(type_name: str, frames: list[np.ndarray], repeat: int, **params) -> float:
+    """Median time of node.render for frames 1..repeat, called directly with its window."""
     node = create_node(type_name, **params)
-    h, w = frame.shape[:2]
-    info = ClipInfo(width=w, height=h, fps=25, num_frames=1, channels=3, bit_depth=32)
+    h, w = frames[0].shape[:2]
+    info = ClipInfo(width=w, height=h, fps=25, num_frames=len(frames), channels=3, bit_depth=32)
     node.configure([info], torch.device("cpu"))
-    data = torch.from_numpy(frame[..., :3]).permute(2, 0, 1).contiguous()
+    data = [Frame(torch.from_numpy(f[..., :3]).permute(2, 0, 1).contiguous(), index=i, pts=i)
+            for i, f in enumerate(frames)]
     times = []
-    for _ in range(repeat):
+    for n in range(1, repeat + 1):
+        window = [[data[min(max(i, 0), len(data) - 1)] for i in idx] for idx in node.frames_needed(n)]
         start = time.perf_counter()
-        node.render(0, [[Frame(data, index=0, pts=0)]])
+        node.render(n, window)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
 
-def bridge_ms(host: OfxHost, identifier: str, frames: list[np.ndarray], repeat: int, params=None) -> float:
-    """Median time of the Render action for frame 0 (after one warm-up render)."""
-    inst = host.create_instance(identifier, FILTER, {"Source": lambda t: frames[int(t)]}, (0, len(frames) - 1),
+def bridge_ms(host: OfxHost, identifier: str, frames: list[np.ndarray], repeat: int, params=None,
+              same_frame: bool = False, warmup: int = 6) -> float:
+    """Median time of the Render action in steady state: frames rendered in order (cycling
+    through ``frames``, so each input is new to the server once its small cache is full), or
+    frame 0 again and again (``same_frame``: a parameter tweak; inputs are reused)."""
+    count = len(frames)
+    inst = host.create_instance(identifier, FILTER, {"Source": lambda t: frames[int(t) % count]}, (0, 10 ** 6),
                                 params=params or {})
     times = []
-    for i in range(repeat + 1):
-        status, _ = inst.render(0)
+    for i in range(warmup + repeat):
+        status, _ = inst.render(0 if same_frame else i)
         if status != OK:
             raise SystemExit(f"render failed: {host.messages[-1:]}")
-        if i:
+        if i >= warmup:
             times.append(inst.last_render_s)
     inst.destroy()
     return statistics.median(times) * 1e3
@@ -95,13 +101,22 @@ def main(argv=None) -> int:
         rows = []
         for size in args.sizes.split(","):
             w, h = parse_size(size)
-            frames = make_frames(w, h, 1)
-            inproc = in_process_ms("passthrough", frames[0], args.repeat)
-            bridge = bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat)
-            rows.append((f"passthrough {w}x{h}", inproc, bridge))
-        print(f"{'case':<34}{'in-process ms':>15}{'via OFX ms':>13}{'overhead ms':>13}")
+            frames = make_frames(w, h, 6)
+            inproc = in_process_ms("passthrough", frames, min(args.repeat, 5))
+            rows.append((f"passthrough {w}x{h}, new frame", inproc,
+                         bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat)))
+            rows.append((f"passthrough {w}x{h}, same frame again", inproc,
+                         bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat, same_frame=True)))
+            if w <= 1920:
+                frames = make_frames(w, h, 16)  # > the server's cache of 2 windows
+                rows.append((f"temporal_average r=2 {w}x{h}, in order",
+                             in_process_ms("temporal_average", frames, min(args.repeat, 10), radius=2),
+                             bridge_ms(host, "org.vidfx.temporal_average", frames, args.repeat,
+                                       params={"radius": 2})))
+            del frames
+        print(f"{'case':<44}{'in-process ms':>15}{'via OFX ms':>13}{'overhead ms':>13}")
         for name, a, b in rows:
-            print(f"{name:<34}{a:>15.1f}{b:>13.1f}{b - a:>13.1f}")
+            print(f"{name:<44}{a:>15.1f}{b:>13.1f}{b - a:>13.1f}")
 
         if args.ratio_node in load_builtin_nodes():
             w, h = parse_size(args.ratio_input)
@@ -120,7 +135,7 @@ def main(argv=None) -> int:
                 out_shape = img.shape
             inst.destroy()
             via = total / len(frames) * 1e3
-            transport = next((b - a for n, a, b in rows if n.endswith(f"{out_shape[1]}x{out_shape[0]}")), None)
+            transport = next((b - a for n, a, b in rows if f"{out_shape[1]}x{out_shape[0]}, new frame" in n), None)
             print(f"\n{args.ratio_node} {w}x{h} -> {out_shape[1]}x{out_shape[0]}, {len(frames)} frames:")
             print(f"  own time (vidfx.apply, per frame)      {own:10.1f} ms")
             print(f"  through the OFX bridge (per frame)     {via:10.1f} ms  ({(via - own) / own * 100:+.1f} %)")

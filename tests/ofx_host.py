@@ -348,7 +348,7 @@ class OfxHost:
             if frame is None:
                 return FAILED
             self.fetch_log.append((clip.name, time))
-            key = (id(clip), time)
+            key = (id(clip), id(frame))  # the same source array: the same flipped copy
             array = self._input_cache.get(key) if self.cache_inputs else None
             if array is None:
                 array = np.ascontiguousarray(frame[::-1], dtype=np.float32)  # bottom-up rows

@@ -741,7 +741,8 @@ typedef struct Image {
   int row_bytes, comps; /* comps: 4 (RGBA) or 3 (RGB) */
   double time;
   size_t offset;   /* where its copy lives in the shared buffer */
-  uint64_t fp;     /* content fingerprint */
+  uint64_t fp;     /* content fingerprint (valid when hashed) */
+  int hashed;
   int reuse;       /* the server already holds these pixels: not copied */
 } Image;
 
@@ -756,38 +757,70 @@ typedef struct HashJob {
 
 static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
+typedef struct HashState { uint64_t a, b, c, d; } HashState;
+
+static void hash_init(HashState *s, unsigned int band) {
+  s->a = 0x9E3779B97F4A7C15ull ^ band;
+  s->b = 0xC2B2AE3D27D4EB4Full;
+  s->c = 0x165667B19E3779F9ull;
+  s->d = 0x27D4EB2F165667C5ull;
+}
+
+static void hash_row(HashState *s, const unsigned char *p, size_t row_len) {
+  const uint64_t M = 0x9E3779B97F4A7C15ull;
+  uint64_t a = s->a, b = s->b, c = s->c, d = s->d;
+  size_t i = 0;
+  for (; i + 32 <= row_len; i += 32) {
+    uint64_t w0, w1, w2, w3;
+    memcpy(&w0, p + i, 8);
+    memcpy(&w1, p + i + 8, 8);
+    memcpy(&w2, p + i + 16, 8);
+    memcpy(&w3, p + i + 24, 8);
+    a = rotl64(a ^ w0, 31) * M;
+    b = rotl64(b ^ w1, 31) * M;
+    c = rotl64(c ^ w2, 31) * M;
+    d = rotl64(d ^ w3, 31) * M;
+  }
+  for (; i + 4 <= row_len; i += 4) {
+    uint32_t v;
+    memcpy(&v, p + i, 4);
+    a = rotl64(a ^ v, 31) * M;
+  }
+  s->a = a, s->b = b, s->c = c, s->d = d;
+}
+
+static uint64_t hash_final(const HashState *s) {
+  return rotl64(s->a, 1) ^ rotl64(s->b, 7) ^ rotl64(s->c, 12) ^ rotl64(s->d, 18);
+}
+
+/* Band y range of an image of height h. */
+static void band_rows(int h, unsigned int band, int *y0, int *y1) {
+  *y0 = (int)((long long)h * band / HASH_BANDS);
+  *y1 = (int)((long long)h * (band + 1) / HASH_BANDS);
+}
+
 static OfxStatus hash_band(unsigned int index, unsigned int count, void *arg) {
   HashJob *j = arg;
   const struct Image *img = j->img;
   int h = img->bounds.y2 - img->bounds.y1, w = img->bounds.x2 - img->bounds.x1;
   size_t row_len = (size_t)w * img->comps * sizeof(float);
-  const uint64_t M = 0x9E3779B97F4A7C15ull;
   for (unsigned int band = index; band < HASH_BANDS; band += count) {
-    uint64_t a = M ^ band, b = 0xC2B2AE3D27D4EB4Full, c = 0x165667B19E3779F9ull, d = 0x27D4EB2F165667C5ull;
-    int y0 = (int)((long long)h * band / HASH_BANDS), y1 = (int)((long long)h * (band + 1) / HASH_BANDS);
-    for (int y = y0; y < y1; y++) {
-      const unsigned char *p = (const unsigned char *)img->data + (ptrdiff_t)y * img->row_bytes;
-      size_t i = 0;
-      for (; i + 32 <= row_len; i += 32) {
-        uint64_t w0, w1, w2, w3;
-        memcpy(&w0, p + i, 8);
-        memcpy(&w1, p + i + 8, 8);
-        memcpy(&w2, p + i + 16, 8);
-        memcpy(&w3, p + i + 24, 8);
-        a = rotl64(a ^ w0, 31) * M;
-        b = rotl64(b ^ w1, 31) * M;
-        c = rotl64(c ^ w2, 31) * M;
-        d = rotl64(d ^ w3, 31) * M;
-      }
-      for (; i + 4 <= row_len; i += 4) {
-        uint32_t v;
-        memcpy(&v, p + i, 4);
-        a = rotl64(a ^ v, 31) * M;
-      }
-    }
-    j->band[band] = rotl64(a, 1) ^ rotl64(b, 7) ^ rotl64(c, 12) ^ rotl64(d, 18);
+    HashState s;
+    hash_init(&s, band);
+    int y0, y1;
+    band_rows(h, band, &y0, &y1);
+    for (int y = y0; y < y1; y++)
+      hash_row(&s, (const unsigned char *)img->data + (ptrdiff_t)y * img->row_bytes, row_len);
+    j->band[band] = hash_final(&s);
   }
   return kOfxStatOK;
+}
+
+static uint64_t combine_bands(const struct Image *img, const uint64_t *band) {
+  uint64_t h = 0x84222325CBF29CE4ull ^ (uint64_t)(img->bounds.x2 - img->bounds.x1) ^
+               ((uint64_t)(img->bounds.y2 - img->bounds.y1) << 32) ^ (uint64_t)img->comps << 60;
+  for (int i = 0; i < HASH_BANDS; i++) h = rotl64(h ^ band[i], 27) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 29);
 }
 
 static uint64_t fingerprint(const struct Image *img) {
@@ -799,10 +832,17 @@ static uint64_t fingerprint(const struct Image *img) {
   if (cpus > HASH_BANDS) cpus = HASH_BANDS;
   if (!(cpus > 1 && g_threads->multiThread && g_threads->multiThread(hash_band, cpus, &job) == kOfxStatOK))
     hash_band(0, 1, &job);
-  uint64_t h = 0x84222325CBF29CE4ull ^ (uint64_t)(img->bounds.x2 - img->bounds.x1) ^
-               ((uint64_t)(img->bounds.y2 - img->bounds.y1) << 32) ^ (uint64_t)img->comps << 60;
-  for (int i = 0; i < HASH_BANDS; i++) h = rotl64(h ^ job.band[i], 27) * 0x9E3779B97F4A7C15ull;
-  return h ^ (h >> 29);
+  return combine_bands(img, job.band);
+}
+
+/* Whether this instance sent a frame at this clip and time before (content unknown). */
+static int sent_time(Instance *inst, int clip, double time) {
+  int found = 0;
+  pthread_mutex_lock(&inst->lock);
+  for (int i = 0; i < inst->sent_count && !found; i++)
+    found = inst->sent[i].clip == clip && inst->sent[i].time == time;
+  pthread_mutex_unlock(&inst->lock);
+  return found;
 }
 
 static int sent_has(Instance *inst, int clip, const Image *img) {
@@ -874,9 +914,10 @@ static int img_h(const Image *i) { return i->bounds.y2 - i->bounds.y1; }
  * planar float32 (R, G, B, A planes, rows top-down), which it can use without reordering. */
 /* A copy job split into row bands over the host's threads (or run inline). */
 typedef struct CopyJob {
-  int kind; /* 0: copy in (host -> planes), 1: copy out (planes -> host) */
+  int kind; /* 0: copy in (host -> planes, hashing the rows as they go), 1: copy out */
   const Image *img;
   float *planes;
+  uint64_t band[HASH_BANDS]; /* copy in: the fingerprint's band hashes */
   /* copy out only */
   const Image *out;
   OfxRectI win;
@@ -937,6 +978,23 @@ static void copy_out_rows(const CopyJob *j, int y0, int y1) {
 
 static OfxStatus copy_band(unsigned int index, unsigned int count, void *arg) {
   CopyJob *j = arg;
+  if (j->kind == 0) { /* fixed bands, as in fingerprint(), so both give the same value */
+    const Image *img = j->img;
+    size_t row_len = (size_t)img_w(img) * img->comps * sizeof(float);
+    for (unsigned int band = index; band < HASH_BANDS; band += count) {
+      HashState s;
+      hash_init(&s, band);
+      int y0, y1;
+      band_rows(img_h(img), band, &y0, &y1);
+      for (int hy = y0; hy < y1; hy++) { /* host rows, bottom-up, as fingerprint() reads them */
+        int y = img_h(img) - 1 - hy;       /* the server's (top-down) row */
+        copy_in_rows(img, j->planes, y, y + 1);
+        hash_row(&s, (const unsigned char *)img->data + (ptrdiff_t)hy * img->row_bytes, row_len);
+      }
+      j->band[band] = hash_final(&s);
+    }
+    return kOfxStatOK;
+  }
   int lo, hi;
   if (j->kind == 0) {
     lo = 0;
@@ -1006,7 +1064,12 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
     }
     for (int i = 0; i < counts[k]; i++) {
       if (fetch_image(inst->inputs[k], times[k][i], &images[k][i], err, sizeof err) != 0) goto fail;
-      images[k][i].fp = fingerprint(&images[k][i]);
+      /* a frame time sent before may be reusable: compare contents; a new one is hashed
+       * while it is copied */
+      if (sent_time(inst, k, times[k][i])) {
+        images[k][i].fp = fingerprint(&images[k][i]);
+        images[k][i].hashed = 1;
+      }
       if (fabs(times[k][i] - time) < fabs(times[k][cur[k]] - time)) cur[k] = i;
     }
     if (counts[k] == 0) {
@@ -1033,7 +1096,7 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
     for (int k = 0; k < n->inputs; k++)
       for (int i = 0; i < counts[k]; i++) {
         Image *im = &images[k][i];
-        im->reuse = attempt == 0 && sent_has(inst, k, im);
+        im->reuse = attempt == 0 && im->hashed && sent_has(inst, k, im);
         im->offset = total;
         if (!im->reuse) total += (size_t)img_w(im) * img_h(im) * 16;
       }
@@ -1048,6 +1111,8 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
         job.img = &images[k][i];
         job.planes = (float *)((char *)buf->ptr + images[k][i].offset);
         run_copy(&job);
+        images[k][i].fp = combine_bands(&images[k][i], job.band);
+        images[k][i].hashed = 1;
       }
     if (timing) t_copy_in = mono_ms();
     snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));

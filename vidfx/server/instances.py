@@ -239,7 +239,7 @@ class Instance:
         if missing:
             raise MissingFrames(f"server no longer holds frames {missing}")
         # keep about two windows, within INPUT_CACHE_BYTES (always at least this request's)
-        keep = max(16, 2 * len(entries))
+        keep = max(4, 2 * len(entries))
 
         def size() -> int:
             return sum(f.data.numel() * 4 + a.numel() * 4 for _, f, a in self.inputs.values())
