@@ -42,7 +42,8 @@ def default_prefix() -> Path:
 
 def server_command() -> str:
     """The shell command that starts the render server with this interpreter."""
-    cmd = f"{shlex.quote(sys.executable)} -m vidfx.server"
+    # idle servers exit after 30 min (freeing GPU memory); the plugin restarts one on demand
+    cmd = f"{shlex.quote(sys.executable)} -m vidfx.server --idle-timeout 1800"
     root = Path(vidfx.__file__).resolve().parent.parent
     probe = subprocess.run([sys.executable, "-c", "import vidfx, os; print(os.path.dirname(vidfx.__file__))"],
                            cwd="/", capture_output=True, text=True,
