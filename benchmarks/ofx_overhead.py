@@ -127,6 +127,7 @@ def main(argv=None) -> int:
             inst = host.create_instance(f"org.vidfx.{args.ratio_node}", FILTER,
                                         {"Source": lambda t: frames[int(t)]}, (0, len(frames) - 1))
             total, out_shape = 0.0, None
+            node_before = float(protocol.request("hello")[1]["node_seconds"])
             for i in range(len(frames)):
                 status, img = inst.render(i)
                 if status != OK:
@@ -134,11 +135,15 @@ def main(argv=None) -> int:
                 total += inst.last_render_s
                 out_shape = img.shape
             inst.destroy()
+            node_in_server = (float(protocol.request("hello")[1]["node_seconds"]) - node_before) / len(frames) * 1e3
             via = total / len(frames) * 1e3
             transport = next((b - a for n, a, b in rows if f"{out_shape[1]}x{out_shape[0]}, new frame" in n), None)
             print(f"\n{args.ratio_node} {w}x{h} -> {out_shape[1]}x{out_shape[0]}, {len(frames)} frames:")
             print(f"  own time (vidfx.apply, per frame)      {own:10.1f} ms")
             print(f"  through the OFX bridge (per frame)     {via:10.1f} ms  ({(via - own) / own * 100:+.1f} %)")
+            print(f"  of which node code in the server       {node_in_server:10.1f} ms")
+            print(f"  bridge overhead (via - node code)      {via - node_in_server:10.1f} ms  "
+                  f"({(via - node_in_server) / own * 100:.1f} % of the node's own time; target <= 15 %)")
             if transport is not None:
                 print(f"  transport cost at the output size      {transport:10.1f} ms  "
                       f"({transport / own * 100:.1f} % of the node's time; target <= 15 %)")

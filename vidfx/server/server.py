@@ -62,6 +62,7 @@ class RenderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.renders_lock = threading.Lock()
         self.frames_received = 0  # input frames that came with their pixels
         self.frames_reused = 0    # input frames the plugin only referred to (already held)
+        self.node_seconds = 0.0   # time spent inside node code (render / render_chunk)
         super().__init__(str(path), Handler)
 
 
@@ -122,7 +123,8 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
     if verb == "hello":
         return {"pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION, "version": __version__,
                 "device": str(server.device), "instances": len(server.instances),
-                "frames_received": server.frames_received, "frames_reused": server.frames_reused}
+                "frames_received": server.frames_received, "frames_reused": server.frames_reused,
+                "node_seconds": f"{server.node_seconds:.6f}"}
     if verb == "nodes":
         return describe_fields()
     if verb == "frames":
@@ -211,7 +213,9 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
             received, reused = inst.take_inputs(entries, index_of, layout.key)
             server.frames_received += received
             server.frames_reused += reused
+            started = time.perf_counter()
             data = inst.render(n, layout.node_ranges, lambda k, i: planes(k, i)[0], aborted)
+            server.node_seconds += time.perf_counter() - started
             src, alpha = planes(0, n)
         if aborted.is_set():
             raise RenderAborted()
