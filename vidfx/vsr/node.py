@@ -63,9 +63,9 @@ class VSRNode(SequenceNode):
         Param("scale", "int", 4, "upscaling factor (2 or 4)", min=2, max=4),
         Param("weights", "str", "", "weights file; empty = the shipped tiny model for the scale "
               "(vidfx/vsr/weights/tiny_x<scale>.pt); 'detail' = the shipped GAN variant"),
-        Param("chunk", "int", 16, "frames processed together (engine chunk length)", min=2, max=256),
+        Param("chunk", "int", 20, "frames processed together (engine chunk length)", min=2, max=256),
         Param("overlap", "int", 4, "frames shared by neighbouring chunks (cross-faded)", min=0, max=64),
-        Param("tile", "int", 256, "LR tile size in pixels (0 = whole frame)", min=0),
+        Param("tile", "int", 320, "largest LR tile side in pixels (0 = whole frame)", min=0),
         Param("tile_overlap", "int", 16, "LR pixels shared by neighbouring tiles", min=0),
         Param("propagation", "bool", True, "recurrent propagation across frames (off = per frame)"),
         Param("attention", "bool", True, "temporal attention (off = per frame)"),

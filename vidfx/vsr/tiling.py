@@ -1,7 +1,7 @@
 """Spatial tiling with overlap for upscalers (no seams, bounded memory).
 
-The LR frames are cut into tiles of ``tile`` x ``tile`` pixels that overlap by
-``overlap`` pixels. Each tile is upscaled on its own; in the output, overlapping tiles are
+The LR frames are cut into the fewest equal tiles of at most ``tile`` x ``tile`` pixels
+that overlap by at least ``overlap`` pixels. Each tile is upscaled on its own; in the output, overlapping tiles are
 blended with linear ramps that fall to zero towards a tile's inner edges, so the weights of
 neighbours sum to one and no seam is visible. Image borders get full weight.
 (Candidate for vidfx/core once other nodes need it.)
@@ -13,15 +13,18 @@ from typing import Callable
 import torch
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of length ``tile`` covering ``0..size`` with at least
-    ``overlap`` shared pixels between neighbours; the last tile ends exactly at ``size``."""
+def tile_starts(size: int, tile: int, overlap: int) -> tuple[list[int], int]:
+    """``(starts, length)``: the fewest tiles of at most ``tile`` pixels that cover
+    ``0..size`` with at least ``overlap`` shared pixels between neighbours, all of the same
+    ``length`` and spread evenly (so no tile is mostly overlap); the last ends at ``size``."""
     if tile <= 0 or size <= tile:
-        return [0]
-    stride = max(tile - overlap, 1)
-    starts = list(range(0, size - tile, stride))
-    starts.append(size - tile)
-    return starts
+        return [0], size
+    n = -(-(size - overlap) // max(tile - overlap, 1))
+    length = min(-(-(size + (n - 1) * overlap) // n), size)
+    if n == 1:
+        return [0], size
+    starts = [round(i * (size - length) / (n - 1)) for i in range(n)]
+    return starts, length
 
 
 def _ramp(length: int, left: int, right: int) -> torch.Tensor:
@@ -42,13 +45,12 @@ def tiled_upscale(fn: Callable[[slice, slice], torch.Tensor], height: int, width
     """Run ``fn(ys, xs)`` for every LR tile window (``ys``, ``xs`` are slices of the LR
     frame) and blend the upscaled results (..., (ys)*scale, (xs)*scale) into one output of
     shape ``lead_shape + (height*scale, width*scale)``."""
-    ys_list = tile_starts(height, tile, overlap)
-    xs_list = tile_starts(width, tile, overlap)
+    ys_list, th = tile_starts(height, tile, overlap)
+    xs_list, tw = tile_starts(width, tile, overlap)
     if len(ys_list) == 1 and len(xs_list) == 1:
         return fn(slice(0, height), slice(0, width))
     out = torch.zeros(*lead_shape, height * scale, width * scale, device=device)
     wsum = torch.zeros(height * scale, width * scale, device=device)
-    th, tw = min(tile, height), min(tile, width)
     for iy, y0 in enumerate(ys_list):
         for ix, x0 in enumerate(xs_list):
             # overlap with the previous / next tile on each axis (0 at the image border)
