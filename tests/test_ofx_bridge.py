@@ -404,3 +404,13 @@ def test_vsr_filter_scales_rod_and_matches_engine(bridge, frames):
         assert img.shape == (96, 128, 4)
         np.testing.assert_allclose(img[..., :3], hwc(expected[n]), atol=1e-4)
     inst.destroy()
+
+
+def test_command_line_entry_points(bridge, tmp_path, capsys):
+    # `vidfx ofx build` and `vidfx serve --status` as the CLI calls them (main(argv) -> int)
+    assert ofx_build.main(["build", "--build-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "vidfx.ofx.bundle" / "Contents" / "Linux-x86-64" / "vidfx.ofx").is_file()
+    from vidfx import server
+
+    assert server.main(["--status"]) == 0  # VIDFX_SOCKET points at the test server
+    assert "pid" in capsys.readouterr().out
