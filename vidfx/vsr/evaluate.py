@@ -37,6 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--detail-weights", default="", help="GAN weights (default: shipped tiny_x4_detail if present)")
     p.add_argument("--realesrgan", default="realesr-animevideov3-x4",
                    help="comma-separated Real-ESRGAN ncnn models ('' = none)")
+    p.add_argument("--rows", default="bicubic,realesrgan,per-frame,fidelity,detail",
+                   help="which rows to compute (bicubic, realesrgan, per-frame, fidelity, detail)")
     p.add_argument("--clips", default="", help="comma-separated clip names (default: all)")
     p.add_argument("--max-frames", type=int, default=0, help="use only the first N frames of each clip")
     p.add_argument("--chunk", type=int, default=16)
@@ -133,19 +135,25 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights or str(shipped_weights("tiny_x4"))
     detail = args.detail_weights or (str(shipped_weights("tiny_x4_detail"))
                                      if shipped_weights("tiny_x4_detail").exists() else "")
-    esrgan = [RealESRGAN(n, threads=args.threads) for n in args.realesrgan.split(",") if n]
+    rows_wanted = set(args.rows.split(","))
+    esr_names = [n for n in args.realesrgan.split(",") if n] if "realesrgan" in rows_wanted else []
+    esrgan = [RealESRGAN(n, threads=args.threads) for n in esr_names]
 
     def ours(lr, w, per_frame=False):
         node = VSRNode(weights=w, chunk=args.chunk, overlap=4, propagation=not per_frame,
                        attention=not per_frame)
         return api.apply(node, lr)
 
-    methods = {"bicubic": lambda lr: [imresize(f, 4.0) for f in lr]}
-    for m, net in zip(args.realesrgan.split(","), esrgan):
+    methods = {}
+    if "bicubic" in rows_wanted:
+        methods["bicubic"] = lambda lr: [imresize(f, 4.0) for f in lr]
+    for m, net in zip(esr_names, esrgan):
         methods[f"Real-ESRGAN {m}"] = lambda lr, net=net: [net(f) for f in lr]
-    methods["ours per-frame (no prop, no attn)"] = lambda lr: ours(lr, weights, per_frame=True)
-    methods["ours (fidelity)"] = lambda lr: ours(lr, weights)
-    if detail:
+    if "per-frame" in rows_wanted:
+        methods["ours per-frame (no prop, no attn)"] = lambda lr: ours(lr, weights, per_frame=True)
+    if "fidelity" in rows_wanted:
+        methods["ours (fidelity)"] = lambda lr: ours(lr, weights)
+    if detail and "detail" in rows_wanted:
         methods["ours (detail, GAN)"] = lambda lr: ours(lr, detail)
 
     rows: list[dict] = []
