@@ -127,6 +127,13 @@ def test_describe_one_plugin_per_node_with_schema_params(bridge):
     assert weights.kind == "OfxParamTypeChoice"
     assert weights.props.values["OfxParamPropChoiceOption"] == ["box", "triangle"]
 
+    if "org.vidfx.segment" in ids:  # in a host, Segment keys people out as alpha by default
+        seg = host.describe("org.vidfx.segment", FILTER).params
+        assert seg["mode"].props.values["OfxParamPropChoiceOption"][seg["mode"].props.values["OfxParamPropDefault"][0]] \
+            == "person"
+        assert seg["output"].props.values["OfxParamPropChoiceOption"][seg["output"].props.values["OfxParamPropDefault"][0]] \
+            == "alpha"
+
     mix = host.describe("org.vidfx.ofx_test_mix", TRANSITION)
     assert set(mix.clips) == {"SourceFrom", "SourceTo", "Output"}
     assert "Transition" in mix.params and "gain" in mix.params and "transition" not in mix.params

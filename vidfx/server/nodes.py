@@ -13,6 +13,9 @@ TRANSITION_PARAM_NAMES = ("transition", "t", "mix", "amount")
 # cut at the transition's centre, and the transition's length is the effect's duration. The
 # parameters named here are set that way, so the host does not show them.
 CUT_TRANSITIONS = {"jumpcut": ("cuts", "frames", "seconds")}
+# Defaults that suit an effect in a host better than the node's own (which suit `vidfx run`):
+# in an editor, Segment is mostly used to key people out, as an alpha channel.
+OFX_DEFAULTS = {"segment": {"mode": "person", "output": "alpha"}}
 
 
 def ofx_inputs(cls: type[Node]) -> int:
@@ -84,7 +87,7 @@ def describe_fields() -> dict[str, object]:
             pp = f"{pre}param.{j}."
             fields[pp + "name"] = p.name
             fields[pp + "kind"] = p.kind
-            fields[pp + "default"] = _text(p.default)
+            fields[pp + "default"] = _text(OFX_DEFAULTS.get(name, {}).get(p.name, p.default))
             fields[pp + "min"] = _text(p.min)
             fields[pp + "max"] = _text(p.max)
             fields[pp + "choices"] = _text(p.choices)
