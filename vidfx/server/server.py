@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"vidfx serve: listening on {path} (pid {os.getpid()}, device {device})", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
     finally:
         server.server_close()
         for p in (path, Path(str(path) + ".pid")):
