@@ -85,7 +85,8 @@ def test_attention_prefers_the_source_whose_keypoints_match_the_target():
     imgs = torch.rand(4, 3, r, r)
     for target in range(4):
         with torch.no_grad():
-            _, aux = net(imgs[None], torch.stack(maps)[None], maps[target][None], imgs[0][None])
+            ident = torch.from_numpy(np.stack([maps[0][6], maps[0][7]]))[None, None].expand(1, 4, 2, r, r)
+            _, aux = net(imgs[None], torch.stack(maps)[None], maps[target][None], imgs[0][None], ident)
         # attention mass each source receives from the target's face positions
         side = int(round(aux["attention"].shape[1] ** 0.5))
         face = torch.nn.functional.adaptive_avg_pool2d(maps[target][2][None, None], side).flatten()

@@ -120,11 +120,13 @@ class SynthNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, src_img, src_map, tgt_map, fade, out_sources=None):
+    def forward(self, src_img, src_map, tgt_map, fade, kp_flow, out_sources=None, use_fade: bool = True):
         """Predict the target frame.
 
         src_img (B, S, 3, R, R), src_map (B, S, C, R, R), tgt_map (B, C, R, R), fade (B, 3, R, R): the
-        crossfade of the two end frames (a candidate the model may fall back on).
+        crossfade of the two end frames (a candidate the model may fall back on), kp_flow (B, S, 2, R, R):
+        per source, where each target pixel lies in that source according to the keypoints (a
+        piecewise-linear mesh warp, grid_sample coordinates in -1..1).
         ``out_sources``: optional (B, S, 3, H, W) full-resolution sources (and ``fade`` then at H, W)
         for composing a larger output. Returns (image (B, 3, H, W), aux dict).
         """
@@ -146,7 +148,8 @@ class SynthNet(nn.Module):
         ident = grid.reshape(1, nq, 1, 2)
         to_map = lambda t: t.transpose(1, 2).reshape(b, -1, h4, w4)  # noqa: E731
         style = self.style(v_feat.mean((2, 3)).reshape(b, s, -1).mean(1))
-        x = torch.cat([to_map(gathered), q_feat, to_map(w_src), to_map((pos - ident).flatten(2))], 1)
+        kp_small = F.adaptive_avg_pool2d(kp_flow.flatten(1, 2), (h4, w4)).reshape(b, s, 2, nq).permute(0, 3, 1, 2)
+        x = torch.cat([to_map(gathered), q_feat, to_map(w_src), to_map((kp_small - ident).flatten(2))], 1)
         for layer in self.dec8:
             x = layer(x, style)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
@@ -156,9 +159,8 @@ class SynthNet(nn.Module):
         for layer in self.dec2:
             x = layer(torch.cat([x, q_full], 1), style)
         x = F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False)
-        # coarse flows at working resolution, and the sources warped by them
-        coarse = F.interpolate(to_map(pos.flatten(2)), size=(r, r), mode="bilinear", align_corners=False)
-        coarse = coarse.reshape(b, s, 2, r, r)
+        # the keypoint (mesh) warp is the starting flow; the generator refines it
+        coarse = kp_flow
         warped = torch.stack([F.grid_sample(src_img[:, i], coarse[:, i].permute(0, 2, 3, 1), align_corners=False,
                                             padding_mode="border") for i in range(s)], 1)
         x = torch.cat([x, tgt_map, warped.flatten(1, 2), fade_small], 1)
@@ -167,9 +169,9 @@ class SynthNet(nn.Module):
         out = self.head(x)
         flows = coarse + 0.1 * out[:, :2 * s].reshape(b, s, 2, r, r)
         w_map = F.interpolate(to_map(w_src), size=(r, r), mode="bilinear", align_corners=False)
-        logits = torch.cat([out[:, 2 * s:3 * s] + torch.log(w_map + 1e-4),
-                            out[:, 3 * s:3 * s + 1]], 1)
-        resid, gate = out[:, 3 * s + 1:3 * s + 4], torch.sigmoid(out[:, 3 * s + 4:3 * s + 5] - 2.0)
+        fade_logit = out[:, 3 * s:3 * s + 1] if use_fade else torch.full_like(out[:, :1], -1e4)
+        logits = torch.cat([out[:, 2 * s:3 * s] + torch.log(w_map + 1e-4), fade_logit], 1)
+        resid, gate = out[:, 3 * s + 1:3 * s + 4], torch.sigmoid(out[:, 3 * s + 4:3 * s + 5] - 3.0)
         if out_sources is None:
             big_src, big_fade, size = src_img, fade, (r, r)
         else:
@@ -182,7 +184,8 @@ class SynthNet(nn.Module):
                                             padding_mode="border") for i in range(s)], 1)
         blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s:] * big_fade
         image = blend + gate * torch.tanh(resid)
-        return image, {"attention": attn, "weights": weights, "gate": gate}
+        return image, {"attention": attn, "weights": weights, "gate": gate, "coarse_warped": warped, "attn_pos": pos,
+                       "coarse_weights": w_map / (w_map.sum(1, keepdim=True) + 1e-6)}
 
     def config_dict(self) -> dict:
         """The config as a plain dict (saved next to the weights)."""

@@ -11,6 +11,7 @@ import copy
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -96,6 +97,70 @@ def crop_keypoints(kp: Keypoints, box: tuple[int, int, int], size: int) -> Keypo
     return Keypoints(face, body, kp.num_faces, kp.detector)
 
 
+BODY_POINTS = np.arange(11, 25)  # pose shoulders..hips (0-10 are face points, covered by the mesh)
+
+
+def _anchors(kp: Keypoints) -> dict[str, np.ndarray]:
+    out = {}
+    if kp.face is not None:
+        out["face"] = kp.face[:, :2]
+    if kp.body is not None:
+        out["body"] = kp.body[BODY_POINTS, :2]
+        out["body_vis"] = kp.body[BODY_POINTS, 2] > 0.5
+    return out
+
+
+def keypoint_flow(target: Keypoints, sources: list[Keypoints], size: int, step: int = 2) -> np.ndarray:
+    """Per source, where each target pixel lies in that source: a piecewise-linear warp over a
+    Delaunay triangulation of the target's face (and visible body) points plus fixed points on the
+    crop border. Keypoints are in crop pixels at ``size``; returns (S, 2, size, size) in -1..1
+    (``grid_sample`` coordinates), computed every ``step`` pixels and upsampled. Identity for a
+    source without a face (and everywhere if the target has none)."""
+    from scipy.spatial import Delaunay
+
+    g = size // step
+    ys, xs = (np.mgrid[0:g, 0:g].astype(np.float64) + 0.5) * step
+    grid = np.stack([xs.ravel(), ys.ravel()], 1)
+    flows = np.repeat(grid.T[None], len(sources), 0)  # (S, 2, g*g) in pixels
+    ta = _anchors(target)
+    if "face" in ta:
+        k = np.linspace(0, size, 7)
+        border = np.array([(x, 0) for x in k] + [(x, size) for x in k] + [(0, y) for y in k[1:-1]] +
+                          [(size, y) for y in k[1:-1]], np.float64)
+        body = np.zeros((0, 2))
+        if "body" in ta:
+            keep = ta["body_vis"] & ((ta["body"] > -0.2 * size) & (ta["body"] < 1.2 * size)).all(1)
+            body = ta["body"][keep]
+        pt = np.concatenate([ta["face"], border, body]).astype(np.float64)
+        try:
+            tri = Delaunay(pt, qhull_options="QJ")
+            simplex = tri.find_simplex(grid)
+        except Exception:  # degenerate points: identity
+            simplex = np.full(len(grid), -1)
+        ok = simplex >= 0
+        if ok.any():
+            trans = tri.transform[simplex[ok]]
+            bary2 = np.einsum("nij,nj->ni", trans[:, :2], grid[ok] - trans[:, 2])
+            bary = np.concatenate([bary2, 1 - bary2.sum(1, keepdims=True)], 1)
+            verts = tri.simplices[simplex[ok]]
+            for si, src in enumerate(sources):
+                sa = _anchors(src)
+                if "face" not in sa or sa["face"].shape != ta["face"].shape:
+                    continue
+                src_body = body.copy()
+                if "body" in sa and len(body):
+                    sb = sa["body"][keep]
+                    vis = sa["body_vis"][keep]
+                    src_body[vis] = sb[vis]
+                ps = np.concatenate([sa["face"], border, src_body]).astype(np.float64)
+                flows[si][:, ok] = (bary[:, :, None] * ps[verts]).sum(1).T
+    out = torch.from_numpy((flows / size * 2 - 1).reshape(len(sources), 2, g, g).astype(np.float32))
+    if step != 1:
+        # the grid points are pixel centres of a coarser grid: bilinear upsampling keeps them aligned
+        out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
+    return out.numpy()
+
+
 class CropContext:
     """Consecutive real frames + their keypoints, seen through one crop, with cached model inputs.
 
@@ -126,6 +191,11 @@ class CropContext:
         ck = crop_keypoints(kp, self.box, self.size)
         return torch.from_numpy(render_keymap(ck, self.topology, self.size, self.size))
 
+    def flow(self, kp: Keypoints, sources: list[int]) -> np.ndarray:
+        """``keypoint_flow`` from (full-frame) target keypoints ``kp`` to the given source frames."""
+        crop = lambda k: crop_keypoints(k, self.box, self.size)  # noqa: E731
+        return keypoint_flow(crop(kp), [crop(self.kps[i]) for i in sources], self.size)
+
     def keymap(self, i: int) -> torch.Tensor:
         """Keypoint map of frame ``i``'s own keypoints."""
         if i not in self._map:
@@ -141,11 +211,10 @@ def make_example(ctx: CropContext, sources: list[int], a: int, b: int, t: int, u
     between frames a and b. The crossfade candidate is the dissolve of frames a and b at t.
     """
     tau = (t - a) / (b - a)
-    if use_real:
-        tgt_map = ctx.keymap(t)
-    else:
-        tgt_map = ctx.render(interpolate_keypoints(ctx.kps[a], ctx.kps[b], [tau], easing)[0])
+    tgt_kp = ctx.kps[t] if use_real else interpolate_keypoints(ctx.kps[a], ctx.kps[b], [tau], easing)[0]
+    tgt_map = ctx.keymap(t) if use_real else ctx.render(tgt_kp)
     return {
+        "kp_flow": torch.from_numpy(ctx.flow(tgt_kp, sources)),
         "src_img": torch.stack([ctx.image(i) for i in sources]),
         "src_map": torch.stack([ctx.keymap(i) for i in sources]),
         "tgt_map": tgt_map,
@@ -188,9 +257,38 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return charb + 10 * l2 + 0.5 * (gx.abs().mean() + gy.abs().mean())
 
 
-def train_steps(net: SynthNet, opt: torch.optim.Optimizer, contexts: list[tuple[CropContext, list[bool]]], steps: int,
+class SimpleAdam:
+    """Plain Adam for the short per-video adaptation. (torch.optim's first use imports
+    torch._dynamo, which alone takes many seconds on a busy CPU: too much for a 60 s budget.)"""
+
+    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        """Forget the gradients."""
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam update."""
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
+
+
+def train_steps(net: SynthNet, opt, contexts: list[tuple[CropContext, list[bool]]], steps: int,
                 batch: int, rng: random.Random, real_prob: float, easing: str, max_gap: int = 12,
-                max_offset: int = 6) -> float:
+                max_offset: int = 6, fade_dropout: float = 0.5) -> float:
     """Run ``steps`` optimisation steps on examples drawn from ``contexts``; mean loss."""
     net.train()
     total = 0.0
@@ -204,8 +302,11 @@ def train_steps(net: SynthNet, opt: torch.optim.Optimizer, contexts: list[tuple[
             sources, a, b, t = pick
             examples.append(make_example(ctx, sources, a, b, t, rng.random() < real_prob, easing))
         x = collate(examples)
-        pred, _ = net(x["src_img"], x["src_map"], x["tgt_map"], x["fade"])
-        loss = loss_fn(pred, x["target"])
+        pred, aux = net(x["src_img"], x["src_map"], x["tgt_map"], x["fade"], x["kp_flow"],
+                        use_fade=rng.random() >= fade_dropout)
+        # the attention's own correspondences must explain the target too (trains the attention directly)
+        coarse = (aux["coarse_weights"][:, :, None] * (aux["coarse_warped"] - x["target"][:, None]).abs()).sum(1).mean()
+        loss = loss_fn(pred, x["target"]) + 0.5 * coarse
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -270,8 +371,10 @@ class Synthesizer:
     def transition(self, before: list[np.ndarray], after: list[np.ndarray], num_frames: int) -> list[np.ndarray]:
         """``num_frames`` frames between ``before[-1]`` and ``after[0]``; raises FallbackToCrossfade."""
         o = self.opt
+        clock = [time.perf_counter()]
         kb = self.keypoints(before)
         ka = self.keypoints(after)
+        clock.append(time.perf_counter())
         end_a, end_b = kb[-1], ka[0]
         for name, k in (("the frame before the cut", end_a), ("the frame after the cut", end_b)):
             if k.face is None:
@@ -290,6 +393,7 @@ class Synthesizer:
         net = self.net
         if o.adapt_steps > 0:
             net = self._adapt(ctx, len(before))
+        clock.append(time.perf_counter())
         s_a = max(0, ia - o.source_offset)
         s_b = min(len(frames) - 1, ib + o.source_offset)
         sources = [s_a, ia, ib, s_b]
@@ -306,20 +410,24 @@ class Synthesizer:
             for t, kp in zip(times, targets):
                 fade_full = (1 - t) * a_full + t * b_full
                 fade_crop = torch.from_numpy(np.ascontiguousarray(fade_full[y0:y0 + side, x0:x0 + side])).permute(2, 0, 1)[None]
-                pred, _ = net(src_img, src_map, ctx.render(kp)[None], fade_crop, out_sources=big)
+                kp_flow = torch.from_numpy(ctx.flow(kp, sources))[None]
+                pred, _ = net(src_img, src_map, ctx.render(kp)[None], fade_crop, kp_flow, out_sources=big)
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
                 frame = fade_full.copy()
                 region = frame[y0:y0 + side, x0:x0 + side]
                 frame[y0:y0 + side, x0:x0 + side] = feather * crop + (1 - feather) * region
                 out.append(frame.astype(np.float32))
-        self.last_info = {"box": box, "sources": sources}
+        clock.append(time.perf_counter())
+        self.last_info = {"box": box, "sources": sources,
+                          "seconds": {"keypoints": clock[1] - clock[0], "adaptation": clock[2] - clock[1],
+                                      "synthesis": clock[3] - clock[2]}}
         return out
 
     def _adapt(self, ctx: CropContext, split: int) -> SynthNet:
         """A copy of the prior fine-tuned on the real frames on each side of the cut (never across it)."""
         o = self.opt
         net = copy.deepcopy(self.net)
-        opt = torch.optim.Adam(net.parameters(), lr=o.adapt_lr)
+        opt = SimpleAdam(net.parameters(), lr=o.adapt_lr)
         n = len(ctx.frames)
         sides = []
         for lo, hi in ((0, split), (split, n)):
