@@ -28,7 +28,7 @@ from vidfx.core.registry import node_type
 from .nodes import CUT_TRANSITIONS, ofx_inputs, transition_param
 
 
-INPUT_CACHE_BYTES = 1 << 30  # input frames kept per instance for reuse
+INPUT_CACHE_BYTES = 512 << 20  # input frames kept per instance for reuse
 
 
 class RenderAborted(Exception):
@@ -331,7 +331,7 @@ class Instance:
             if key not in self.chunks:
                 with torch.inference_mode():
                     self.chunks[key] = list(self.node.render_chunk(frames))
-                while len(self.chunks) > 3:
+                while len(self.chunks) > 2:  # the current chunk and its neighbour, as the engine
                     self.chunks.popitem(last=False)
             self.chunks.move_to_end(key)
             outs.append((self.chunks[key][n - a], weight))
