@@ -1,5 +1,8 @@
-"""Nodes that exist only for the OFX bridge tests; the test server imports this module
-(``vidfx serve --import ofx_test_nodes``)."""
+"""Nodes that exist only for the OFX bridge tests.
+
+The test server imports this module (``vidfx serve --import ofx_test_nodes``), which registers
+them there; the test process registers ``TEST_NODES`` only while the OFX tests run.
+"""
 from __future__ import annotations
 
 import time
@@ -9,14 +12,14 @@ import torch
 
 from vidfx.core.node import Node, SequenceNode
 from vidfx.core.params import Param
-from vidfx.core.registry import register
+from vidfx.core.registry import NODE_TYPES
 
 
-@register
 class OfxTestSlow(Node):
     """Returns its input after sleeping (to kill or abort the server mid-render)."""
 
     type_name = "ofx_test_slow"
+    description = "Test node: input x 0.5 after a delay."
     params = (Param("delay", "float", 0.0, "seconds to sleep", min=0),
               Param("marker", "str", "", "file created when a render starts (tests wait for it)"))
 
@@ -27,11 +30,11 @@ class OfxTestSlow(Node):
         return inputs[0][0].with_data(inputs[0][0].data * 0.5)
 
 
-@register
 class OfxTestChunks(SequenceNode):
     """A sequence node whose output depends on the whole chunk (frame/2 + chunk mean/2)."""
 
     type_name = "ofx_test_chunks"
+    description = "Test node: frame/2 + chunk mean/2."
     params = (Param("length", "int", 4, "chunk length", min=2),)
 
     def __init__(self, name=None, **values):
@@ -44,11 +47,11 @@ class OfxTestChunks(SequenceNode):
         return [f.data * 0.5 + mean * 0.5 for f in frames]
 
 
-@register
 class OfxTestMix(Node):
     """Two inputs mixed by ``transition`` (0: first, 1: second)."""
 
     type_name = "ofx_test_mix"
+    description = "Test node: mix of two inputs."
     num_inputs = 2
     params = (Param("transition", "float", 0.5, "mix", min=0, max=1),
               Param("gain", "float", 1.0, "gain on the result"))
@@ -57,3 +60,9 @@ class OfxTestMix(Node):
         a, b = inputs[0][0].data, inputs[1][0].data
         t = self.p.transition
         return inputs[0][0].with_data((a * (1 - t) + b * t) * self.p.gain)
+
+
+TEST_NODES = (OfxTestSlow, OfxTestChunks, OfxTestMix)
+
+for _cls in TEST_NODES:  # the test fixture removes them again when the OFX tests end
+    NODE_TYPES[_cls.type_name] = _cls

@@ -27,7 +27,6 @@ pytestmark = pytest.mark.skipif(
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
-import ofx_test_nodes  # noqa: E402,F401  (registers the test nodes in this process too)
 from ofx_host import FAILED, OK, OfxHost  # noqa: E402
 
 import vidfx  # noqa: E402
@@ -57,6 +56,13 @@ def bridge(tmp_path_factory):
     env = server_env(sock)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    # The test nodes exist in this process only while this module runs (other test modules
+    # that list every node type must not see them); the server imports them with --import.
+    import ofx_test_nodes
+    from vidfx.core.registry import NODE_TYPES
+
+    for cls in ofx_test_nodes.TEST_NODES:
+        NODE_TYPES[cls.type_name] = cls
     # Start the server while the plugin builds (saves time); the plugin would start it anyway.
     os.makedirs(f"{sockdir}/run", mode=0o700)
     subprocess.Popen(env["VIDFX_SERVER_CMD"], shell=True, start_new_session=True,
@@ -66,6 +72,8 @@ def bridge(tmp_path_factory):
         host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
         yield SimpleNamespace(host=host, bundle=bundle, socket=Path(sock))
     finally:
+        for cls in ofx_test_nodes.TEST_NODES:
+            NODE_TYPES.pop(cls.type_name, None)
         try:
             protocol.request("shutdown", path=Path(sock), timeout=10)
         except OSError:
