@@ -199,6 +199,16 @@ def test_resize_scales_region_of_definition(bridge, frames):
         assert img.shape == (96, 128, 4)
         np.testing.assert_allclose(img[..., :3], hwc(expected[n]), atol=1e-5)
         assert np.all(img[..., 3] == 1.0)
+    # a proxy render (half-size inputs) and back: both configurations stay ready in the server
+    half = [np.ascontiguousarray(f[::2, ::2]) for f in frames[:3]]
+    expected_half = vidfx.apply("resize", rgb_list(half), scale=2.0, kernel="bilinear")
+    for src, want, shape in ((half, expected_half, (48, 64, 4)), (frames, expected, (96, 128, 4)),
+                             (half, expected_half, (48, 64, 4))):
+        inst.effect.clips["Source"].source = source(src)
+        status, img = inst.render(FIRST + 2)
+        assert status == OK and img.shape == shape
+        np.testing.assert_allclose(img[..., :3], hwc(want[2]), atol=1e-5)
+    inst.effect.clips["Source"].source = source(frames)
     # the host is short of memory: buffers and server state go, the next render rebuilds them
     assert host.call("org.vidfx.resize", "OfxActionPurgeCaches", inst.handle) == OK
     status, img = inst.render(FIRST + 1)

@@ -204,6 +204,7 @@ class Instance:
         self.node: Node = self._make_node(params)
         self.config_key: tuple | None = None
         self.out_info: ClipInfo | None = None
+        self.configured: collections.OrderedDict[tuple, tuple[Node, ClipInfo]] = collections.OrderedDict()
         self.lock = threading.Lock()
         self.chunks: collections.OrderedDict[tuple, list[torch.Tensor]] = collections.OrderedDict()
         # recent input frames by (clip, host time): (fingerprint, Frame, alpha), so the plugin
@@ -277,9 +278,21 @@ class Instance:
             self.params[self.live_param] = value
 
     def configure(self, sizes: list[tuple[int, int]], ranges: list[ClipRange], fps: Fraction) -> ClipInfo:
-        """Configure the node for inputs of these sizes (only when they change)."""
+        """Configure the node for inputs of these sizes (only when they change).
+
+        The last two configurations stay ready (each its own node object), so a host that
+        switches between proxy and full resolution does not reload models at every switch.
+        """
         key = (tuple(sizes), tuple(ranges), fps)
-        if key != self.config_key:
+        if key == self.config_key:
+            return self.out_info
+        if self.config_key is not None:
+            self.configured[self.config_key] = (self.node, self.out_info)
+        if key in self.configured:
+            self.node, self.out_info = self.configured.pop(key)
+        else:
+            if self.config_key is not None:
+                self.node = self._make_node(self.params)
             infos = [
                 ClipInfo(width=w, height=h, fps=fps, num_frames=r.count, channels=3, bit_depth=32,
                          time_base=1 / fps)
@@ -287,9 +300,18 @@ class Instance:
             ]
             self.node.device = self.device
             self.out_info = self.node.configure(infos, self.device)
-            self.config_key = key
-            self.chunks.clear()
+        self.config_key = key
+        while len(self.configured) > 1:  # the other ready configuration
+            _, (node, _) = self.configured.popitem(last=False)
+            node.close()
         return self.out_info
+
+    def close(self) -> None:
+        """Release every configured node."""
+        self.node.close()
+        for node, _ in self.configured.values():
+            node.close()
+        self.configured.clear()
 
     # --- temporal windows ----------------------------------------------------------------
     def _chunk_plan(self, n: int, length: int) -> list[tuple[int, int, float]]:
@@ -366,9 +388,9 @@ class InstanceTable:
                 self._items[instance_id] = inst
                 while len(self._items) > self._keep:
                     _, dropped = self._items.popitem(last=False)
-                    dropped.node.close()
+                    dropped.close()
             if old is not None:
-                old.node.close()
+                old.close()
                 with old.lock:  # a parameter changed: the input frames are still good
                     inst.inputs, inst.inputs_layout = old.inputs, old.inputs_layout
         return inst, layout
@@ -378,7 +400,7 @@ class InstanceTable:
         with self._lock:
             inst = self._items.pop(instance_id, None)
         if inst is not None:
-            inst.node.close()
+            inst.close()
 
     def __len__(self) -> int:
         return len(self._items)
