@@ -466,8 +466,11 @@ static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn)
     size_t size = need + need / 8; /* headroom so slightly larger frames reuse it */
     snprintf(pick->name, sizeof pick->name, "/vidfx-%u-%s-%u", (unsigned)getuid(), inst->id, ++inst->gen);
     int fd = shm_open(pick->name, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
-      snprintf(err, errn, "cannot create shared memory %s: %s", pick->name, strerror(errno));
+    /* reserve the pages now: on a full /dev/shm a later write would be a SIGBUS in the host */
+    int rc = fd < 0 ? errno : ftruncate(fd, (off_t)size) != 0 ? errno : posix_fallocate(fd, 0, (off_t)size);
+    if (rc != 0) {
+      snprintf(err, errn, "cannot create %zu MB of shared memory (%s): %s; is /dev/shm large enough?",
+               size >> 20, pick->name, strerror(rc));
       if (fd >= 0) {
         close(fd);
         shm_unlink(pick->name);
