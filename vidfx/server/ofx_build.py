@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "install":
             p.add_argument("--prefix", type=Path, default=None,
                            help=f"plugin folder (default: {default_prefix()})")
+    if argv and argv[0] == "--":  # `vidfx serve -- --opt` (how some wrappers pass options through)
+        argv = argv[1:]
     args = ap.parse_args(argv)
     source = (args.source or source_dir()).resolve()
     build_dir = args.build_dir or (source / "build")

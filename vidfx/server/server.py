@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also import this module (extra nodes); also $VIDFX_SERVER_IMPORTS, comma-separated")
     ap.add_argument("--stop", action="store_true", help="ask a running server to exit, then return")
     ap.add_argument("--status", action="store_true", help="print whether a server is running")
+    if argv and argv[0] == "--":  # `vidfx serve -- --opt` (how some wrappers pass options through)
+        argv = argv[1:]
     args = ap.parse_args(argv)
     path = args.socket or protocol.default_socket_path()
 
