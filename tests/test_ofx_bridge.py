@@ -292,7 +292,12 @@ def test_server_killed_mid_render_then_restarted(bridge, frames, tmp_path):
 
     inst.effect.params["delay"].value = 0.0
     inst.effect.params["marker"].value = ""
-    status, img = inst.render(FIRST + 2)  # restarts the server
+    # hosts set these for their own embedded Python: the plugin must not pass them on
+    os.environ["PYTHONHOME"] = "/nonexistent/host-python"
+    try:
+        status, img = inst.render(FIRST + 2)  # restarts the server
+    finally:
+        del os.environ["PYTHONHOME"]
     assert status == OK, host.messages[-1:]
     np.testing.assert_allclose(img[..., :3], frames[2][..., :3] * 0.5, atol=1e-6)
     assert server_pid(bridge) != pid

@@ -328,6 +328,28 @@ static void trim(char *s) {
   while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) s[--n] = 0;
 }
 
+/* The host's environment minus what points at the host's own runtimes (hosts set these for
+ * their embedded Python and libraries; our server needs its own). VIDFX_SERVER_KEEP_ENV=1 keeps
+ * everything. The caller frees the array (not the strings). */
+static char **server_environment(void) {
+  static const char *drop[] = {"PYTHONHOME=", "PYTHONPATH=", "PYTHONSTARTUP=", "PYTHONEXECUTABLE=",
+                               "LD_LIBRARY_PATH=", "LD_PRELOAD=", NULL};
+  const char *keep = getenv("VIDFX_SERVER_KEEP_ENV");
+  size_t n = 0;
+  while (environ[n]) n++;
+  char **env = calloc(n + 1, sizeof(char *));
+  if (!env) return NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    int skip = 0;
+    for (int d = 0; drop[d] && !(keep && *keep == '1'); d++)
+      if (strncmp(environ[i], drop[d], strlen(drop[d])) == 0) skip = 1;
+    if (!skip) env[m++] = environ[i];
+  }
+  env[m] = NULL;
+  return env;
+}
+
 /* Spawn `sh -c "CMD >>LOG 2>&1 </dev/null &"` in a new session: the shell exits at once
  * (we reap it), the server is re-parented to init and outlives the host's render calls. */
 static int spawn_server(char *err, size_t errn) {
@@ -380,7 +402,9 @@ static int spawn_server(char *err, size_t errn) {
 #endif
   char *argv[] = {"/bin/sh", "-c", shell, NULL};
   pid_t pid;
-  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
+  char **env = server_environment();
+  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, env ? env : environ);
+  free(env);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
