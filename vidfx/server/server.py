@@ -171,9 +171,9 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
 def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
     """Render one output frame from the input frames the plugin put in shared memory.
 
-    ``in.<k>.<j>=time,width,height,offset`` locate input frames (float32 R, G, B, A
-    planes, rows top to bottom); ``out=width,height,offset`` is where the result goes, in
-    the same layout.
+    ``in.<k>.<j>=time,width,height,offset,fingerprint`` locate input frames (float32 R, G,
+    B, A planes, rows top to bottom; offset -1: the frame held from an earlier request with
+    that fingerprint); ``out=width,height,offset`` is where the result goes, same layout.
     """
     render_id = fields.get("id", "")
     aborted = threading.Event()
