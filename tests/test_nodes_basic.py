@@ -54,3 +54,15 @@ def test_colour_node_keeps_alpha_and_tags():
     rgba = [torch.full((4, 2, 2), 0.5)]
     out = vidfx.apply("colour", rgba, source="srgb", target="linear")[0]
     assert out[3].eq(0.5).all() and out[0, 0, 0] == pytest.approx(0.21404, abs=1e-4)
+
+
+def test_mirror_boundary_is_symmetric_and_differs_from_replicate_at_edges():
+    x = torch.rand(1, 9, 13)
+    for size in [(4, 6), (20, 27)]:
+        out = resample.resize(x, *size, "bicubic", boundary="mirror")
+        flipped = resample.resize(x.flip(-1), *size, "bicubic", boundary="mirror")
+        assert torch.allclose(out.flip(-1), flipped, atol=1e-6)
+    ramp = torch.arange(8.0)[None, None].expand(1, 8, 8)
+    mirror = resample.resize(ramp, 8, 16, "bicubic", boundary="mirror")[0, 0]
+    replicate = resample.resize(ramp, 8, 16, "bicubic")[0, 0]
+    assert not torch.allclose(mirror[:2], replicate[:2]) and torch.allclose(mirror[6:10], replicate[6:10])

@@ -38,11 +38,16 @@ def _box(x: torch.Tensor) -> torch.Tensor:
 _KERNEL_FN = {"bicubic": (_cubic, 2.0), "lanczos": (_lanczos3, 3.0), "bilinear": (_linear, 1.0), "area": (_box, 0.5)}
 
 
+BOUNDARIES = ("replicate", "mirror")
+
+
 def resample_weights(in_size: int, out_size: int, kernel: str, antialias: bool = True,
+                     boundary: str = "replicate",
                      dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """Tap indices and weights (out_size, taps) mapping ``in_size`` samples to ``out_size``.
 
-    Edges are handled by replicating the border sample; weights of each output sum to one.
+    Taps outside the image take the border sample (``replicate``) or its mirror image
+    (``mirror``, MATLAB's ``imresize``); weights of each output sum to one.
     """
     fn, support = _KERNEL_FN[kernel]
     scale = out_size / in_size
@@ -53,33 +58,39 @@ def resample_weights(in_size: int, out_size: int, kernel: str, antialias: bool =
     idx = first[:, None] + torch.arange(taps)[None, :]
     weights = fn((centers[:, None] - idx.to(dtype)) / stretch)
     weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    if boundary == "mirror":
+        period = torch.cat([torch.arange(in_size), torch.arange(in_size - 1, -1, -1)])
+        return period[idx % (2 * in_size)], weights
     return idx.clamp(0, in_size - 1), weights
 
 
-@functools.lru_cache(maxsize=32)
-def resample_matrix(in_size: int, out_size: int, kernel: str, antialias: bool = True) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def resample_matrix(in_size: int, out_size: int, kernel: str, antialias: bool = True,
+                    boundary: str = "replicate") -> torch.Tensor:
     """The (out_size, in_size) matrix that applies the resampling along one axis.
 
     A banded matrix applied with one matrix product is much faster on CPU than gathering
     taps, and the same on GPU.
     """
-    idx, w = resample_weights(in_size, out_size, kernel, antialias)
+    idx, w = resample_weights(in_size, out_size, kernel, antialias, boundary)
     matrix = torch.zeros(out_size, in_size, dtype=w.dtype)
     matrix.scatter_add_(1, idx, w)
     return matrix
 
 
-def _resample_axis(x: torch.Tensor, out_size: int, dim: int, kernel: str, antialias: bool) -> torch.Tensor:
+def _resample_axis(x: torch.Tensor, out_size: int, dim: int, kernel: str, antialias: bool,
+                   boundary: str) -> torch.Tensor:
     in_size = x.shape[dim]
     if in_size == out_size:
         return x
-    m = resample_matrix(in_size, out_size, kernel, antialias).to(device=x.device, dtype=x.dtype)
+    m = resample_matrix(in_size, out_size, kernel, antialias, boundary).to(device=x.device, dtype=x.dtype)
     x = x.movedim(dim, -1)
     out = x @ m.T
     return out.movedim(-1, dim)
 
 
-def resize(x: torch.Tensor, height: int, width: int, kernel: str = "bicubic", antialias: bool = True) -> torch.Tensor:
+def resize(x: torch.Tensor, height: int, width: int, kernel: str = "bicubic", antialias: bool = True,
+           boundary: str = "replicate") -> torch.Tensor:
     """Resize a (..., H, W) tensor to (height, width) with a separable kernel.
 
     ``bicubic`` is Keys' cubic with a=-0.5 (MATLAB's ``imresize``), ``lanczos`` is
@@ -87,5 +98,5 @@ def resize(x: torch.Tensor, height: int, width: int, kernel: str = "bicubic", an
     """
     if kernel not in _KERNEL_FN:
         raise ValueError(f"unknown kernel {kernel!r}; valid: {', '.join(KERNELS)}")
-    out = _resample_axis(x, height, x.dim() - 2, kernel, antialias)
-    return _resample_axis(out, width, x.dim() - 1, kernel, antialias)
+    out = _resample_axis(x, height, x.dim() - 2, kernel, antialias, boundary)
+    return _resample_axis(out, width, x.dim() - 1, kernel, antialias, boundary)
