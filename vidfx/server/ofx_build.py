@@ -23,8 +23,13 @@ BUNDLE_NAME = "vidfx.ofx.bundle"
 
 
 def source_dir() -> Path:
-    """The ofx_bridge/ folder next to the vidfx package (a source checkout)."""
-    return Path(vidfx.__file__).resolve().parent.parent / "ofx_bridge"
+    """The plugin's C sources: ofx_bridge/ next to the vidfx package (a source checkout), or
+    a copy shipped inside the package as vidfx/server/ofx_bridge (an installed wheel)."""
+    package = Path(vidfx.__file__).resolve().parent
+    for candidate in (package.parent / "ofx_bridge", package / "server" / "ofx_bridge"):
+        if (candidate / "Makefile").is_file():
+            return candidate
+    return package.parent / "ofx_bridge"
 
 
 def arch_dir() -> str:
