@@ -187,3 +187,9 @@ def test_bad_frames_and_set_syntax(tmp_path, capsys):
     assert code == 2 and "--frames 9:2" in one_line(err)
     code, err = run_cli(["run", pattern_graph(tmp_path), "--set", "radius=2"], capsys)
     assert code == 2 and "node.param=value" in one_line(err)
+
+
+def test_pass_through_subcommands_take_their_own_flags(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--help"])
+    assert exit_.value.code == 0 and "--socket" in capsys.readouterr().out

@@ -77,7 +77,7 @@ class ArraySource(SourceNode):
         return Frame(self.frames[n], index=n, pts=n)
 
 
-def apply(node: Node | str, frames: Any, *more_inputs: Any, fps: float | Fraction = 25,
+def apply(node: Node | str, frames: Any, /, *more_inputs: Any, fps: float | Fraction = 25,
           device: str | torch.device = "cpu", **params: Any) -> list[torch.Tensor]:
     """Run one node on in-memory frames through the real engine; no files involved.
 

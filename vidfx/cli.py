@@ -236,8 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Sub-commands whose arguments belong to another module's parser (argparse's REMAINDER
+# would swallow none of a leading `--flag`).
+PASS_THROUGH = {"serve": "vidfx.server", "ofx": "vidfx.server.ofx_build"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vidfx` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        try:
+            return _dispatch(PASS_THROUGH[argv[0]], argv[1:])
+        except VidfxError as exc:
+            print(f"vidfx: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
