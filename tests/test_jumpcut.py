@@ -67,29 +67,27 @@ def test_interpolation_turns_the_head_instead_of_squashing_it():
 
 # --- attention ----------------------------------------------------------------------------------
 
-def test_attention_prefers_the_source_whose_keypoints_match_the_target():
-    from vidfx.jumpcut.keymap import render_keymap
-    from vidfx.jumpcut.keypoints import FaceTopology, MediaPipeDetector
-    from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS, load_net
+@needs_data
+def test_attention_prefers_the_source_whose_keypoints_match_the_target(clip3):
+    from vidfx.jumpcut.keypoints import MediaPipeDetector
+    from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS, CropContext, crop_box, load_net
 
     if not os.path.exists(DEFAULT_WEIGHTS):
         pytest.skip("shipped synthesizer weights missing")
     net = load_net()
-    topo: FaceTopology = MediaPipeDetector(with_body=False).topology
-    r = net.cfg.size
-    base = topo.template * 30 + [r / 2, r / 2]
-    z = np.zeros((len(base), 1), np.float32)
-    poses = [base + [-28, 0], base + [0, -14], base + [28, 6], (base - [r / 2, r / 2]) * 0.7 + [r / 2, r / 2 + 20]]
-    maps = [torch.from_numpy(render_keymap(Keypoints(np.hstack([p, z]).astype(np.float32)), topo, r, r))
-            for p in poses]
-    imgs = torch.rand(4, 3, r, r)
+    frames = [clip3[0][i] for i in (5, 25, 45, 65)]  # four different head poses / mouth shapes
+    det = MediaPipeDetector(with_body=True)
+    kps = [det.detect(f) for f in frames]
+    ctx = CropContext(frames, kps, crop_box(kps, 256, 256), det.topology, net.cfg.size)
+    src_img = torch.stack([ctx.image(i) for i in range(4)])[None]
+    src_map = torch.stack([ctx.keymap(i) for i in range(4)])[None]
     for target in range(4):
         with torch.no_grad():
-            ident = torch.from_numpy(np.stack([maps[0][6], maps[0][7]]))[None, None].expand(1, 4, 2, r, r)
-            _, aux = net(imgs[None], torch.stack(maps)[None], maps[target][None], imgs[0][None], ident)
+            _, aux = net(src_img, src_map, ctx.keymap(target)[None], src_img[:, target],
+                         torch.from_numpy(ctx.flow(kps[target], [0, 1, 2, 3]))[None])
         # attention mass each source receives from the target's face positions
         side = int(round(aux["attention"].shape[1] ** 0.5))
-        face = torch.nn.functional.adaptive_avg_pool2d(maps[target][2][None, None], side).flatten()
+        face = torch.nn.functional.adaptive_avg_pool2d(ctx.keymap(target)[2][None, None], side).flatten()
         mass = (aux["attention"][0].sum(-1) * face[:, None]).sum(0)
         assert int(mass.argmax()) == target, f"target {target}: mass per source {mass.tolist()}"
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="synthesizer weights (default: the shipped prior)")
     ap.add_argument("--adapt-steps", type=int, default=None, help="per-video adaptation steps (default: model's)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--strips", default="jumpcut_strips", help="folder for PNG strips ('' = none)")
+    ap.add_argument("--strips", default="runs/jumpcut_strips", help="folder for PNG strips ('' = none)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -185,6 +185,7 @@ class SynthNet(nn.Module):
         blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s:] * big_fade
         image = blend + gate * torch.tanh(resid)
         return image, {"attention": attn, "weights": weights, "gate": gate, "coarse_warped": warped, "attn_pos": pos,
+                       "kp_pos": kp_small, "source_weights": w_src,
                        "coarse_weights": w_map / (w_map.sum(1, keepdim=True) + 1e-6)}
 
     def config_dict(self) -> dict:

@@ -286,6 +286,26 @@ class SimpleAdam:
             p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
 
 
+def attention_loss(aux: dict, target: torch.Tensor) -> torch.Tensor:
+    """Teach the cross-modal attention correspondence and source choice directly (cheap to learn
+    on a CPU budget): within each source its expected position should be where the keypoint warp
+    says, and across sources its weight should follow how well each warped source matches."""
+    pos_loss = (aux["attn_pos"] - aux["kp_pos"]).abs().mean()
+    b, nq, s = aux["source_weights"].shape
+    side = int(round(nq ** 0.5))
+    err = F.adaptive_avg_pool2d((aux["coarse_warped"] - target[:, None]).abs().mean(2), side)  # (B, S, h, w)
+    # the best source at a position: the one whose keypoints there are closest to the target's
+    # (least warping) and whose warp matches best
+    ys, xs = torch.meshgrid(torch.linspace(-1 + 1 / side, 1 - 1 / side, side),
+                            torch.linspace(-1 + 1 / side, 1 - 1 / side, side), indexing="ij")
+    ident = torch.stack([xs, ys], -1).reshape(1, nq, 1, 2)
+    disp = (aux["kp_pos"] - ident).abs().sum(-1)  # (B, Nq, S)
+    score = err.flatten(2).transpose(1, 2) / 0.01 + disp / 0.02
+    best = (-score).softmax(-1).detach()
+    choice = -(best * torch.log(aux["source_weights"] + 1e-6)).sum(-1).mean()
+    return 2.0 * pos_loss + 0.2 * choice
+
+
 def train_steps(net: SynthNet, opt, contexts: list[tuple[CropContext, list[bool]]], steps: int,
                 batch: int, rng: random.Random, real_prob: float, easing: str, max_gap: int = 12,
                 max_offset: int = 6, fade_dropout: float = 0.5) -> float:
@@ -306,7 +326,7 @@ def train_steps(net: SynthNet, opt, contexts: list[tuple[CropContext, list[bool]
                         use_fade=rng.random() >= fade_dropout)
         # the attention's own correspondences must explain the target too (trains the attention directly)
         coarse = (aux["coarse_weights"][:, :, None] * (aux["coarse_warped"] - x["target"][:, None]).abs()).sum(1).mean()
-        loss = loss_fn(pred, x["target"]) + 0.5 * coarse
+        loss = loss_fn(pred, x["target"]) + 0.5 * coarse + attention_loss(aux, x["target"])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -336,7 +356,7 @@ def load_net(path: str | None = None) -> SynthNet:
 class SynthOptions:
     """Knobs of the "ours" transition."""
 
-    adapt_steps: int = 20  # per-video (per-transition) fine-tuning steps; 0 = prior only
+    adapt_steps: int = 10  # per-video (per-transition) fine-tuning steps; 0 = prior only
     adapt_lr: float = 2e-4
     adapt_batch: int = 4
     easing: str = "smoothstep"

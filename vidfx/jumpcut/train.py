@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         n = min(args.save_every, args.steps - step)
         # cosine decay to 10 % of the learning rate
         for g in opt.param_groups:
-            g["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / args.steps)))
+            g["lr"] = float(args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / args.steps))))
         t0 = time.time()
         loss = train_steps(net, opt, contexts, n, args.batch, rng, args.real_prob, "smoothstep")
         step += n
