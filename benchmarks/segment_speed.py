@@ -3,11 +3,14 @@ flow-guided smoothing, output) through the engine, for each mode.
 
     .venv/bin/python benchmarks/segment_speed.py [--threads 2] [--frames 30]
 
-Frames are a CamVid val sequence (real pictures, 480x360); fps = frames / seconds.
+Frames are a CamVid val sequence (real pictures, 480x360); fps = frames / wall seconds.
+"CPU ms/frame" is process CPU time per frame (all threads together): on a machine shared with
+other jobs, 1000 / CPU ms (with --threads 1) is what one unloaded core would reach.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,14 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.weights)
     scale = weights_scale(model)
     print(f"{len(frames)} frames {w}x{h}, torch threads {args.threads}, processing scale {scale}")
-    print(f"{'what':<42} {'fps':>7} {'ms/frame':>9}")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'what':<42} {'fps':>7} {'ms/frame':>9} {'CPU ms/frame':>13}")
+    cpu = [0.0]
 
     def report(what: str, seconds: float) -> None:
-        print(f"{what:<42} {len(frames) / seconds:>7.1f} {seconds / len(frames) * 1000:>9.1f}", flush=True)
+        cpu_ms = (time.process_time() - cpu[0]) / len(frames) * 1000
+        print(f"{what:<42} {len(frames) / seconds:>7.1f} {seconds / len(frames) * 1000:>9.1f} {cpu_ms:>13.1f}",
+              flush=True)
 
     with torch.no_grad():
         predict_logits(model, tensors[0][None], scale)  # warm-up
-        t = time.perf_counter()
+        t, cpu[0] = time.perf_counter(), time.process_time()
         for x in tensors:
             predict_logits(model, x[None], scale).argmax(1)
         report("model only (camvid)", time.perf_counter() - t)
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         node = SegmentNode(mode=mode, output=output, smoothing=smoothing, weights=args.weights, **extra)
         vidfx.apply(node, frames[:2])  # warm-up (model load)
         node = SegmentNode(mode=mode, output=output, smoothing=smoothing, weights=args.weights, **extra)
-        t = time.perf_counter()
+        t, cpu[0] = time.perf_counter(), time.process_time()
         vidfx.apply(node, frames)
         report(f"node {mode} output={output} smoothing={smoothing}", time.perf_counter() - t)
     return 0

@@ -126,9 +126,10 @@ def test_save_and_load_round_trip(tmp_path):
     model = MBConvUNet(CONFIGS["cpu_small"]).eval()
     save_weights(tmp_path / "w.pt", model, {"scale": 0.5})
     loaded = load_model(tmp_path / "w.pt")
-    x = torch.rand(1, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.allclose(model(x), loaded(x))
+    # Weights are stored as float16: loading gives the float16-rounded values back.
+    for name, value in model.state_dict().items():
+        expected = value.half().float() if value.is_floating_point() else value
+        assert torch.equal(loaded.state_dict()[name], expected), name
     assert loaded.meta["scale"] == 0.5
 
 
