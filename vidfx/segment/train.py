@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     step, elapsed, best = 0, 0.0, {"miou": -1.0}
     rng = np.random.default_rng(args.seed)
     if args.resume and (out / "last.pt").is_file():
-        ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        ck = torch.load(out / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         step, elapsed, best = ck["step"], ck["elapsed"], ck["best"]
