@@ -41,6 +41,10 @@ class SynthConfig:
         return cls(size=256, dim=128, value_dim=128, base=64, style_dim=256)
 
 
+GEO_SIGMA = 0.15  # attention bias: spread around the keypoint-predicted position (in -1..1 units)
+CHOICE_SCALE = 0.05  # attention bias: one nat per this much keypoint displacement between target and source
+
+
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv + LeakyReLU."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2, inplace=True))
@@ -85,13 +89,15 @@ class CrossModalAttention(nn.Module):
         self.k = nn.Linear(dim, dim)
         self.log_temp = nn.Parameter(torch.tensor(0.0))
 
-    def forward(self, q_feat, k_feat, v_feat):
-        """q_feat (B, Nq, D), k_feat (B, S, Nk, D), v_feat (B, S, Nk, Dv) ->
-        gathered (B, Nq, Dv), attention (B, Nq, S, Nk)."""
+    def forward(self, q_feat, k_feat, v_feat, bias=None):
+        """q_feat (B, Nq, D), k_feat (B, S, Nk, D), v_feat (B, S, Nk, Dv), optional additive logit
+        ``bias`` (B, Nq, S, Nk) -> gathered (B, Nq, Dv), attention (B, Nq, S, Nk)."""
         b, s, nk, d = k_feat.shape
         q = self.q(q_feat)
         k = self.k(k_feat).reshape(b, s * nk, d)
         logits = q @ k.transpose(1, 2) * (d ** -0.5) * self.log_temp.exp() * 4.0
+        if bias is not None:
+            logits = logits + bias.reshape(b, -1, s * nk)
         attn = logits.softmax(-1)
         out = attn @ v_feat.reshape(b, s * nk, -1)
         return out, attn.reshape(b, -1, s, nk)
@@ -137,18 +143,23 @@ class SynthNet(nn.Module):
         v_feat, _ = self.img_enc(torch.cat([src_img, src_map], 2).flatten(0, 1))
         h4, w4 = q_feat.shape[-2:]
         nq = h4 * w4
-        gathered, attn = self.attn(q_feat.flatten(2).transpose(1, 2), k_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1),
-                                   v_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1))
-        # per-source weight and expected sampling position (in -1..1 coordinates)
         ys, xs = torch.meshgrid(torch.linspace(-1 + 1 / h4, 1 - 1 / h4, h4), torch.linspace(-1 + 1 / w4, 1 - 1 / w4, w4),
                                 indexing="ij")
-        grid = torch.stack([xs, ys], -1).reshape(1, 1, 1, nq, 2).to(attn)
+        grid = torch.stack([xs, ys], -1).reshape(1, 1, 1, nq, 2).to(q_feat)
+        # keypoint geometry in the keys: a key is favoured where the keypoints say the query's point
+        # lies in that source, and sources whose keypoints sit closer to the target's are favoured
+        kp_small = F.adaptive_avg_pool2d(kp_flow.flatten(1, 2), (h4, w4)).reshape(b, s, 2, nq).permute(0, 3, 1, 2)
+        dist2 = ((grid - kp_small.unsqueeze(-2)) ** 2).sum(-1)  # (B, Nq, S, Nk)
+        disp = (kp_small - grid.reshape(1, nq, 1, 2)).abs().sum(-1)  # (B, Nq, S)
+        bias = -dist2 / GEO_SIGMA ** 2 - disp.unsqueeze(-1) / CHOICE_SCALE
+        gathered, attn = self.attn(q_feat.flatten(2).transpose(1, 2), k_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1),
+                                   v_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1), bias)
+        # per-source weight and expected sampling position (in -1..1 coordinates)
         w_src = attn.sum(-1)  # (B, Nq, S)
         pos = (attn.unsqueeze(-1) * grid).sum(-2) / (w_src.unsqueeze(-1) + 1e-6)  # (B, Nq, S, 2)
         ident = grid.reshape(1, nq, 1, 2)
         to_map = lambda t: t.transpose(1, 2).reshape(b, -1, h4, w4)  # noqa: E731
         style = self.style(v_feat.mean((2, 3)).reshape(b, s, -1).mean(1))
-        kp_small = F.adaptive_avg_pool2d(kp_flow.flatten(1, 2), (h4, w4)).reshape(b, s, 2, nq).permute(0, 3, 1, 2)
         x = torch.cat([to_map(gathered), q_feat, to_map(w_src), to_map((kp_small - ident).flatten(2))], 1)
         for layer in self.dec8:
             x = layer(x, style)
