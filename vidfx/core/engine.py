@@ -21,6 +21,7 @@ import torch
 
 from .frame import ClipInfo, EndOfStream, Frame
 from .node import Node, SequenceNode, SourceNode
+from .sink import Sink
 
 log = logging.getLogger("vidfx")
 
@@ -230,14 +231,12 @@ def build_runs(order: list[tuple[str, Node, list[str]]], device: torch.device) -
     return runs
 
 
-def pull(outputs: list[tuple[str, NodeRun, "Sink"]], progress: ProgressFn | None = None) -> dict[str, int]:
+def pull(outputs: list[tuple[str, NodeRun, Sink]], progress: ProgressFn | None = None) -> dict[str, int]:
     """Pull every output to its sink in lock-step, frame by frame. Returns frames written.
 
     On any error every sink is aborted (no finished-looking partial files) and the error
     propagates; on success every sink is closed.
     """
-    from .sink import Sink  # noqa: F401  (type only)
-
     written = {label: 0 for label, _, _ in outputs}
     opened = []
     try:
