@@ -193,3 +193,8 @@ def test_pass_through_subcommands_take_their_own_flags(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--help"])
     assert exit_.value.code == 0 and "--socket" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_validate(example, capsys):
+    assert main(["validate", str(example)]) == 0, capsys.readouterr().err
