@@ -43,22 +43,10 @@ def run_ffmpeg(src: Path, dst: Path, preset: str, crf: int) -> float:
 
 
 def run_vidfx(src: Path, dst: Path, preset: str, crf: int) -> tuple[float, int, int]:
-    from vidfx.core.frame import EndOfStream
-    from vidfx.io import make_sink, open_source
+    from vidfx.io import copy_media
 
     start = time.perf_counter()
-    reader = open_source(str(src))
-    sink = make_sink(str(dst), codec="h264", preset=preset, crf=crf, audio="none")
-    sink.open(reader.info)
-    n = 0
-    try:
-        while True:
-            sink.write(reader.read(n))
-            n += 1
-    except EndOfStream:
-        pass
-    sink.close()
-    reader.close()
+    n, sink = copy_media(src, dst, codec="h264", preset=preset, crf=crf, audio="none")
     return time.perf_counter() - start, n, sink.fast_frames
 
 

@@ -11,7 +11,7 @@ import torch
 from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 from vidfx.core.registry import create_node
-from vidfx.io import make_sink, open_source, probe
+from vidfx.io import copy_media, make_sink, open_source, probe
 from vidfx.io import writer as writer_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,20 +26,7 @@ def one_line(exc: BaseException, name: str) -> str:
 
 
 def copy_all(src, dst, **options):
-    reader = open_source(str(src))
-    sink = make_sink(str(dst), **options)
-    sink.open(reader.info)
-    n = 0
-    try:
-        while True:
-            sink.write(reader.read(n))
-            n += 1
-    except EndOfStream:
-        sink.close()
-    except BaseException:
-        sink.abort()
-        raise
-    return n
+    return copy_media(src, dst, **options)[0]
 
 
 def test_read_node_is_registered_and_reports_missing_files(tmp_path):

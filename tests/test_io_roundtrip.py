@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vidfx.core.frame import ClipInfo, ColorTags, EndOfStream, Frame
-from vidfx.io import make_sink, open_source, probe
+from vidfx.io import copy_media, make_sink, open_source, probe
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_media"
@@ -19,22 +19,7 @@ needs_clips = pytest.mark.skipif(not CLIPS.is_dir(), reason="shared data (../sha
 
 def transcode(src, dst, touch=False, **options):
     """Read every frame of ``src`` and write it to ``dst``; returns (frames, sink)."""
-    reader = open_source(str(src))
-    sink = make_sink(str(dst), **options)
-    sink.open(reader.info)
-    n = 0
-    try:
-        while True:
-            frame = reader.read(n)
-            if touch:
-                frame.data
-            sink.write(frame)
-            n += 1
-    except EndOfStream as end:
-        assert end.length == n
-    sink.close()
-    reader.close()
-    return n, sink
+    return copy_media(src, dst, touch_pixels=touch, **options)
 
 
 def timeline(path):
