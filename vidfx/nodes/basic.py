@@ -224,10 +224,10 @@ class Trim(Node):
     def render(self, n, inputs):
         frame = inputs[0][0]
         pts = None if frame.pts is None else frame.pts - self.pts_shift
-        out = Frame(index=n, pts=pts, meta=frame.meta, load=lambda: frame.data, native=frame.native)
         if frame.loaded:
-            out = frame.with_data(frame.data, index=n, pts=pts)
-        return out
+            return frame.with_data(frame.data, index=n, pts=pts)
+        # still lazy: keep the decoder's frame so a trimmed pass-through is not converted
+        return Frame(index=n, pts=pts, meta=frame.meta, load=lambda: frame.data, native=frame.native)
 
 
 @register
