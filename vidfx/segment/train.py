@@ -37,6 +37,26 @@ def evaluate_split(model: MBConvUNet, images: list, labels: list, scale: float, 
     return conf
 
 
+class AugmentedBatches(torch.utils.data.IterableDataset):
+    """Endless augmented training batches ``(x, y)``: float32 (B, 3, h, w) and int64 (B, h, w).
+    Each DataLoader worker draws from its own random stream."""
+
+    def __init__(self, images: list, labels: list, aug: AugmentConfig, batch: int, seed: int):
+        super().__init__()
+        self.images, self.labels, self.aug, self.batch, self.seed = images, labels, aug, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            torch.set_num_threads(1)
+        rng = np.random.default_rng(self.seed + 100003 * (info.id if info else 0))
+        while True:
+            batch = [augment(self.images[i], self.labels[i], self.aug, rng)
+                     for i in rng.integers(0, len(self.images), self.batch)]
+            yield (torch.from_numpy(np.stack([b[0] for b in batch])),
+                   torch.from_numpy(np.stack([b[1] for b in batch])))
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vidfx train segment", description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default=str(DEFAULT_CAMVID), help="CamVid root (train/, val/, *annot/)")
@@ -57,6 +77,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--val-scales", default="0.5,0.75", help="processing scales tried on val")
     p.add_argument("--val-every", type=float, default=4.0, help="minutes between val/checkpoints")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="augmentation worker processes (0 = in the training process)")
+    p.add_argument("--snapshot-every", type=float, default=0,
+                   help="minutes between weights snapshots OUT/snap_<step>.pt (0 = none); "
+                        "with no val split at hand, select among them later with `vidfx eval segment --split val`")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -80,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         log.flush()
 
     train_images, train_labels, _ = load_split(args.dataset, "train")
-    val_images, val_labels, _ = load_split(args.dataset, "val")
+    if (Path(args.dataset) / "val").is_dir():
+        val_images, val_labels, _ = load_split(args.dataset, "val")
+    else:  # e.g. a training machine that got only train/: snapshots are selected elsewhere
+        val_images, val_labels = [], []
+        say("no val split: no model selection here (use --snapshot-every)")
     weights = torch.from_numpy(class_weights(train_labels, args.weight_power)).to(device)
     say(f"train {len(train_images)} val {len(val_images)} class weights {np.round(weights.cpu().numpy(), 2).tolist()}")
 
@@ -111,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def checkpoint() -> None:
         nonlocal best
-        for s in scales:
+        for s in scales if val_images else ():
             conf = evaluate_split(model, val_images, val_labels, s, device)
             iou = iou_per_class(conf)
             miou = float(np.nanmean(iou)) * 100
@@ -126,16 +154,20 @@ def main(argv: list[str] | None = None) -> int:
         (out / "last.tmp").replace(out / "last.pt")
         (out / "best.json").write_text(json.dumps(best))
 
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    stream = AugmentedBatches(train_images, train_labels, aug, args.batch, args.seed + step)
+    batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers,
+                                               prefetch_factor=4 if args.workers else None,
+                                               persistent_workers=bool(args.workers)))
     model.train()
-    last_val = elapsed
+    last_val = last_snap = elapsed
     warmup = 0.02
     loss_avg = None
     while progress() < 1.0:
         t0 = time.time()
-        batch = [augment(train_images[i], train_labels[i], aug, rng)
-                 for i in rng.integers(0, len(train_images), args.batch)]
-        x = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
-        y = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         frac = progress()
         lr = args.lr * (frac / warmup if frac < warmup else 0.5 * (1 + math.cos(math.pi * (frac - warmup) / (1 - warmup))))
         for group in optim.param_groups:
@@ -153,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         if elapsed - last_val >= args.val_every * 60:
             checkpoint()
             last_val = elapsed
+        if args.snapshot_every > 0 and elapsed - last_snap >= args.snapshot_every * 60:
+            save_weights(out / f"snap_{step:06d}.pt", model, {"step": step, "train_minutes": round(elapsed / 60, 1)})
+            last_snap = elapsed
+    if args.snapshot_every > 0:
+        save_weights(out / f"snap_{step:06d}.pt", model, {"step": step, "train_minutes": round(elapsed / 60, 1)})
     checkpoint()
     say(f"done: best {best}")
     return 0

@@ -4,7 +4,7 @@ Two sources of HR clips:
 
 * stills from ``train_hr/`` moved by a random camera (pan, zoom, rotation; smooth over the
   clip), rendered with ``cv2.warpAffine``;
-* real videos (``clips/``, ``talking/``), decoded once with PyAV, downscaled by 2 (cleaner
+* real videos (``clips/``, ``talking/``), decoded once (PyAV, or OpenCV without it), downscaled by 2 (cleaner
   ground truth: less codec noise), cached as .npy.
 
 A fixed held-out split (every 10th still, plus ``clips/bear.mp4`` and
@@ -52,21 +52,40 @@ def decode_video(path: Path, downscale: int = 2, cache_dir: Path | None = None) 
         cache = cache_dir / f"{path.parent.name}_{path.stem}_d{downscale}.npy"
         if cache.exists():
             return np.load(cache)
-    import av
-
     frames = []
-    with av.open(str(path)) as c:
-        for fr in c.decode(video=0):
-            a = fr.to_ndarray(format="rgb24")
-            if downscale > 1:
-                a = cv2.resize(a, (a.shape[1] // downscale, a.shape[0] // downscale),
-                               interpolation=cv2.INTER_AREA)
-            frames.append(a)
+    for a in _decode_rgb(path):
+        if downscale > 1:
+            a = cv2.resize(a, (a.shape[1] // downscale, a.shape[0] // downscale),
+                           interpolation=cv2.INTER_AREA)
+        frames.append(a)
+    if not frames:
+        raise OSError(f"no video frames decoded from {path}")
     arr = np.stack(frames)
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.save(cache, arr)
     return arr
+
+
+def _decode_rgb(path: Path):
+    """Yield the frames of a video as (H, W, 3) uint8 RGB: PyAV when installed, else OpenCV's
+    own FFmpeg build (training machines that have torch and OpenCV but not PyAV)."""
+    try:
+        import av
+    except ImportError:
+        cap = cv2.VideoCapture(str(path))
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                yield np.ascontiguousarray(bgr[..., ::-1])
+        finally:
+            cap.release()
+        return
+    with av.open(str(path)) as c:
+        for fr in c.decode(video=0):
+            yield fr.to_ndarray(format="rgb24")
 
 
 def camera_clip(img: np.ndarray, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -170,13 +189,21 @@ class ClipSampler:
         paths = train if split == "train" else val
         self.stills = [load_rgb(p) for p in paths]
         names = TRAIN_CLIPS if split == "train" else VAL_CLIPS
-        self.videos = [decode_video(root / n, 2, cache_dir) for n in names if (root / n).exists()]
+        self.videos = []
+        for n in names:
+            if not (root / n).exists():
+                continue
+            try:
+                self.videos.append(decode_video(root / n, 2, cache_dir))
+            except OSError as exc:  # a clip this machine cannot decode: train without it
+                print(f"warning: skipping {root / n}: {exc}", flush=True)
         self.p_video = p_video if self.videos else 0.0
 
     def sample(self, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
         """One augmented HR clip (frames, size, size, 3) float32."""
-        if rng.random() < self.p_video:
-            v = self.videos[int(rng.integers(len(self.videos)))]
+        fits = [v for v in self.videos if v.shape[1] >= size and v.shape[2] >= size and v.shape[0] >= frames]
+        if fits and rng.random() < self.p_video:  # videos smaller than the crop are skipped
+            v = fits[int(rng.integers(len(fits)))]
             clip = video_clip(v, frames, size, rng)
         else:
             img = self.stills[int(rng.integers(len(self.stills)))]

@@ -62,6 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", default=None,
+                   help="start from this weights file (its config replaces --config/--scale); fine-tuning")
     p.add_argument("--cache", default=None, help="cache folder for decoded videos (default OUT/cache)")
     return p.parse_args(argv)
 
@@ -147,6 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     disc = PatchDiscriminator().to(device)
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.0, 0.99))
     state = {"stage": 1, "step": 0, "elapsed": 0.0, "best": -1.0, "history": []}
+    if args.init:
+        from .weights import load_weights
+
+        model, _ = load_weights(Path(args.init), device)
+        cfg = model.cfg
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+        print(f"initialised from {args.init}", flush=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     last = out / "last.pt"
     if args.resume and last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
