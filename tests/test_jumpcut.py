@@ -65,6 +65,24 @@ def test_interpolation_turns_the_head_instead_of_squashing_it():
     assert d(naive).mean() < 0.9 * d(fa).mean()
 
 
+def test_end_velocities_keep_the_ends_exact_and_follow_a_moving_head():
+    base = face_points(3) + [200, 200, 0]
+    step = np.array([3.0, 0.0, 0.0], np.float32)  # the head moves 3 px a frame to the right
+    pos = lambda i: Keypoints((base + step * i).astype(np.float32), None, 1)  # noqa: E731
+    # frames 1..8 are missing: ends A = 0 and B = 9, velocities from frames -1 and 10
+    ka, kb, prev_a, next_b = pos(0), pos(9), pos(-1), pos(10)
+    start, end = interpolate_keypoints(ka, kb, [0.0, 1.0], "smoothstep", prev_a, next_b, span=9)
+    np.testing.assert_allclose(start.face, ka.face, atol=1e-3)
+    np.testing.assert_allclose(end.face, kb.face, atol=1e-3)
+    # constant motion through the gap: the velocity term brings the eased path closer to it
+    times = transition_times(8)
+    truth = [base + step * 9 * t for t in times]
+    err = lambda kps: np.mean([np.abs(k.face - g).mean() for k, g in zip(kps, truth)])  # noqa: E731
+    with_vel = interpolate_keypoints(ka, kb, times, "smoothstep", prev_a, next_b, span=9)
+    without = interpolate_keypoints(ka, kb, times, "smoothstep")
+    assert err(with_vel) < 0.6 * err(without)
+
+
 # --- attention ----------------------------------------------------------------------------------
 
 @needs_data
@@ -84,12 +102,40 @@ def test_attention_prefers_the_source_whose_keypoints_match_the_target(clip3):
     for target in range(4):
         with torch.no_grad():
             _, aux = net(src_img, src_map, ctx.keymap(target)[None], src_img[:, target],
-                         torch.from_numpy(ctx.flow(kps[target], [0, 1, 2, 3]))[None])
+                         torch.from_numpy(ctx.flow(kps[target], [0, 1, 2, 3]))[None], flow_frame=src_img[:, target])
         # attention mass each source receives from the target's face positions
         side = int(round(aux["attention"].shape[1] ** 0.5))
         face = torch.nn.functional.adaptive_avg_pool2d(ctx.keymap(target)[2][None, None], side).flatten()
         mass = (aux["attention"][0].sum(-1) * face[:, None]).sum(0)
         assert int(mass.argmax()) == target, f"target {target}: mass per source {mass.tolist()}"
+
+
+def test_flow_candidate_upgrade_keeps_the_output_and_the_candidate_can_win():
+    from vidfx.jumpcut.model import SynthConfig, SynthNet
+
+    torch.manual_seed(0)
+    old = SynthNet(SynthConfig(size=32, dim=8, value_dim=8, base=8, style_dim=8)).eval()
+    with torch.no_grad():  # a non-trivial head, so the candidates get different weights
+        old.head.weight.normal_(0, 0.05)
+        old.head.bias.normal_(0, 1.0)
+    b, s, r = 1, 4, 32
+    src_img, src_map = torch.rand(b, s, 3, r, r), torch.rand(b, s, 8, r, r)
+    tgt_map, fade = torch.rand(b, 8, r, r), torch.rand(b, 3, r, r)
+    kp_flow = torch.rand(b, s, 2, r, r) * 2 - 1
+    new = SynthNet.with_flow_candidate(old).eval()
+    with torch.no_grad():
+        ref, _ = old(src_img, src_map, tgt_map, fade, kp_flow)
+        # the flow frame equal to the crossfade: exactly the old output
+        same, _ = new(src_img, src_map, tgt_map, fade, kp_flow, flow_frame=fade)
+        np.testing.assert_allclose(same.numpy(), ref.numpy(), atol=1e-5)
+        # a strongly preferred flow candidate is what comes out
+        new.head.bias[-1] = 30.0
+        new.head.weight[-1] = 0.0
+        new.head.bias[3 * s + 4] = -30.0  # residual gate off
+        flow_frame = torch.rand(b, 3, r, r)
+        out, aux = new(src_img, src_map, tgt_map, fade, kp_flow, flow_frame=flow_frame)
+    assert aux["weights"].shape[1] == s + 2
+    np.testing.assert_allclose(out.numpy(), flow_frame.numpy(), atol=1e-4)
 
 
 # --- cuts ---------------------------------------------------------------------------------------

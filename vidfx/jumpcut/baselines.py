@@ -47,11 +47,13 @@ def flow_interpolate(a: np.ndarray, b: np.ndarray, times, max_side: int = 512) -
     """
     f01 = dis_flow(a, b, max_side)
     f10 = dis_flow(b, a, max_side)
-    out = []
-    for t in times:
-        ft0 = -(1 - t) * t * f01 + t * t * f10
-        ft1 = (1 - t) ** 2 * f01 - t * (1 - t) * f10
-        wa = backward_warp(a, ft0)
-        wb = backward_warp(b, ft1)
-        out.append(((1 - t) * wa + t * wb).astype(np.float32))
-    return out
+    return [flow_blend(a, b, f01, f10, t) for t in times]
+
+
+def flow_blend(a: np.ndarray, b: np.ndarray, f01: np.ndarray, f10: np.ndarray, t: float) -> np.ndarray:
+    """The frame at time ``t`` from the two end frames and their flows (see ``flow_interpolate``)."""
+    ft0 = -(1 - t) * t * f01 + t * t * f10
+    ft1 = (1 - t) ** 2 * f01 - t * (1 - t) * f10
+    wa = backward_warp(a, ft0)
+    wb = backward_warp(b, ft1)
+    return ((1 - t) * wa + t * wb).astype(np.float32)

@@ -6,6 +6,12 @@ scale interpolated geometrically, translation and residual linearly, all with th
 time. A head that turns between the two ends therefore turns through the transition instead of
 being squashed flat, as a straight per-point blend would do. Body points are blended linearly
 (eased). At t=0 and t=1 the result equals the end frames' keypoints.
+
+Optionally the points' velocities at the two ends (from the frame before A and the frame after B)
+add a cubic Hermite term, damped by ``VELOCITY_DAMPING``: a head that is moving at the cut keeps
+moving for a while instead of starting from rest. The term is zero at both ends, so the ends are
+still exact. (On simulated 12-frame gaps in the training frames it lowers the keypoint error by
+about 12 %; the damping was chosen there, see docs/jumpcut.md.)
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from scipy.spatial.transform import Rotation
 from .keypoints import Keypoints
 
 EASINGS = ("linear", "smoothstep", "sine")
+VELOCITY_DAMPING = 0.5  # share of the measured end velocity carried into the transition
 
 
 def ease(t: float | np.ndarray, kind: str = "smoothstep"):
@@ -67,22 +74,55 @@ def interpolate_face(fa: np.ndarray, fb: np.ndarray, times, easing: str = "smoot
     return out
 
 
-def interpolate_keypoints(ka: Keypoints, kb: Keypoints, times, easing: str = "smoothstep") -> list[Keypoints]:
+def hermite_offset(vel_a: np.ndarray | None, vel_b: np.ndarray | None, t: float, span: float,
+                   damping: float = VELOCITY_DAMPING) -> np.ndarray | float:
+    """Cubic Hermite velocity terms at time ``t``: ``vel_a``/``vel_b`` are per-frame velocities at the
+    ends, ``span`` the frames from A to B. Zero at t=0 and t=1; zero if a velocity is missing."""
+    if vel_a is None or vel_b is None:
+        return 0.0
+    h10, h11 = t ** 3 - 2 * t ** 2 + t, t ** 3 - t ** 2
+    return damping * span * (h10 * vel_a + h11 * vel_b)
+
+
+def _velocity(k0: Keypoints | None, k1: Keypoints | None, part: str) -> np.ndarray | None:
+    """Per-frame velocity of ``part`` ("face"/"body") from ``k0`` to the next frame ``k1``."""
+    if k0 is None or k1 is None:
+        return None
+    p0, p1 = getattr(k0, part), getattr(k1, part)
+    if p0 is None or p1 is None or p0.shape != p1.shape:
+        return None
+    v = (p1 - p0).astype(np.float64)
+    if part == "body":
+        v[:, 2] = 0.0  # visibility is not a coordinate
+    return v
+
+
+def interpolate_keypoints(ka: Keypoints, kb: Keypoints, times, easing: str = "smoothstep",
+                          prev_a: Keypoints | None = None, next_b: Keypoints | None = None,
+                          span: float | None = None) -> list[Keypoints]:
     """Keypoints at each time in ``times`` between ``ka`` (t=0) and ``kb`` (t=1).
 
-    Where only one end has a face (or body), that end's points are held.
+    ``prev_a`` (the frame before A) and ``next_b`` (the frame after B) give the end velocities
+    for the Hermite term; ``span`` is the number of frame intervals from A to B (the transition
+    length + 1). Where only one end has a face (or body), that end's points are held.
     """
     times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    use_vel = span is not None and span > 0
     if ka.face is not None and kb.face is not None and ka.face.shape == kb.face.shape:
         faces = interpolate_face(ka.face, kb.face, times, easing)
+        if use_vel:
+            va, vb = _velocity(prev_a, ka, "face"), _velocity(kb, next_b, "face")
+            faces = [(f + hermite_offset(va, vb, t, span)).astype(np.float32) for f, t in zip(faces, times)]
     else:
         held = ka.face if ka.face is not None else kb.face
         faces = [None if held is None else held.copy() for _ in times]
     bodies = []
+    bva = _velocity(prev_a, ka, "body") if use_vel else None
+    bvb = _velocity(kb, next_b, "body") if use_vel else None
     for t in times:
         e = float(ease(t, easing))
         if ka.body is not None and kb.body is not None:
-            b = (1 - e) * ka.body + e * kb.body
+            b = (1 - e) * ka.body + e * kb.body + (hermite_offset(bva, bvb, t, span) if use_vel else 0.0)
             b[:, 2] = np.minimum(ka.body[:, 2], kb.body[:, 2])
             bodies.append(b.astype(np.float32))
         else:

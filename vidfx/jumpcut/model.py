@@ -15,6 +15,7 @@ full-resolution source frames, so the model runs at ``size`` (e.g. 128) but keep
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -34,6 +35,8 @@ class SynthConfig:
     base: int = 32  # conv width at full working resolution
     style_dim: int = 64
     num_sources: int = 4
+    # a second whole-frame candidate beside the crossfade: the DIS flow interpolation of the end frames
+    flow_candidate: bool = False
 
     @classmethod
     def paper(cls) -> "SynthConfig":
@@ -119,14 +122,17 @@ class SynthNet(nn.Module):
         self.dec8 = nn.ModuleList([ModConv(c8, cfg.base * 2, cfg.style_dim), ModConv(cfg.base * 2, cfg.base * 2, cfg.style_dim)])
         self.dec4 = nn.ModuleList([ModConv(cfg.base * 2, cfg.base, cfg.style_dim)])
         self.dec2 = nn.ModuleList([ModConv(cfg.base + cfg.base // 2, cfg.base, cfg.style_dim)])
-        c1 = cfg.base + KEYMAP_CHANNELS + 3 * (s + 1)
+        self.num_whole = 2 if cfg.flow_candidate else 1  # whole-frame candidates: crossfade (+ flow)
+        c1 = cfg.base + KEYMAP_CHANNELS + 3 * (s + self.num_whole)
         self.dec1 = nn.ModuleList([ModConv(c1, cfg.base // 2, cfg.style_dim)])
-        # per source: flow residual (2) + blend logit (1); crossfade candidate logit; RGB residual (3); gate (1)
-        self.head = nn.Conv2d(cfg.base // 2, 3 * s + 1 + 3 + 1, 3, 1, 1)
+        # per source: flow residual (2) + blend logit (1); crossfade candidate logit; RGB residual (3); gate (1);
+        # then, with the flow candidate, its logit (last channel)
+        self.head = nn.Conv2d(cfg.base // 2, 3 * s + 1 + 3 + 1 + (self.num_whole - 1), 3, 1, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, src_img, src_map, tgt_map, fade, kp_flow, out_sources=None, use_fade: bool = True):
+    def forward(self, src_img, src_map, tgt_map, fade, kp_flow, out_sources=None, use_fade: bool = True,
+                flow_frame=None):
         """Predict the target frame.
 
         src_img (B, S, 3, R, R), src_map (B, S, C, R, R), tgt_map (B, C, R, R), fade (B, 3, R, R): the
@@ -134,10 +140,17 @@ class SynthNet(nn.Module):
         per source, where each target pixel lies in that source according to the keypoints (a
         piecewise-linear mesh warp, grid_sample coordinates in -1..1).
         ``out_sources``: optional (B, S, 3, H, W) full-resolution sources (and ``fade`` then at H, W)
-        for composing a larger output. Returns (image (B, 3, H, W), aux dict).
+        for composing a larger output. ``flow_frame`` (like ``fade``): the flow-interpolated frame, the
+        second whole-frame candidate (required when the config has ``flow_candidate``).
+        Returns (image (B, 3, H, W), aux dict).
         """
         b, s, _, r, _ = src_img.shape
-        fade_small = fade if fade.shape[-1] == r else F.interpolate(fade, size=(r, r), mode="area")
+        small = lambda t: t if t.shape[-1] == r else F.interpolate(t, size=(r, r), mode="area")  # noqa: E731
+        fade_small = small(fade)
+        if self.num_whole > 1:
+            if flow_frame is None:
+                raise ValueError("this synthesizer needs the flow-interpolated frame (flow_frame)")
+            fade_small = torch.cat([fade_small, small(flow_frame)], 1)
         q_feat, q_full = self.kp_enc(tgt_map)
         k_feat, _ = self.kp_enc(src_map.flatten(0, 1))
         v_feat, _ = self.img_enc(torch.cat([src_img, src_map], 2).flatten(0, 1))
@@ -181,7 +194,10 @@ class SynthNet(nn.Module):
         flows = coarse + 0.1 * out[:, :2 * s].reshape(b, s, 2, r, r)
         w_map = F.interpolate(to_map(w_src), size=(r, r), mode="bilinear", align_corners=False)
         fade_logit = out[:, 3 * s:3 * s + 1] if use_fade else torch.full_like(out[:, :1], -1e4)
-        logits = torch.cat([out[:, 2 * s:3 * s] + torch.log(w_map + 1e-4), fade_logit], 1)
+        whole_logits = [fade_logit]
+        if self.num_whole > 1:
+            whole_logits.append(out[:, 3 * s + 5:3 * s + 6] if use_fade else torch.full_like(out[:, :1], -1e4))
+        logits = torch.cat([out[:, 2 * s:3 * s] + torch.log(w_map + 1e-4)] + whole_logits, 1)
         resid, gate = out[:, 3 * s + 1:3 * s + 4], torch.sigmoid(out[:, 3 * s + 4:3 * s + 5] - 3.0)
         if out_sources is None:
             big_src, big_fade, size = src_img, fade, (r, r)
@@ -193,11 +209,47 @@ class SynthNet(nn.Module):
         weights = logits.softmax(1)
         frames = torch.stack([F.grid_sample(big_src[:, i], flows[:, i].permute(0, 2, 3, 1), align_corners=False,
                                             padding_mode="border") for i in range(s)], 1)
-        blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s:] * big_fade
+        blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s:s + 1] * big_fade
+        if self.num_whole > 1:
+            blend = blend + weights[:, s + 1:s + 2] * flow_frame
         image = blend + gate * torch.tanh(resid)
         return image, {"attention": attn, "weights": weights, "gate": gate, "coarse_warped": warped, "attn_pos": pos,
                        "kp_pos": kp_small, "source_weights": w_src,
                        "coarse_weights": w_map / (w_map.sum(1, keepdim=True) + 1e-6)}
+
+    @classmethod
+    def with_flow_candidate(cls, net: "SynthNet") -> "SynthNet":
+        """``net`` upgraded with the flow candidate, behaving exactly as before except that the
+        crossfade's blend weight is now shared equally by crossfade and flow (new input weights zero,
+        the flow logit a copy of the crossfade logit, both log 2 lower); fine-tune it from there."""
+        if net.num_whole > 1:
+            return net
+        new = cls(SynthConfig(**{**asdict(net.cfg), "flow_candidate": True}))
+        state = net.state_dict()
+        for name, value in new.state_dict().items():
+            old = state[name]
+            if value.shape == old.shape:
+                value.copy_(old)
+            elif name == "dec1.0.conv.weight":  # new input channels (the flow frame) start at zero
+                value.zero_()
+                value[:, :old.shape[1]] = old
+            elif name == "dec1.0.affine.weight":
+                value.zero_()
+                value[:old.shape[0]] = old
+            elif name == "dec1.0.affine.bias":
+                value.fill_(1.0)
+                value[:old.shape[0]] = old
+            elif name.startswith("head."):
+                fade = 3 * net.cfg.num_sources
+                value[:old.shape[0]] = old
+                value[old.shape[0]:] = old[fade:fade + 1]
+                if name == "head.bias":  # two equal logits, each log 2 lower: same total weight as before
+                    value[fade] -= math.log(2.0)
+                    value[old.shape[0]:] -= math.log(2.0)
+            else:
+                raise KeyError(name)
+        new.train(net.training)
+        return new
 
     def config_dict(self) -> dict:
         """The config as a plain dict (saved next to the weights)."""

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from vidfx.core.errors import ModelError
 
-from .baselines import crossfade, flow_interpolate
+from .baselines import crossfade, dis_flow, flow_blend, flow_interpolate
 from .interpolate import interpolate_keypoints, transition_times
 from .keymap import render_keymap
 from .keypoints import FaceTopology, KeypointDetector, Keypoints, make_detector, smooth_sequence
@@ -172,6 +172,7 @@ class CropContext:
         self.frames, self.kps, self.box, self.topology, self.size = frames, kps, box, topology, size
         self._img: dict[int, torch.Tensor] = {}
         self._map: dict[int, torch.Tensor] = {}
+        self._flows: dict[tuple[int, int], tuple] = {}
 
     def full_crop(self, i: int) -> np.ndarray:
         """Frame ``i`` cropped, at full resolution (float32 H, W, 3)."""
@@ -196,6 +197,17 @@ class CropContext:
         crop = lambda k: crop_keypoints(k, self.box, self.size)  # noqa: E731
         return keypoint_flow(crop(kp), [crop(self.kps[i]) for i in sources], self.size)
 
+    def flow_frame(self, a: int, b: int, tau: float) -> torch.Tensor:
+        """The DIS flow interpolation between frames ``a`` and ``b`` at time ``tau``, at the working size."""
+        if (a, b) not in self._flows:
+            na, nb = (np.ascontiguousarray(self.image(i).permute(1, 2, 0).numpy()) for i in (a, b))
+            self._flows[(a, b)] = (na, nb, dis_flow(na, nb), dis_flow(nb, na))
+            if len(self._flows) > 256:
+                self._flows.pop(next(iter(self._flows)))
+        na, nb, f01, f10 = self._flows[(a, b)]
+        frame = flow_blend(na, nb, f01, f10, tau)
+        return torch.from_numpy(frame).permute(2, 0, 1)
+
     def keymap(self, i: int) -> torch.Tensor:
         """Keypoint map of frame ``i``'s own keypoints."""
         if i not in self._map:
@@ -211,24 +223,28 @@ def make_example(ctx: CropContext, sources: list[int], a: int, b: int, t: int, u
     between frames a and b. The crossfade candidate is the dissolve of frames a and b at t.
     """
     tau = (t - a) / (b - a)
-    tgt_kp = ctx.kps[t] if use_real else interpolate_keypoints(ctx.kps[a], ctx.kps[b], [tau], easing)[0]
+    tgt_kp = ctx.kps[t] if use_real else interpolate_keypoints(
+        ctx.kps[a], ctx.kps[b], [tau], easing, ctx.kps[a - 1], ctx.kps[b + 1], span=b - a)[0]
     tgt_map = ctx.keymap(t) if use_real else ctx.render(tgt_kp)
+    img_a, img_b = ctx.image(a), ctx.image(b)
     return {
+        "flow_frame": ctx.flow_frame(a, b, tau),
         "kp_flow": torch.from_numpy(ctx.flow(tgt_kp, sources)),
         "src_img": torch.stack([ctx.image(i) for i in sources]),
         "src_map": torch.stack([ctx.keymap(i) for i in sources]),
         "tgt_map": tgt_map,
-        "fade": (1 - tau) * ctx.image(a) + tau * ctx.image(b),
+        "fade": (1 - tau) * img_a + tau * img_b,
         "target": ctx.image(t),
     }
 
 
 def sample_indices(rng: random.Random, usable: list[bool], max_gap: int, max_offset: int,
-                   tries: int = 50) -> tuple[list[int], int, int, int] | None:
-    """Random (sources, a, b, t) with a < t < b, sources [a-k1, a, b, b+k2], every index usable."""
+                   tries: int = 50, long_gap_prob: float = 0.0) -> tuple[list[int], int, int, int] | None:
+    """Random (sources, a, b, t) with a < t < b, sources [a-k1, a, b, b+k2], every index usable;
+    the gap (frames between a and b) is ``max_gap`` with probability ``long_gap_prob``, else uniform."""
     n = len(usable)
     for _ in range(tries):
-        gap = rng.randint(1, max_gap)
+        gap = max_gap if rng.random() < long_gap_prob else rng.randint(1, max_gap)
         k1, k2 = rng.randint(1, max_offset), rng.randint(1, max_offset)
         lo, hi = k1, n - 1 - gap - 1 - k2
         if hi < lo:
@@ -308,7 +324,7 @@ def attention_loss(aux: dict, target: torch.Tensor) -> torch.Tensor:
 
 def train_steps(net: SynthNet, opt, contexts: list[tuple[CropContext, list[bool]]], steps: int,
                 batch: int, rng: random.Random, real_prob: float, easing: str, max_gap: int = 12,
-                max_offset: int = 6, fade_dropout: float = 0.5) -> float:
+                max_offset: int = 6, fade_dropout: float = 0.5, long_gap_prob: float = 0.0) -> float:
     """Run ``steps`` optimisation steps on examples drawn from ``contexts``; mean loss."""
     net.train()
     total = 0.0
@@ -316,14 +332,14 @@ def train_steps(net: SynthNet, opt, contexts: list[tuple[CropContext, list[bool]
         examples = []
         while len(examples) < batch:
             ctx, usable = contexts[rng.randrange(len(contexts))]
-            pick = sample_indices(rng, usable, max_gap, max_offset)
+            pick = sample_indices(rng, usable, max_gap, max_offset, long_gap_prob=long_gap_prob)
             if pick is None:
                 continue
             sources, a, b, t = pick
             examples.append(make_example(ctx, sources, a, b, t, rng.random() < real_prob, easing))
         x = collate(examples)
         pred, aux = net(x["src_img"], x["src_map"], x["tgt_map"], x["fade"], x["kp_flow"],
-                        use_fade=rng.random() >= fade_dropout)
+                        use_fade=rng.random() >= fade_dropout, flow_frame=x["flow_frame"])
         # the attention's own correspondences must explain the target too (trains the attention directly)
         coarse = (aux["coarse_weights"][:, :, None] * (aux["coarse_warped"] - x["target"][:, None]).abs()).sum(1).mean()
         loss = loss_fn(pred, x["target"]) + 0.5 * coarse + attention_loss(aux, x["target"])
@@ -360,7 +376,10 @@ class SynthOptions:
     adapt_lr: float = 2e-4
     adapt_batch: int = 4
     easing: str = "smoothstep"
-    smooth_sigma: float = 1.0  # temporal keypoint smoothing (frames)
+    # temporal keypoint smoothing (frames). Off by default: within one side of a cut the smoothing is
+    # one-sided at the end frames and drags A's and B's keypoints away from the real A and B
+    smooth_sigma: float = 0.0
+    velocity: bool = True  # carry the end frames' keypoint velocities into the transition (Hermite)
     source_offset: int = 4  # extra sources this many frames before A and after B
     margin: float = 1.8  # crop side / face size
     seed: int = 0
@@ -418,22 +437,29 @@ class Synthesizer:
         s_b = min(len(frames) - 1, ib + o.source_offset)
         sources = [s_a, ia, ib, s_b]
         times = transition_times(num_frames)
-        targets = interpolate_keypoints(kps[ia], kps[ib], times, o.easing)
+        prev_a = kps[ia - 1] if ia >= 1 else None
+        next_b = kps[ib + 1] if ib + 1 < len(kps) else None
+        targets = interpolate_keypoints(kps[ia], kps[ib], times, o.easing, prev_a, next_b,
+                                        span=num_frames + 1 if o.velocity else None)
         src_img = torch.stack([ctx.image(i) for i in sources])[None]
         src_map = torch.stack([ctx.keymap(i) for i in sources])[None]
         big = torch.stack([torch.from_numpy(np.ascontiguousarray(ctx.full_crop(i))).permute(2, 0, 1) for i in sources])[None]
         a_full, b_full = frames[ia], frames[ib]
         feather = _feather_mask(box[2])
         x0, y0, side = box
+        to_crop = lambda img: torch.from_numpy(np.ascontiguousarray(img[y0:y0 + side, x0:x0 + side])).permute(2, 0, 1)[None]  # noqa: E731
+        with_flow = net.num_whole > 1
+        flow_full = flow_interpolate(a_full, b_full, times) if with_flow else None
         out = []
         with torch.no_grad():
-            for t, kp in zip(times, targets):
+            for i, (t, kp) in enumerate(zip(times, targets)):
                 fade_full = (1 - t) * a_full + t * b_full
-                fade_crop = torch.from_numpy(np.ascontiguousarray(fade_full[y0:y0 + side, x0:x0 + side])).permute(2, 0, 1)[None]
                 kp_flow = torch.from_numpy(ctx.flow(kp, sources))[None]
-                pred, _ = net(src_img, src_map, ctx.render(kp)[None], fade_crop, kp_flow, out_sources=big)
+                pred, _ = net(src_img, src_map, ctx.render(kp)[None], to_crop(fade_full), kp_flow, out_sources=big,
+                              flow_frame=to_crop(flow_full[i]) if with_flow else None)
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
-                frame = fade_full.copy()
+                # outside the crop: the whole-frame candidates, equally weighted
+                frame = 0.5 * (fade_full + flow_full[i]) if with_flow else fade_full.copy()
                 region = frame[y0:y0 + side, x0:x0 + side]
                 frame[y0:y0 + side, x0:x0 + side] = feather * crop + (1 - feather) * region
                 out.append(frame.astype(np.float32))

@@ -26,7 +26,7 @@ import torch
 from .evaluate import eval_gaps
 from .keypoints import MediaPipeDetector, smooth_sequence
 from .model import SynthConfig, SynthNet
-from .synthesize import DEFAULT_WEIGHTS, CropContext, crop_box, train_steps
+from .synthesize import DEFAULT_WEIGHTS, CropContext, crop_box, load_net, train_steps
 from .video import read_clip
 
 log = logging.getLogger("vidfx.jumpcut.train")
@@ -71,7 +71,8 @@ def build_contexts(clips: list[str], size: int, work_size: int, chunk: int, excl
             if len(idx) < 8:
                 continue
             sub_kps = [kps[i] for i in idx]
-            box = crop_box([k for k in sub_kps if k.num_faces <= 1], size, size)
+            # the crop is placed from the usable frames only (nothing of the left-out frames is used)
+            box = crop_box([kps[i] for i in idx if i not in banned and kps[i].num_faces <= 1], size, size)
             ctx = CropContext([frames[i] for i in idx], sub_kps, box, topology, work_size)
             usable = [i not in banned and kps[i].face is not None for i in idx]
             contexts.append((ctx, usable))
@@ -104,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--time-limit", type=float, default=0, help="stop after this many minutes (0 = no limit)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="start from these weights (when there is no checkpoint yet)")
+    ap.add_argument("--flow-candidate", action="store_true",
+                    help="add the DIS flow-interpolated frame as a blend candidate (upgrades --init weights)")
+    ap.add_argument("--long-gap-prob", type=float, default=0.0,
+                    help="share of examples with the longest gap (the transition length the node uses)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -114,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidfx train jumpcut: no *.mp4 in {args.data}", file=sys.stderr)
         return 3
     cfg = SynthConfig() if args.config == "small" else SynthConfig.paper()
+    cfg.flow_candidate = args.flow_candidate
     net = SynthNet(cfg)
+    if args.init and not os.path.exists(args.checkpoint):
+        net = load_net(args.init)
+        if args.flow_candidate:
+            net = SynthNet.with_flow_candidate(net)
+        cfg = net.cfg
+        log.info("initialised from %s", args.init)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     step = 0
     if os.path.exists(args.checkpoint):
@@ -135,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = float(args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / args.steps))))
         t0 = time.time()
-        loss = train_steps(net, opt, contexts, n, args.batch, rng, args.real_prob, "smoothstep")
+        loss = train_steps(net, opt, contexts, n, args.batch, rng, args.real_prob, "smoothstep",
+                           long_gap_prob=args.long_gap_prob)
         step += n
         losses.append(loss)
         log.info("step %d loss %.4f (%.2f s/step)", step, loss, (time.time() - t0) / n)
