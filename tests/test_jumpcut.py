@@ -323,3 +323,12 @@ def test_landmark_models_load_offline_and_find_the_face(clip3):
     assert kd.face.shape == (68, 3)
     # both agree on where the face is (nose tip 1 vs 30)
     assert np.linalg.norm(k.face[1, :2] - kd.face[30, :2]) < 12
+
+
+def test_a_glitched_end_detection_cannot_fling_the_keypoints():
+    fa = face_points(4) + [200, 200, 0]
+    ka, kb = Keypoints(fa, None, 1), Keypoints(fa + [4, 0, 0], None, 1)
+    glitch = Keypoints(fa + [-300, 0, 0], None, 1)  # the frame before A: a wrong detection far away
+    mids = interpolate_keypoints(ka, kb, transition_times(12), "smoothstep", glitch, kb, span=13)
+    size = np.ptp(fa[:, :2], axis=0).max()
+    assert max(np.abs(m.face - fa).max() for m in mids) < 0.2 * size

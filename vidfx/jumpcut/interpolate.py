@@ -22,6 +22,7 @@ from .keypoints import Keypoints
 
 EASINGS = ("linear", "smoothstep", "sine")
 VELOCITY_DAMPING = 0.5  # share of the measured end velocity carried into the transition
+MAX_SPEED = 0.15  # end velocities are capped at this share of the face (or body) size per frame
 
 
 def ease(t: float | np.ndarray, kind: str = "smoothstep"):
@@ -94,7 +95,12 @@ def _velocity(k0: Keypoints | None, k1: Keypoints | None, part: str) -> np.ndarr
     v = (p1 - p0).astype(np.float64)
     if part == "body":
         v[:, 2] = 0.0  # visibility is not a coordinate
-    return v
+    # a detection glitch must not fling the points: each point at most MAX_SPEED sizes per frame
+    pts = p1[:, :2] if part == "face" else p1[p1[:, 2] > 0.5, :2]  # body: visible points only
+    size = float(np.ptp(pts, axis=0).max()) if len(pts) >= 2 else 0.0
+    speed = np.linalg.norm(v[:, :2], axis=1, keepdims=True)
+    limit = MAX_SPEED * max(size, 1.0)
+    return v * np.minimum(1.0, limit / np.maximum(speed, 1e-9))
 
 
 def interpolate_keypoints(ka: Keypoints, kb: Keypoints, times, easing: str = "smoothstep",
