@@ -105,12 +105,13 @@ def _velocity(k0: Keypoints | None, k1: Keypoints | None, part: str) -> np.ndarr
 
 def interpolate_keypoints(ka: Keypoints, kb: Keypoints, times, easing: str = "smoothstep",
                           prev_a: Keypoints | None = None, next_b: Keypoints | None = None,
-                          span: float | None = None) -> list[Keypoints]:
+                          span: float | None = None, damping: float = VELOCITY_DAMPING) -> list[Keypoints]:
     """Keypoints at each time in ``times`` between ``ka`` (t=0) and ``kb`` (t=1).
 
     ``prev_a`` (the frame before A) and ``next_b`` (the frame after B) give the end velocities
     for the Hermite term; ``span`` is the number of frame intervals from A to B (the transition
-    length + 1). Where only one end has a face (or body), that end's points are held.
+    length + 1), ``damping`` the share of the end velocities used. Where only one end has a face
+    (or body), that end's points are held.
     """
     times = np.atleast_1d(np.asarray(times, dtype=np.float64))
     use_vel = span is not None and span > 0
@@ -118,7 +119,7 @@ def interpolate_keypoints(ka: Keypoints, kb: Keypoints, times, easing: str = "sm
         faces = interpolate_face(ka.face, kb.face, times, easing)
         if use_vel:
             va, vb = _velocity(prev_a, ka, "face"), _velocity(kb, next_b, "face")
-            faces = [(f + hermite_offset(va, vb, t, span)).astype(np.float32) for f, t in zip(faces, times)]
+            faces = [(f + hermite_offset(va, vb, t, span, damping)).astype(np.float32) for f, t in zip(faces, times)]
     else:
         held = ka.face if ka.face is not None else kb.face
         faces = [None if held is None else held.copy() for _ in times]
@@ -128,7 +129,7 @@ def interpolate_keypoints(ka: Keypoints, kb: Keypoints, times, easing: str = "sm
     for t in times:
         e = float(ease(t, easing))
         if ka.body is not None and kb.body is not None:
-            b = (1 - e) * ka.body + e * kb.body + (hermite_offset(bva, bvb, t, span) if use_vel else 0.0)
+            b = (1 - e) * ka.body + e * kb.body + (hermite_offset(bva, bvb, t, span, damping) if use_vel else 0.0)
             b[:, 2] = np.minimum(ka.body[:, 2], kb.body[:, 2])
             bodies.append(b.astype(np.float32))
         else:
