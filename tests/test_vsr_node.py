@@ -165,3 +165,25 @@ def test_missing_and_corrupt_weights(tmp_path):
         truncated.write_bytes(SHIPPED.read_bytes()[:2000])
         with pytest.raises(ModelError, match="truncated.pt"):
             _configured(str(truncated))
+
+
+def test_shipped_x2_weights_beat_bicubic():
+    """The shipped x2 model is the default for ``scale: 2`` and restores detail bicubic cannot
+    (a held-out training photo, the every-10th split, so not seen in training)."""
+    path = shipped_weights("tiny_x2")
+    assert VSRNode(scale=2).weights_path() == path
+    model, _ = load_weights(path)
+    assert model.cfg.scale == 2
+    from vidfx.vsr.metrics import psnr_y, quantize
+    from vidfx.vsr.resize import imresize
+
+    files = sorted((DEFAULT_DATA / "train_hr").glob("*.jpg"))
+    if not files:
+        pytest.skip("no shared data")
+    img = cv2.imread(str(files[5]))[..., ::-1]  # files[5::10] is the held-out split
+    hr = torch.from_numpy(np.ascontiguousarray(img[:192, :192])).permute(2, 0, 1).float() / 255
+    lr = imresize(hr, 0.5).clamp(0, 1)
+    out = vidfx.apply("vsr", [lr] * 3, scale=2, tile=0)
+    ours = psnr_y(quantize(out[1]), hr)
+    bicubic = psnr_y(quantize(imresize(lr, 2.0)), hr)
+    assert ours > bicubic + 0.5, (ours, bicubic)

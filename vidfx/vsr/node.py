@@ -69,7 +69,8 @@ class VSRNode(SequenceNode):
         Param("tile_overlap", "int", 16, "LR pixels shared by neighbouring tiles", min=0),
         Param("propagation", "bool", True, "recurrent propagation across frames (off = per frame)"),
         Param("attention", "bool", True, "temporal attention (off = per frame)"),
-        Param("precision", "choice", "auto", "fp16/bf16 autocast (CUDA only); auto = fp16 on CUDA",
+        Param("precision", "choice", "auto", "fp16/bf16 autocast (CUDA only); auto = fp32 for the tiny "
+              "model (faster than fp16 on an H200), fp16 for wider ones",
               choices=("auto", "fp32", "fp16", "bf16")),
     )
 
@@ -105,13 +106,15 @@ class VSRNode(SequenceNode):
             raise MediaError(f"{self.name}: input frames {info.width}x{info.height} are smaller than "
                              f"the minimum {MIN_SIZE}x{MIN_SIZE}")
         precision = self.p.precision
-        if precision == "auto":
-            precision = "fp16" if device.type == "cuda" else "fp32"
-        elif precision in ("fp16", "bf16") and device.type != "cuda":
+        if precision in ("fp16", "bf16") and device.type != "cuda":
             raise ParamError(f"{self.name}.precision: {precision} needs a CUDA device (got {device.type})")
-        self.precision = precision
         self.device = device
         model, _ = load_weights(self.weights_path(), device)
+        if precision == "auto":
+            # the 32-channel tiny model is launch-bound: fp16 autocast only adds casts (measured
+            # 0.064 vs 0.037 s per 1080p frame on an H200); wider models gain from tensor cores
+            precision = "fp16" if device.type == "cuda" and model.cfg.channels > 32 else "fp32"
+        self.precision = precision
         if model.cfg.scale != self.p.scale:
             raise ParamError(f"{self.name}.scale: {self.p.scale} does not match the x{model.cfg.scale} "
                              f"weights {self.weights_path()}")
