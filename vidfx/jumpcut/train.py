@@ -32,33 +32,36 @@ from .video import read_clip
 log = logging.getLogger("vidfx.jumpcut.train")
 
 
-def load_clip(path: str, size: int, cache_dir: str | None):
-    """Frames (uint8, SIZE x SIZE) and smoothed MediaPipe keypoints of one clip (keypoints cached)."""
+def load_clip(path: str, size: int, cache_dir: str | None, mode: str = "video", sigma: float = 1.0):
+    """Frames (uint8, SIZE x SIZE) and MediaPipe keypoints of one clip (keypoints cached):
+    ``mode`` "video" (tracking) or "static" (per frame, as the synthesizer detects them), smoothed
+    over time with ``sigma`` (0 = raw, as the synthesizer uses them)."""
     frames, _ = read_clip(path, size=size)
     cache = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
         st = os.stat(path)
-        cache = os.path.join(cache_dir, f"{os.path.basename(path)}_{st.st_size}_{size}.kps.pkl")
+        tag = "" if mode == "video" else f"_{mode}"
+        cache = os.path.join(cache_dir, f"{os.path.basename(path)}_{st.st_size}_{size}{tag}.kps.pkl")
     if cache and os.path.exists(cache):
         with open(cache, "rb") as fh:
             kps = pickle.load(fh)
     else:
-        det = MediaPipeDetector(video_mode=True, with_body=True)
+        det = MediaPipeDetector(video_mode=mode == "video", with_body=True)
         kps = [det.detect(f) for f in frames]
         det.close()
         if cache:
             with open(cache, "wb") as fh:
                 pickle.dump(kps, fh)
-    return frames, smooth_sequence(kps, 1.0)
+    return frames, smooth_sequence(kps, sigma)
 
 
 def build_contexts(clips: list[str], size: int, work_size: int, chunk: int, exclude: tuple[int, int, int],
-                   cache_dir: str | None, topology):
+                   cache_dir: str | None, topology, mode: str = "video", sigma: float = 1.0):
     """Crop contexts (chunks of ``chunk`` frames, overlapping by half) with their usable-frame masks."""
     contexts = []
     for path in clips:
-        frames, kps = load_clip(path, size, cache_dir)
+        frames, kps = load_clip(path, size, cache_dir, mode, sigma)
         n = len(frames)
         banned = set()
         gap, cases, context = exclude
@@ -110,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="add the DIS flow-interpolated frame as a blend candidate (upgrades --init weights)")
     ap.add_argument("--long-gap-prob", type=float, default=0.0,
                     help="share of examples with the longest gap (the transition length the node uses)")
+    ap.add_argument("--keypoints", choices=("video", "static"), default="static",
+                    help="MediaPipe tracking ('video') or per-frame ('static', as the synthesizer) detection")
+    ap.add_argument("--smooth-sigma", type=float, default=0.0,
+                    help="temporal keypoint smoothing (0 = raw, as the synthesizer)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -132,13 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     step = 0
     if os.path.exists(args.checkpoint):
         ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        net = SynthNet(SynthConfig(**ckpt["config"]))  # the checkpoint's own architecture
+        opt = torch.optim.Adam(net.parameters(), lr=args.lr)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         step = int(ckpt["step"])
         log.info("resumed from %s at step %d", args.checkpoint, step)
     topology = MediaPipeDetector(with_body=False).topology
     exclude = tuple(int(v) for v in args.exclude.split(","))
-    contexts = build_contexts(clips, args.size, cfg.size, 40, exclude, args.cache, topology)
+    contexts = build_contexts(clips, args.size, cfg.size, 40, exclude, args.cache, topology, args.keypoints,
+                              args.smooth_sigma)
     rng = random.Random(args.seed + step)
     t_start = time.time()
     losses = []
