@@ -220,7 +220,8 @@ def make_example(ctx: CropContext, sources: list[int], a: int, b: int, t: int, u
     """One training example: predict real frame ``t`` (a < t < b) from ``sources``.
 
     The target keypoints are frame t's own (``use_real``) or, as at a real cut, interpolated
-    between frames a and b. The crossfade candidate is the dissolve of frames a and b at t.
+    between frames a and b (with the end velocities from frames a-1 and b+1). The whole-frame
+    candidates are the dissolve of frames a and b at t and their DIS flow interpolation.
     """
     tau = (t - a) / (b - a)
     tgt_kp = ctx.kps[t] if use_real else interpolate_keypoints(
