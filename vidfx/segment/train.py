@@ -122,13 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     scales = [float(s) for s in args.val_scales.split(",")]
 
     step, elapsed, best = 0, 0.0, {"miou": -1.0}
-    rng = np.random.default_rng(args.seed)
     if args.resume and (out / "last.pt").is_file():
         ck = torch.load(out / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         step, elapsed, best = ck["step"], ck["elapsed"], ck["best"]
-        rng = np.random.default_rng(args.seed + step)
         say(f"resumed at step {step}, {elapsed / 60:.1f} min trained, best val {best}")
     say(f"config {config.to_dict()} params {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M")
 
@@ -153,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                     "elapsed": elapsed, "best": best, "args": vars(args)}, out / "last.tmp")
         (out / "last.tmp").replace(out / "last.pt")
         (out / "best.json").write_text(json.dumps(best))
+
+    def snapshot() -> None:
+        save_weights(out / f"snap_{step:06d}.pt", model, {"step": step, "train_minutes": round(elapsed / 60, 1)})
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -186,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint()
             last_val = elapsed
         if args.snapshot_every > 0 and elapsed - last_snap >= args.snapshot_every * 60:
-            save_weights(out / f"snap_{step:06d}.pt", model, {"step": step, "train_minutes": round(elapsed / 60, 1)})
+            snapshot()
             last_snap = elapsed
     if args.snapshot_every > 0:
-        save_weights(out / f"snap_{step:06d}.pt", model, {"step": step, "train_minutes": round(elapsed / 60, 1)})
+        snapshot()
     checkpoint()
     say(f"done: best {best}")
     return 0

@@ -34,7 +34,7 @@ from .losses import (PatchDiscriminator, charbonnier, d_loss_nonsaturating, feat
                      g_loss_nonsaturating, r1_penalty)
 from .metrics import psnr_y, quantize
 from .resize import imresize
-from .weights import save_weights
+from .weights import load_weights, save_weights
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -150,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.0, 0.99))
     state = {"stage": 1, "step": 0, "elapsed": 0.0, "best": -1.0, "history": []}
     if args.init:
-        from .weights import load_weights
-
         model, _ = load_weights(Path(args.init), device)
         cfg = model.cfg
         opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
@@ -227,8 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                     save_last()
                     break
                 # stage 2 starts from the best fidelity weights
-                from .weights import load_weights
-
                 best, _ = load_weights(out / "best_fidelity.pt", device)
                 model.load_state_dict(best.state_dict())
                 opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.99))
