@@ -14,13 +14,13 @@ import json
 import sys
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vidfx  # noqa: E402
+from vidfx.io.frames import rgb_frames  # noqa: E402
 from vidfx.segment.node import SegmentNode  # noqa: E402
 from vidfx.segment.smoothing import flicker  # noqa: E402
 
@@ -30,16 +30,12 @@ CLIPS = Path("/work/shared/data/clips")
 def read_clip(path: Path, max_frames: int, long_side: int) -> list[np.ndarray]:
     """First ``max_frames`` frames as RGB uint8, resized so the longer side is ``long_side``."""
     frames = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            rgb = frame.to_ndarray(format="rgb24")
-            h, w = rgb.shape[:2]
-            s = long_side / max(h, w)
-            if s != 1:
-                rgb = cv2.resize(rgb, (round(w * s / 2) * 2, round(h * s / 2) * 2), interpolation=cv2.INTER_AREA)
-            frames.append(rgb)
-            if len(frames) >= max_frames:
-                break
+    for rgb in rgb_frames(path, max_frames):
+        h, w = rgb.shape[:2]
+        s = long_side / max(h, w)
+        if s != 1:
+            rgb = cv2.resize(rgb, (round(w * s / 2) * 2, round(h * s / 2) * 2), interpolation=cv2.INTER_AREA)
+        frames.append(rgb)
     return frames
 
 

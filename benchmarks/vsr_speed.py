@@ -25,16 +25,12 @@ SOURCE = Path("/work/shared/data/clips/paragliding-launch.mp4")
 
 def lr_frames(n: int) -> list[np.ndarray]:
     """n real 480x270 frames (a clip from shared data, or sample media, looped if short)."""
-    import av
     import cv2
 
+    from vidfx.io.frames import rgb_frames
+
     src = SOURCE if SOURCE.exists() else ROOT / "sample_media" / "motion_320x180.mp4"
-    frames = []
-    with av.open(str(src)) as c:
-        for f in c.decode(video=0):
-            frames.append(cv2.resize(f.to_ndarray(format="rgb24"), (480, 270), interpolation=cv2.INTER_AREA))
-            if len(frames) == n:
-                break
+    frames = [cv2.resize(f, (480, 270), interpolation=cv2.INTER_AREA) for f in rgb_frames(src, n)]
     while len(frames) < n:
         frames += frames[: n - len(frames)]
     return frames

@@ -3,10 +3,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from vidfx.core.errors import MediaError
 from vidfx.io import probe
+from vidfx.io.frames import frame_rate, rgb_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_media"
@@ -114,7 +116,6 @@ def test_no_video_stream(tmp_path):
     path = tmp_path / "tone.m4a"
     with av.open(str(path), "w") as out:
         s = out.add_stream("aac", rate=48000)
-        import numpy as np
         for i in range(10):
             f = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
             f.sample_rate, f.pts = 48000, i * 1024
@@ -124,3 +125,15 @@ def test_no_video_stream(tmp_path):
             out.mux(p)
     with pytest.raises(MediaError, match="tone.m4a: no video stream"):
         probe(path)
+    with pytest.raises(MediaError, match="tone.m4a: no video stream"):
+        next(rgb_frames(path))
+
+
+def test_rgb_frames_decodes_every_frame_in_order():
+    path = SAMPLES / "odd_size_642x362.mp4"
+    frames = list(rgb_frames(path))
+    assert len(frames) == probe(path).num_frames == decoded_count(path)
+    assert frames[0].shape == (362, 642, 3) and frames[0].dtype == np.uint8
+    first_three = list(rgb_frames(path, max_frames=3))
+    assert len(first_three) == 3 and all((a == b).all() for a, b in zip(first_three, frames))
+    assert frame_rate(path) == probe(path).fps

@@ -1,4 +1,4 @@
-"""Small PyAV helpers for the jump-cut tools (training, evaluation), independent of vidfx.io."""
+"""Small video helpers for the jump-cut tools (training, evaluation)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -14,26 +14,13 @@ def read_clip(path: str, size: int | None = None, max_frames: int | None = None)
 
     ``size`` resizes every frame to ``size x size`` (the talking-head clips are square crops).
     """
-    import av
+    from vidfx.io.frames import frame_rate, rgb_frames
 
-    try:
-        container = av.open(path)
-    except (OSError, av.error.FFmpegError) as exc:  # type: ignore[attr-defined]
-        raise MediaError(f"jumpcut: cannot open {path}: {exc}") from exc
-    with container:
-        stream = container.streams.video[0]
-        fps = Fraction(stream.average_rate) if stream.average_rate else Fraction(25)
-        frames = []
-        for frame in container.decode(video=0):
-            img = frame.to_ndarray(format="rgb24")
-            if size:
-                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-            frames.append(img)
-            if max_frames and len(frames) >= max_frames:
-                break
+    frames = [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) if size else img
+              for img in rgb_frames(path, max_frames)]
     if not frames:
         raise MediaError(f"jumpcut: {path} has no decodable video frames")
-    return frames, fps
+    return frames, frame_rate(path)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

@@ -68,10 +68,10 @@ def decode_video(path: Path, downscale: int = 2, cache_dir: Path | None = None) 
 
 
 def _decode_rgb(path: Path):
-    """Yield the frames of a video as (H, W, 3) uint8 RGB: PyAV when installed, else OpenCV's
-    own FFmpeg build (training machines that have torch and OpenCV but not PyAV)."""
+    """Yield the frames of a video as (H, W, 3) uint8 RGB: PyAV (``vidfx.io``) when installed,
+    else OpenCV's own FFmpeg build (training machines that have torch and OpenCV but not PyAV)."""
     try:
-        import av
+        from vidfx.io.frames import rgb_frames
     except ImportError:
         cap = cv2.VideoCapture(str(path))
         try:
@@ -83,9 +83,7 @@ def _decode_rgb(path: Path):
         finally:
             cap.release()
         return
-    with av.open(str(path)) as c:
-        for fr in c.decode(video=0):
-            yield fr.to_ndarray(format="rgb24")
+    yield from rgb_frames(path)
 
 
 def camera_clip(img: np.ndarray, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
