@@ -1,15 +1,18 @@
-"""Held-out long-clip check for VSR weights (model selection; Vid4 is never used here).
+"""Held-out long-clip check for VSR weights and inference settings (model selection; Vid4 is never used here).
 
 The held-out split of the training data (every 10th photo of train_hr/ filmed by a random
-camera, and windows of clips/bear.mp4 and talking/3.mp4, none of them trained on), 30 frames
-per clip, BI x4, upscaled in chunks of 16 like the evaluation and the node: mean Y-PSNR for the
-full model and its per-frame mode, stills and real videos apart. Training validates on short
-7-frame clips; this checks the long-chunk behaviour that inference depends on.
+camera, and windows of clips/bear.mp4 and talking/3.mp4, none of them trained on), ``--frames``
+frames per clip (30 by default), BI x4, upscaled through the engine exactly like the node and
+the evaluation (``vidfx.apply`` with a ``vsr`` node: chunks of ``--chunks`` frames, 4 of them
+cross-faded with the next chunk): mean Y-PSNR for the full model and its per-frame mode,
+stills and real videos apart. Training validates on short 7-frame clips; this checks the
+long-chunk behaviour that inference depends on, and picks the node's chunk length.
 
-    .venv/bin/python benchmarks/vsr_heldout.py WEIGHTS.pt [MORE.pt ...]
+    .venv/bin/python benchmarks/vsr_heldout.py WEIGHTS.pt [MORE.pt ...] [--frames 30] [--chunks 16]
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -17,44 +20,59 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import vidfx  # noqa: E402
 from vidfx.vsr.data import DEFAULT_DATA, ClipSampler, camera_clip, video_clip  # noqa: E402
 from vidfx.vsr.degrade import degrade  # noqa: E402
-from vidfx.vsr.flow import DISFlow  # noqa: E402
 from vidfx.vsr.metrics import psnr_y, quantize  # noqa: E402
-from vidfx.vsr.node import upscale_clip  # noqa: E402
-from vidfx.vsr.weights import load_weights  # noqa: E402
+from vidfx.vsr.node import VSRNode  # noqa: E402
 
-FRAMES, CHUNK = 30, 16
+OVERLAP = 4
 
 
-def main(paths: list[str]) -> int:
-    torch.set_num_threads(1)
+def heldout_clips(frames: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(kind, HR clip, LR clip) for every held-out still and two windows of each held-out video,
+    as (T, H, W, 3) float32 in 0..1; the same clips for every run (fixed seed)."""
     rng = np.random.default_rng(77)
     sampler = ClipSampler(DEFAULT_DATA, "val")
-    clips = [("stills", camera_clip(img, FRAMES, 384, rng)) for img in sampler.stills]
+    clips = [("stills", camera_clip(img, frames, 384, rng)) for img in sampler.stills]
     for v in sampler.videos:
         for _ in range(2):
-            clips.append(("videos", video_clip(v, FRAMES, min(240, v.shape[1], v.shape[2]) // 4 * 4, rng)))
-    lrs = [np.clip(degrade(c, 4, "bi", rng), 0, 1) for _, c in clips]
-    flow = DISFlow()
-    print("| weights | stills, full | stills, per-frame | videos, full | videos, per-frame |")
-    print("| --- | --- | --- | --- | --- |")
-    for path in paths:
-        model, _ = load_weights(path)
-        res: dict[tuple[str, str], list[float]] = {}
-        for (kind, hr), lr in zip(clips, lrs):
-            lr_t = torch.from_numpy(np.ascontiguousarray(lr.transpose(0, 3, 1, 2)))
-            hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(0, 3, 1, 2)))
-            for mode in ("full", "per-frame"):
-                on = mode == "full"
-                out = torch.cat([upscale_clip(model, lr_t[a:a + CHUNK], flow, 0, propagate=on, attend=on)
-                                 for a in range(0, FRAMES, CHUNK)])
-                res.setdefault((kind, mode), []).append(
-                    float(np.mean([psnr_y(quantize(out[t]), hr_t[t]) for t in range(FRAMES)])))
-        cells = [f"{np.mean(res[(k, m)]):.3f}" for k in ("stills", "videos") for m in ("full", "per-frame")]
-        print(f"| {path} | " + " | ".join(cells) + " |", flush=True)
+            clips.append(("videos", video_clip(v, frames, min(240, v.shape[1], v.shape[2]) // 4 * 4, rng)))
+    return [(kind, hr, np.clip(degrade(hr, 4, "bi", rng), 0, 1)) for kind, hr in clips]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("weights", nargs="+")
+    p.add_argument("--frames", type=int, default=30, help="frames per held-out clip")
+    p.add_argument("--chunks", default="16", help="comma-separated node chunk lengths to compare")
+    p.add_argument("--modes", default="full,per-frame")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    clips = heldout_clips(args.frames)
+    modes = args.modes.split(",")
+    kinds = ("stills", "videos")
+    print(f"{args.frames}-frame held-out clips, Y-PSNR (dB)")
+    print("| weights | chunk | " + " | ".join(f"{k}, {m}" for k in kinds for m in modes) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in kinds for _ in modes) + " |")
+    for path in args.weights:
+        for chunk in (int(c) for c in args.chunks.split(",")):
+            res: dict[tuple[str, str], list[float]] = {}
+            for kind, hr, lr in clips:
+                lr_frames = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in lr]
+                for mode in modes:
+                    on = mode == "full"
+                    node = VSRNode(weights=path, chunk=chunk, overlap=min(OVERLAP, chunk - 1), propagation=on,
+                                   attention=on)
+                    out = vidfx.apply(node, lr_frames)
+                    hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(0, 3, 1, 2)))
+                    res.setdefault((kind, mode), []).append(
+                        float(np.mean([psnr_y(quantize(o), h) for o, h in zip(out, hr_t)])))
+            cells = [f"{np.mean(res[(k, m)]):.3f}" for k in kinds for m in modes]
+            print(f"| {path} | {chunk} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
