@@ -8,7 +8,7 @@ cross-faded with the next chunk): mean Y-PSNR for the full model and its per-fra
 stills and real videos apart. Training validates on short 7-frame clips; this checks the
 long-chunk behaviour that inference depends on, and picks the node's chunk length.
 
-    .venv/bin/python benchmarks/vsr_heldout.py WEIGHTS.pt [MORE.pt ...] [--frames 30] [--chunks 16]
+    .venv/bin/python benchmarks/vsr_heldout.py WEIGHTS.pt [MORE.pt ...] [--frames 30] [--chunks 16,20] [--ensembles 1,4]
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights", nargs="+")
     p.add_argument("--frames", type=int, default=30, help="frames per held-out clip")
     p.add_argument("--chunks", default="16", help="comma-separated node chunk lengths to compare")
+    p.add_argument("--ensembles", default="1", help="comma-separated flip self-ensemble sizes (1, 2, 4)")
     p.add_argument("--modes", default="full,per-frame")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -54,23 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     modes = args.modes.split(",")
     kinds = ("stills", "videos")
     print(f"{args.frames}-frame held-out clips, Y-PSNR (dB)")
-    print("| weights | chunk | " + " | ".join(f"{k}, {m}" for k in kinds for m in modes) + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in kinds for _ in modes) + " |")
+    print("| weights | chunk | ensemble | " + " | ".join(f"{k}, {m}" for k in kinds for m in modes) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in kinds for _ in modes) + " |")
     for path in args.weights:
-        for chunk in (int(c) for c in args.chunks.split(",")):
+        settings = [(int(c), int(e)) for c in args.chunks.split(",") for e in args.ensembles.split(",")]
+        for chunk, ensemble in settings:
             res: dict[tuple[str, str], list[float]] = {}
             for kind, hr, lr in clips:
                 lr_frames = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in lr]
                 for mode in modes:
                     on = mode == "full"
                     node = VSRNode(weights=path, chunk=chunk, overlap=min(OVERLAP, chunk - 1), propagation=on,
-                                   attention=on)
+                                   attention=on, ensemble=ensemble)
                     out = vidfx.apply(node, lr_frames)
                     hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(0, 3, 1, 2)))
                     res.setdefault((kind, mode), []).append(
                         float(np.mean([psnr_y(quantize(o), h) for o, h in zip(out, hr_t)])))
             cells = [f"{np.mean(res[(k, m)]):.3f}" for k in kinds for m in modes]
-            print(f"| {path} | {chunk} | " + " | ".join(cells) + " |", flush=True)
+            print(f"| {path} | {chunk} | {ensemble} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

@@ -38,7 +38,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--realesrgan", default="realesr-animevideov3-x4",
                    help="comma-separated Real-ESRGAN ncnn models ('' = none)")
     p.add_argument("--rows", default="bicubic,realesrgan,per-frame,fidelity,detail",
-                   help="which rows to compute (bicubic, realesrgan, per-frame, fidelity, detail)")
+                   help="which rows to compute (bicubic, realesrgan, per-frame, fidelity, detail, "
+                        "ensemble = fidelity with the 4-flip self-ensemble)")
     p.add_argument("--clips", default="", help="comma-separated clip names (default: all)")
     p.add_argument("--max-frames", type=int, default=0, help="use only the first N frames of each clip")
     p.add_argument("--chunk", type=int, default=16)
@@ -139,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     esr_names = [n for n in args.realesrgan.split(",") if n] if "realesrgan" in rows_wanted else []
     esrgan = [RealESRGAN(n, threads=args.threads) for n in esr_names]
 
-    def ours(lr, w, per_frame=False):
+    def ours(lr, w, per_frame=False, ensemble=1):
         node = VSRNode(weights=w, chunk=args.chunk, overlap=4, propagation=not per_frame,
-                       attention=not per_frame)
+                       attention=not per_frame, ensemble=ensemble)
         return api.apply(node, lr)
 
     methods = {}
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         methods["ours per-frame (no prop, no attn)"] = lambda lr: ours(lr, weights, per_frame=True)
     if "fidelity" in rows_wanted:
         methods["ours (fidelity)"] = lambda lr: ours(lr, weights)
+    if "ensemble" in rows_wanted:
+        methods["ours (fidelity, 4-flip ensemble)"] = lambda lr: ours(lr, weights, ensemble=4)
     if detail and "detail" in rows_wanted:
         methods["ours (detail, GAN)"] = lambda lr: ours(lr, detail)
 
