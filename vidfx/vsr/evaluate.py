@@ -42,7 +42,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "ensemble = fidelity with the 4-flip self-ensemble)")
     p.add_argument("--clips", default="", help="comma-separated clip names (default: all)")
     p.add_argument("--max-frames", type=int, default=0, help="use only the first N frames of each clip")
-    p.add_argument("--chunk", type=int, default=16)
+    p.add_argument("--chunk", type=int, default=0, help="node chunk length (0 = the node's default)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default="", help="write the table rows as JSON")
     p.add_argument("--crops", default="", help="folder for side-by-side PNG crops")
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     esrgan = [RealESRGAN(n, threads=args.threads) for n in esr_names]
 
     def ours(lr, w, per_frame=False, ensemble=1):
-        node = VSRNode(weights=w, chunk=args.chunk, overlap=4, propagation=not per_frame,
+        chunk = {"chunk": args.chunk} if args.chunk else {}
+        node = VSRNode(weights=w, **chunk, propagation=not per_frame,
                        attention=not per_frame, ensemble=ensemble)
         return api.apply(node, lr)
 
