@@ -1,5 +1,5 @@
 """VSR memory over clip length: 480x270 -> 1920x1080 (x4, shipped tiny weights) through the
-engine with the node's defaults (chunks of 20 with 4 overlapping, tiles of 320 LR px), frames
+engine with the node's defaults (chunks of 12 with 4 overlapping, tiles of 320 LR px), frames
 dropped by the sink; prints the current and peak RSS every 20 output frames. Flat = memory
 does not grow with the clip's length.
 

@@ -1,5 +1,5 @@
 """VSR speed and memory: seconds per output frame for 480x270 -> 1920x1080 (x4, tiny) on
-this CPU through the engine (vidfx.apply with the node's defaults: chunks of 16 with 4
+this CPU through the engine (vidfx.apply with the node's defaults: chunks of 12 with 4
 overlapping, tiles of at most 320 LR px), timed on a clip of 3 x --frames frames; peak RSS
 for that clip and for one a third as long (memory must not grow with length; frames go to a
 sink that drops them), and Real-ESRGAN animevideov3 x4 (ncnn, CPU) on the same frames in the
@@ -117,8 +117,8 @@ def main() -> int:
     print(f"480x270 -> 1920x1080 (x4), {a.threads} threads, load average {load:.1f} at the end")
     print("| method | frames | s/frame | peak RSS (MiB) |")
     print("| --- | --- | --- | --- |")
-    for r, name in [(ours, "vsr tiny x4 (engine, chunk 20/4, tile 320), short clip"),
-                    (longer, "vsr tiny x4 (engine, chunk 20/4, tile 320), 3x longer clip"),
+    for r, name in [(ours, "vsr tiny x4 (engine, chunk 12/4, tile 320), short clip"),
+                    (longer, "vsr tiny x4 (engine, chunk 12/4, tile 320), 3x longer clip"),
                     (esr, "Real-ESRGAN animevideov3 x4 (ncnn CPU)")]:
         if r:
             print(f"| {name} | {r['frames']} | {r['s_per_frame']:.3f} | {r['peak_rss_mib']:.0f} |")
