@@ -2,7 +2,8 @@
 
 The held-out split of the training data (every 10th photo of train_hr/ filmed by a random
 camera, and windows of clips/bear.mp4 and talking/3.mp4, none of them trained on), ``--frames``
-frames per clip (30 by default), BI x4, upscaled through the engine exactly like the node and
+frames per clip (30 by default), BI x4 (``--scale 2`` for x2 weights), upscaled through the
+engine exactly like the node and
 the evaluation (``vidfx.apply`` with a ``vsr`` node: chunks of ``--chunks`` frames, 4 of them
 cross-faded with the next chunk): mean Y-PSNR for the full model and its per-frame mode,
 stills and real videos apart. Training validates on short 7-frame clips; this checks the
@@ -29,7 +30,7 @@ from vidfx.vsr.node import VSRNode  # noqa: E402
 OVERLAP = 4
 
 
-def heldout_clips(frames: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def heldout_clips(frames: int, scale: int = 4) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(kind, HR clip, LR clip) for every held-out still and two windows of each held-out video,
     as (T, H, W, 3) float32 in 0..1; the same clips for every run (fixed seed)."""
     rng = np.random.default_rng(77)
@@ -38,20 +39,21 @@ def heldout_clips(frames: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     for v in sampler.videos:
         for _ in range(2):
             clips.append(("videos", video_clip(v, frames, min(240, v.shape[1], v.shape[2]) // 4 * 4, rng)))
-    return [(kind, hr, np.clip(degrade(hr, 4, "bi", rng), 0, 1)) for kind, hr in clips]
+    return [(kind, hr, np.clip(degrade(hr, scale, "bi", rng), 0, 1)) for kind, hr in clips]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("weights", nargs="+")
     p.add_argument("--frames", type=int, default=30, help="frames per held-out clip")
+    p.add_argument("--scale", type=int, default=4, choices=(2, 4), help="must match the weights")
     p.add_argument("--chunks", default="16", help="comma-separated node chunk lengths to compare")
     p.add_argument("--ensembles", default="1", help="comma-separated flip self-ensemble sizes (1, 2, 4)")
     p.add_argument("--modes", default="full,per-frame")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    clips = heldout_clips(args.frames)
+    clips = heldout_clips(args.frames, args.scale)
     modes = args.modes.split(",")
     kinds = ("stills", "videos")
     print(f"{args.frames}-frame held-out clips, Y-PSNR (dB)")
@@ -65,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 lr_frames = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in lr]
                 for mode in modes:
                     on = mode == "full"
-                    node = VSRNode(weights=path, chunk=chunk, overlap=min(OVERLAP, chunk - 1), propagation=on,
-                                   attention=on, ensemble=ensemble)
+                    node = VSRNode(weights=path, scale=args.scale, chunk=chunk, overlap=min(OVERLAP, chunk - 1),
+                                   propagation=on, attention=on, ensemble=ensemble)
                     out = vidfx.apply(node, lr_frames)
                     hr_t = torch.from_numpy(np.ascontiguousarray(hr.transpose(0, 3, 1, 2)))
                     res.setdefault((kind, mode), []).append(
