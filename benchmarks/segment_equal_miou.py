@@ -60,8 +60,9 @@ def camera_views(shape: tuple[int, int], frames: int, rng: np.random.Generator) 
 
 
 def filmed_clip(image: np.ndarray, label: np.ndarray, frames: int, rng: np.random.Generator
-                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """RGB frames (uint8) and their exact label maps for one annotated frame."""
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """RGB frames (uint8), their grey versions (for the flicker metric) and their exact label
+    maps for one annotated frame."""
     h, w = label.shape
     pictures, labels = [], []
     for m in camera_views((h, w), frames, rng):
@@ -70,7 +71,7 @@ def filmed_clip(image: np.ndarray, label: np.ndarray, frames: int, rng: np.rando
         pictures.append(np.clip(noisy, 0, 255).round().astype(np.uint8))
         labels.append(cv2.warpAffine(label, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                      borderValue=VOID))
-    return pictures, labels
+    return pictures, [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pictures], labels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,11 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         for smoothing in (0.0, args.smoothing):
             conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
             flickers = []
-            for pictures, truth in clips:
+            for pictures, greys, truth in clips:
                 predicted = labels_of(pictures, "camvid", smoothing, 0.0)
                 for pred, lab in zip(predicted[1:], truth[1:]):
                     conf += confusion_matrix(pred, lab, NUM_CLASSES, ignore=VOID)
-                greys = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pictures]
                 flickers.append(flicker(predicted, greys))
             iou = iou_per_class(conf) * 100
             row = {"split": split, "clips": len(clips), "frames": args.frames, "smoothing": smoothing,
