@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vidfx.vsr.arch import (BidirectionalPropagation, DecoderLevel, EncoderLevel, FeatureExtractor,
-                            PropagationBranch, Upsampler, VideoSR)
+                            PropagationBranch, Upsampler, VideoSR, grow)
 from vidfx.vsr.blocks import BlurPool, LowPass, ResBlock, TemporalAttention, flow_warp, hf_split
 from vidfx.vsr.config import VSRConfig, make_config
 from vidfx.vsr.degrade import degrade
@@ -122,6 +122,29 @@ def test_base_and_paper_configs_build():
         assert VSRConfig.from_dict(cfg.to_dict()) == cfg
     m = VideoSR(make_config("base", 2))
     assert m(torch.rand(1, 2, 3, 8, 8), torch.zeros(1, 2, 2, 8, 8), torch.zeros(1, 2, 2, 8, 8)).shape == (1, 2, 3, 16, 16)
+
+
+def test_grow_adds_blocks_without_changing_the_function():
+    torch.manual_seed(0)
+    small = VideoSR(make_config("tiny", 4)).eval()
+    for p in small.parameters():  # no zero-initialised parts, so every path matters
+        torch.nn.init.normal_(p, std=0.05)
+    big = grow(small, prop_blocks=1, lr_dec_blocks=1, extract_blocks=2).eval()
+    assert big.cfg.prop_blocks == 1 and big.cfg.lr_dec_blocks == 1 and big.cfg.extract_blocks == 2
+    n_small = sum(p.numel() for p in small.parameters())
+    assert sum(p.numel() for p in big.parameters()) > n_small
+    x = torch.rand(1, 4, 3, 12, 14)
+    fp, fn = torch.randn(1, 4, 2, 12, 14), torch.randn(1, 4, 2, 12, 14)
+    with torch.no_grad():
+        torch.testing.assert_close(big(x, fp, fn), small(x, fp, fn), rtol=0, atol=1e-6)
+    # the new blocks are trainable: one gradient step changes the output
+    big.train()
+    big(x, fp, fn).mean().backward()
+    assert big.propagation.forward_branch.body[0].conv2.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="residual blocks"):
+        grow(small, channels=48)
+    with pytest.raises(ValueError, match="smaller"):
+        grow(big, prop_blocks=0)
 
 
 def test_blurpool_shift_equivariance():

@@ -27,6 +27,14 @@ def test_train_two_stages_and_resume(tmp_path):
     ck = torch.load(out / "last.pt", weights_only=False)
     assert ck["state"]["stage"] == 2 and ck["state"]["step"] == 2
     assert (out / "detail.pt").exists()
+    # fine-tune with extra residual blocks grown on top of those weights
+    grown = tmp_path / "grown"
+    args = ["--out", str(grown)] + common[2:] + ["--init", str(out / "best_fidelity.pt"),
+                                                 "--grow", "prop_blocks=1", "--fidelity-steps", "1", "--gan-steps", "0"]
+    assert train.main(args) == 0
+    model, _ = load_weights(grown / "best_fidelity.pt")
+    assert model.cfg.prop_blocks == 1
+    assert train.main(["--out", str(tmp_path / "bad"), "--grow", "prop_blocks=1"]) == 2
 
 
 @needs_data

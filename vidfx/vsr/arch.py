@@ -18,6 +18,8 @@ Every part can be switched off (see :class:`~vidfx.vsr.config.VSRConfig`).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -228,3 +230,30 @@ class VideoSR(nn.Module):
             y = y + feats
         out = self.upsampler(y, x)[..., : h * cfg.scale, : w * cfg.scale]
         return out.reshape(b, t, 3, h * cfg.scale, w * cfg.scale)
+
+
+def grow(model: VideoSR, **overrides) -> VideoSR:
+    """A deeper copy of ``model`` that computes exactly the same function (function-preserving
+    growth, for fine-tuning extra capacity on top of trained weights).
+
+    ``overrides`` may only add residual blocks (``extract_blocks``, ``prop_blocks``,
+    ``dec_blocks``, ``lr_dec_blocks``); the new blocks start with a zero second convolution,
+    so each is the identity until training moves it.
+    """
+    allowed = {"extract_blocks", "prop_blocks", "dec_blocks", "lr_dec_blocks"}
+    bad = set(overrides) - allowed
+    if bad:
+        raise ValueError(f"grow: can only add residual blocks ({', '.join(sorted(allowed))}), not {sorted(bad)}")
+    for k, v in overrides.items():
+        if v < getattr(model.cfg, k):
+            raise ValueError(f"grow: {k} {v} is smaller than the model's {getattr(model.cfg, k)}")
+    bigger = VideoSR(dataclasses.replace(model.cfg, **overrides))
+    missing, unexpected = bigger.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"grow: weights left over: {unexpected}")
+    for name in missing:
+        if not name.endswith(("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")):
+            raise ValueError(f"grow: new parameter {name} is not part of a residual block")
+        if ".conv2." in name or name.startswith("conv2."):
+            nn.init.zeros_(bigger.get_parameter(name))
+    return bigger.to(next(model.parameters()).device)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .arch import VideoSR
+from .arch import VideoSR, grow
 from .config import VSRConfig, make_config
 from .data import DEFAULT_DATA, ClipSampler, make_batch, validation_set
 from .flow import DISFlow
@@ -64,6 +64,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", default=None,
                    help="start from this weights file (its config replaces --config/--scale); fine-tuning")
+    p.add_argument("--grow", default="",
+                   help="with --init: add residual blocks, e.g. prop_blocks=1,lr_dec_blocks=1 "
+                        "(new blocks start as the identity)")
     p.add_argument("--cache", default=None, help="cache folder for decoded videos (default OUT/cache)")
     return p.parse_args(argv)
 
@@ -139,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / "train_hr").is_dir():
         print(f"vidfx train vsr: no train_hr/ in {root}", file=sys.stderr)
         return 2
+    if args.grow and not args.init:
+        print("vidfx train vsr: --grow needs --init (the weights to grow)", file=sys.stderr)
+        return 2
     modes, weights = parse_mix(args.degradation)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
@@ -151,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     state = {"stage": 1, "step": 0, "elapsed": 0.0, "best": -1.0, "history": []}
     if args.init:
         model, _ = load_weights(Path(args.init), device)
+        if args.grow:
+            model = grow(model, **{k: int(v) for k, v in (kv.split("=") for kv in args.grow.split(","))})
         cfg = model.cfg
         opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-        print(f"initialised from {args.init}", flush=True)
+        print(f"initialised from {args.init}" + (f", grown: {args.grow}" if args.grow else ""), flush=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
