@@ -31,7 +31,7 @@ from segment_flicker import labels_of  # noqa: E402
 
 from vidfx.segment.data import DEFAULT_CAMVID, NUM_CLASSES, VOID, load_split  # noqa: E402
 from vidfx.segment.metrics import confusion_matrix, iou_per_class  # noqa: E402
-from vidfx.segment.smoothing import flicker  # noqa: E402
+from vidfx.segment.smoothing import flicker, flicker_motion  # noqa: E402
 
 VIEW = 0.84  # the camera sees this fraction of the annotated frame (room to move without borders)
 
@@ -95,18 +95,22 @@ def main(argv: list[str] | None = None) -> int:
             images, labels = images[:args.limit], labels[:args.limit]
         rng = np.random.default_rng(args.seed)
         clips = [filmed_clip(im, lb, args.frames, rng) for im, lb in zip(images, labels)]
-        for smoothing in (0.0, args.smoothing):
-            conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-            flickers = []
-            for pictures, greys, truth in clips:
+        settings = (0.0, args.smoothing)
+        confs = {s: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64) for s in settings}
+        flickers: dict[float, list[float]] = {s: [] for s in settings}
+        for pictures, greys, truth in clips:
+            motion = flicker_motion(greys)  # once per clip, shared by both settings
+            for smoothing in settings:
                 predicted = labels_of(pictures, "camvid", smoothing, 0.0)
                 for pred, lab in zip(predicted[1:], truth[1:]):
-                    conf += confusion_matrix(pred, lab, NUM_CLASSES, ignore=VOID)
-                flickers.append(flicker(predicted, greys))
+                    confs[smoothing] += confusion_matrix(pred, lab, NUM_CLASSES, ignore=VOID)
+                flickers[smoothing].append(flicker(predicted, motion=motion))
+        for smoothing in settings:
+            conf = confs[smoothing]
             iou = iou_per_class(conf) * 100
             row = {"split": split, "clips": len(clips), "frames": args.frames, "smoothing": smoothing,
                    "miou": float(np.nanmean(iou)), "pixel_accuracy": float(np.trace(conf) / conf.sum() * 100),
-                   "flicker_pct": float(np.mean(flickers) * 100)}
+                   "flicker_pct": float(np.mean(flickers[smoothing]) * 100)}
             rows.append(row)
             print(f"| {split} | {len(clips)} | {smoothing:g} | {row['miou']:.2f} | {row['pixel_accuracy']:.2f} | "
                   f"{row['flicker_pct']:.2f} |", flush=True)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vidfx  # noqa: E402
 from vidfx.io.frames import rgb_frames  # noqa: E402
 from vidfx.segment.node import SegmentNode  # noqa: E402
-from vidfx.segment.smoothing import flicker  # noqa: E402
+from vidfx.segment.smoothing import flicker, flicker_motion  # noqa: E402
 
 CLIPS = Path("/work/shared/data/clips")
 
@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(CLIPS.glob("*.mp4")):
             frames = read_clip(path, args.frames, args.long_side)
             greys = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-            raw = flicker(labels_of(frames, mode, 0.0, args.scale), greys)
-            smooth = flicker(labels_of(frames, mode, args.smoothing, args.scale), greys)
+            motion = flicker_motion(greys)  # once per clip, shared by both label sequences
+            raw = flicker(labels_of(frames, mode, 0.0, args.scale), motion=motion)
+            smooth = flicker(labels_of(frames, mode, args.smoothing, args.scale), motion=motion)
             red = (1 - smooth / raw) * 100 if raw > 0 else 0.0
             raw_all.append(raw)
             smooth_all.append(smooth)

@@ -17,10 +17,7 @@ import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vidfx.api import ArraySource  # noqa: E402
-from vidfx.core.engine import build_runs, pull  # noqa: E402
-from vidfx.core.graph import Graph  # noqa: E402
-from vidfx.core.registry import create_node  # noqa: E402
+import vidfx  # noqa: E402
 from vidfx.core.sink import Sink  # noqa: E402
 
 
@@ -47,14 +44,9 @@ def main() -> int:
     rng = np.random.default_rng(0)
     pictures = [(rng.random((270, 480, 3)) * 255).astype(np.uint8) for _ in range(8)]
     frames = [pictures[i % 8] for i in range(a.frames)]
-    graph = Graph()
-    src = graph.add(ArraySource(frames))
-    node = graph.add(create_node("vsr"), src)
-    sink = RSSSink()
-    graph.write(node, sink=sink)
     print("| output frames | RSS (MiB) | peak RSS so far (MiB) |")
     print("| --- | --- | --- |")
-    pull([("frames", build_runs(graph.order(), torch.device("cpu"))[node], sink)])
+    vidfx.apply("vsr", frames, sink=RSSSink())
     return 0
 
 

@@ -67,6 +67,22 @@ def test_temporal_average_values_and_edges():
     assert [round(float(o.mean()), 4) for o in out] == [round(1 / 3, 4), 1, 2, 3, 4, round(14 / 3, 4)]
 
 
+def test_apply_streams_to_a_given_sink():
+    class Means(Sink):
+        def __init__(self):
+            self.means, self.closed = [], False
+
+        def write(self, frame):
+            self.means.append(round(float(frame.data.mean()), 4))
+
+        def close(self):
+            self.closed = True
+
+    sink = Means()
+    assert vidfx.apply("temporal_average", ramp(6), radius=1, sink=sink) == []
+    assert sink.means == [round(1 / 3, 4), 1, 2, 3, 4, round(14 / 3, 4)] and sink.closed
+
+
 def test_each_source_frame_decoded_once_and_cache_bounded():
     g = Graph()
     src = CountingSource(300)

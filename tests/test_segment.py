@@ -16,7 +16,7 @@ from vidfx.segment.data import CLASS_NAMES, DEFAULT_CAMVID, NUM_CLASSES, VOID, c
 from vidfx.segment.metrics import confusion_matrix, iou_per_class, mean_iou
 from vidfx.segment.model import DEFAULT_WEIGHTS, load_model, predict_logits, save_weights
 from vidfx.segment.node import SegmentNode
-from vidfx.segment.smoothing import TemporalSmoother, backward_warp, consistent_mask, flicker
+from vidfx.segment.smoothing import TemporalSmoother, backward_warp, consistent_mask, flicker, flicker_motion
 
 
 
@@ -173,6 +173,10 @@ def test_smoother_reduces_label_flicker_on_noisy_scores():
         labels_raw.append(raw.step(scores.float(), g).argmax(0).numpy())
         labels_smooth.append(smooth.step(scores.float(), g).argmax(0).numpy())
     assert flicker(labels_smooth, frames) < 0.7 * flicker(labels_raw, frames)
+    motion = flicker_motion(frames)  # computed once, same scores
+    assert flicker(labels_raw, motion=motion) == flicker(labels_raw, frames)
+    with pytest.raises(ValueError, match="motion for 8 frames"):
+        flicker(labels_raw[:5], motion=motion)
 
 
 def test_flicker_is_zero_for_a_static_labelling():

@@ -20,7 +20,7 @@ from .core.frame import ClipInfo, EndOfStream, Frame
 from .core.graph import Graph, load
 from .core.node import Node, SourceNode
 from .core.registry import create_node, load_builtin_nodes
-from .core.sink import ListSink
+from .core.sink import ListSink, Sink
 
 
 def to_tensor(image: Any) -> torch.Tensor:
@@ -78,12 +78,14 @@ class ArraySource(SourceNode):
 
 
 def apply(node: Node | str, frames: Any, /, *more_inputs: Any, fps: float | Fraction = 25,
-          device: str | torch.device = "cpu", **params: Any) -> list[torch.Tensor]:
+          device: str | torch.device = "cpu", sink: Sink | None = None, **params: Any) -> list[torch.Tensor]:
     """Run one node on in-memory frames through the real engine; no files involved.
 
     ``frames`` (and ``more_inputs`` for nodes with several inputs) is a sequence of
     pictures (see ``to_tensor``) or one (T, ...) array. Returns the output frames as
-    (C, H, W) float tensors on the CPU.
+    (C, H, W) float tensors on the CPU. With ``sink`` the output frames go to that sink
+    instead, one at a time (nothing is kept, so memory stays flat on long clips), and an
+    empty list is returned.
     """
     if isinstance(node, str):
         node = create_node(node, **params)
@@ -92,14 +94,16 @@ def apply(node: Node | str, frames: Any, /, *more_inputs: Any, fps: float | Frac
     graph = Graph()
     feeds = [graph.add(ArraySource(f, fps=fps, name=f"frames{i}")) for i, f in enumerate((frames,) + more_inputs)]
     graph.add(node, *feeds)
-    sink = ListSink()
+    keep = sink is None
+    if keep:
+        sink = ListSink()
     graph.write(node.name, sink=sink)
     runs = build_runs(graph.order(), resolve_device(device))
     try:
         pull([("frames", runs[node.name], sink)])
     finally:
         node.close()
-    return [f.data.cpu() for f in sink.frames]
+    return [f.data.cpu() for f in sink.frames] if keep else []
 
 
 def node_types() -> dict[str, type[Node]]:

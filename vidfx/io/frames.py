@@ -13,7 +13,7 @@ import numpy as np
 
 from vidfx.core.errors import MediaError
 
-from .probe import open_input
+from .probe import open_input, stream_rate
 
 
 def rgb_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
@@ -32,9 +32,9 @@ def rgb_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterat
 
 
 def frame_rate(path: str | os.PathLike) -> Fraction:
-    """The first video stream's average frame rate as an exact fraction (25 if unknown)."""
+    """The first video stream's frame rate as an exact fraction, by the same rule as
+    :func:`~vidfx.io.probe.probe` (average, else guessed, else base rate; none is a MediaError)."""
     with open_input(path) as container:
         if not container.streams.video:
             raise MediaError(f"{os.fspath(path)}: no video stream")
-        rate = container.streams.video[0].average_rate
-        return Fraction(rate.numerator, rate.denominator) if rate else Fraction(25)
+        return stream_rate(container.streams.video[0], path)

@@ -145,6 +145,15 @@ def _first_frame(container, stream, path: str):
     raise MediaError(f"{path}: video stream has no decodable frames")
 
 
+def stream_rate(stream, path: str | os.PathLike) -> Fraction:
+    """A video stream's frame rate as an exact fraction: the average rate, else FFmpeg's
+    guess, else the base rate; a stream with none of them is a MediaError naming ``path``."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate:
+        raise MediaError(f"{os.fspath(path)}: video stream has no frame rate")
+    return Fraction(rate.numerator, rate.denominator)
+
+
 def probe(path: str | os.PathLike) -> ClipInfo:
     """Describe the first video stream of ``path`` (and its first audio stream).
 
@@ -167,10 +176,7 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         ctx = stream.codec_context
         if ctx.codec is None or not ctx.is_decoder:
             raise MediaError(f"{path}: unsupported video codec")
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if not rate:
-            raise MediaError(f"{path}: video stream has no frame rate")
-        fps = Fraction(rate.numerator, rate.denominator)
+        fps = stream_rate(stream, path)
         num_frames = count_frames(container, stream, path)
         if num_frames == 0:
             raise MediaError(f"{path}: video stream has no frames (truncated or corrupt?)")

@@ -121,21 +121,42 @@ class TemporalSmoother:
         return np.concatenate(parts, axis=-1)
 
 
-def flicker(labels: list[np.ndarray], greys: list[np.ndarray], ignore_occluded: bool = True) -> float:
+def flicker_motion(greys: list[np.ndarray], ignore_occluded: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The motion :func:`flicker` compensates, per consecutive pair: (backward Farneback flow
+    from frame t to t-1, mask of the pixels kept). Compute it once per clip and pass it to
+    ``flicker(..., motion=...)`` to score several label sequences of the same frames."""
+    motion = []
+    args = (None, 0.5, 4, 21, 3, 5, 1.1, 0)
+    for t in range(1, len(greys)):
+        back = cv2.calcOpticalFlowFarneback(greys[t], greys[t - 1], *args)
+        if ignore_occluded:
+            fwd = cv2.calcOpticalFlowFarneback(greys[t - 1], greys[t], *args)
+            keep = consistent_mask(back, fwd)
+        else:
+            keep = np.ones(greys[t].shape[:2], bool)
+        motion.append((back, keep))
+    return motion
+
+
+def flicker(labels: list[np.ndarray], greys: list[np.ndarray] | None = None, ignore_occluded: bool = True,
+            motion: list[tuple[np.ndarray, np.ndarray]] | None = None) -> float:
     """Fraction of pixels whose label changes between consecutive frames after motion
     compensation (mean over frame pairs).
 
     Motion is measured with Farneback flow, deliberately a different estimator from the
     DIS flow the smoother uses, so the metric does not simply reward agreeing with it.
-    Occluded pixels (forward-backward inconsistent) are left out.
+    Occluded pixels (forward-backward inconsistent) are left out. ``motion`` (from
+    :func:`flicker_motion` on the same frames) skips computing the flow again.
     """
+    if motion is None:
+        if greys is None:
+            raise ValueError("flicker: give the grey frames or their motion")
+        motion = flicker_motion(greys, ignore_occluded)
+    if len(motion) != len(labels) - 1:
+        raise ValueError(f"flicker: motion for {len(motion) + 1} frames, labels for {len(labels)}")
     rates = []
-    for t in range(1, len(labels)):
-        args = (None, 0.5, 4, 21, 3, 5, 1.1, 0)
-        back = cv2.calcOpticalFlowFarneback(greys[t], greys[t - 1], *args)
-        fwd = cv2.calcOpticalFlowFarneback(greys[t - 1], greys[t], *args)
+    for t, (back, keep) in enumerate(motion, start=1):
         warped = backward_warp(labels[t - 1].astype(np.float32), back, cv2.INTER_NEAREST)
-        keep = consistent_mask(back, fwd) if ignore_occluded else np.ones(labels[t].shape, bool)
         if keep.sum() == 0:
             continue
         rates.append(float((warped[keep] != labels[t][keep]).mean()))
