@@ -11,9 +11,10 @@ from .core.frame import ClipInfo, ColorTags, Frame  # noqa: E402
 from .core.node import Node, SequenceNode, SourceNode  # noqa: E402
 from .core.params import Param  # noqa: E402
 from .core.registry import register  # noqa: E402
+from .core.sink import Sink  # noqa: E402
 
 __all__ = [
     "ArraySource", "ClipInfo", "ColorTags", "Frame", "Graph", "GraphError", "MediaError", "ModelError", "Node",
-    "Param", "ParamError", "RunSummary", "SequenceNode", "SourceNode", "VidfxError", "apply", "load", "node_types",
+    "Param", "ParamError", "RunSummary", "SequenceNode", "Sink", "SourceNode", "VidfxError", "apply", "load", "node_types",
     "register", "to_tensor",
 ]
