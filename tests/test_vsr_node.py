@@ -217,15 +217,15 @@ def test_shipped_x2_weights_beat_bicubic():
 
 
 def test_shipped_detail_weights_are_the_gan_variant():
-    """``weights: detail`` loads the shipped GAN-stage x4 model: same architecture, other weights."""
+    """``weights: detail`` loads the shipped GAN-stage x4 model, a different model from the
+    fidelity default (the default x4 file has since grown two residual blocks)."""
     node = VSRNode(weights="detail")
     assert node.weights_path() == shipped_weights("tiny_x4_detail")
     detail, _ = load_weights(node.weights_path())
     fidelity, _ = load_weights(SHIPPED)
-    assert detail.cfg == fidelity.cfg
-    diffs = [(a - b).abs().max().item() for a, b in zip(detail.state_dict().values(), fidelity.state_dict().values())
-             if a.is_floating_point()]
-    assert max(diffs) > 1e-3
+    assert detail.cfg.scale == fidelity.cfg.scale == 4
     frames = _photo(24, 32, frames=3)
     out = vidfx.apply("vsr", list(frames), weights="detail", tile=0)
     assert len(out) == 3 and out[0].shape == (3, 96, 128)
+    default = vidfx.apply("vsr", list(frames), tile=0)
+    assert max(float((a - b).abs().max()) for a, b in zip(out, default)) > 1e-2
