@@ -140,6 +140,9 @@ class VSRNode(SequenceNode):
         if model.cfg.scale != self.p.scale:
             raise ParamError(f"{self.name}.scale: {self.p.scale} does not match the x{model.cfg.scale} "
                              f"weights {self.weights_path()}")
+        if device.type == "cpu":
+            # oneDNN convolutions run without layout reorders in channels-last
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.flow = DISFlow()
         self.channels = info.channels
