@@ -146,7 +146,8 @@ def flicker(labels: list[np.ndarray], greys: list[np.ndarray] | None = None, ign
     Motion is measured with Farneback flow, deliberately a different estimator from the
     DIS flow the smoother uses, so the metric does not simply reward agreeing with it.
     Occluded pixels (forward-backward inconsistent) are left out. ``motion`` (from
-    :func:`flicker_motion` on the same frames) skips computing the flow again.
+    :func:`flicker_motion` on the same frames) skips computing the flow again; its occlusion
+    choice then stands and ``ignore_occluded`` is not used.
     """
     if motion is None:
         if greys is None:

@@ -252,8 +252,9 @@ def grow(model: VideoSR, **overrides) -> VideoSR:
     if unexpected:
         raise ValueError(f"grow: weights left over: {unexpected}")
     for name in missing:
-        if not name.endswith(("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")):
+        layer = name.split(".")[-2]  # ResBlock parameters end in conv1/conv2 .weight/.bias
+        if layer not in ("conv1", "conv2"):
             raise ValueError(f"grow: new parameter {name} is not part of a residual block")
-        if ".conv2." in name or name.startswith("conv2."):
+        if layer == "conv2":
             nn.init.zeros_(bigger.get_parameter(name))
     return bigger.to(next(model.parameters()).device)

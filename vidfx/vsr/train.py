@@ -84,6 +84,17 @@ def parse_mix(text: str) -> tuple[list[str], list[float]]:
     return modes, [w / total for w in weights]
 
 
+def parse_grow(text: str) -> dict[str, int]:
+    """``"prop_blocks=1,lr_dec_blocks=1"`` -> ``{"prop_blocks": 1, "lr_dec_blocks": 1}``."""
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise SystemExit(f"vidfx train vsr: --grow expects NAME=COUNT items, got {item!r}")
+        out[key.strip()] = int(value)
+    return out
+
+
 @torch.no_grad()
 def validate(model: VideoSR, batches, device: torch.device) -> dict:
     """Mean Y-PSNR on the held-out clips: full model, per-frame ablation and bicubic."""
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init:
         model, _ = load_weights(Path(args.init), device)
         if args.grow:
-            model = grow(model, **{k: int(v) for k, v in (kv.split("=") for kv in args.grow.split(","))})
+            model = grow(model, **parse_grow(args.grow))
         cfg = model.cfg
         opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
         print(f"initialised from {args.init}" + (f", grown: {args.grow}" if args.grow else ""), flush=True)
