@@ -236,9 +236,9 @@ def grow(model: VideoSR, **overrides) -> VideoSR:
     """A deeper copy of ``model`` that computes exactly the same function (function-preserving
     growth, for fine-tuning extra capacity on top of trained weights).
 
-    ``overrides`` may only add residual blocks (``extract_blocks``, ``prop_blocks``,
-    ``dec_blocks``, ``lr_dec_blocks``); the new blocks start with a zero second convolution,
-    so each is the identity until training moves it.
+    ``overrides`` are new block counts, not increments, and may only add residual blocks
+    (``extract_blocks``, ``prop_blocks``, ``dec_blocks``, ``lr_dec_blocks``); the new blocks
+    start with a zero second convolution, so each is the identity until training moves it.
     """
     allowed = {"extract_blocks", "prop_blocks", "dec_blocks", "lr_dec_blocks"}
     bad = set(overrides) - allowed

@@ -65,8 +65,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--init", default=None,
                    help="start from this weights file (its config replaces --config/--scale); fine-tuning")
     p.add_argument("--grow", default="",
-                   help="with --init: add residual blocks, e.g. prop_blocks=1,lr_dec_blocks=1 "
-                        "(new blocks start as the identity)")
+                   help="with --init: grow to these residual block counts (totals, not increments), "
+                        "e.g. prop_blocks=2,lr_dec_blocks=3 (new blocks start as the identity)")
     p.add_argument("--cache", default=None, help="cache folder for decoded videos (default OUT/cache)")
     return p.parse_args(argv)
 
