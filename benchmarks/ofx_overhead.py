@@ -28,7 +28,7 @@ from ofx_host import OK, OfxHost  # noqa: E402
 
 import vidfx  # noqa: E402
 from vidfx.core.frame import ClipInfo, Frame  # noqa: E402
-from vidfx.core.registry import create_node, load_builtin_nodes  # noqa: E402
+from vidfx.core.registry import create_node, node_types  # noqa: E402
 from vidfx.server import ofx_build, protocol  # noqa: E402
 
 FILTER = "OfxImageEffectContextFilter"
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         for name, a, b in rows:
             print(f"{name:<44}{a:>15.1f}{b:>13.1f}{b - a:>13.1f}")
 
-        if args.ratio_node in load_builtin_nodes():
+        if args.ratio_node in node_types():
             w, h = parse_size(args.ratio_input)
             frames = make_frames(w, h, args.ratio_frames)
             start = time.perf_counter()

@@ -46,7 +46,7 @@ def test_ten_bit_and_colour_tags():
     info = probe(SAMPLES / "gradient_10bit_h265.mp4")
     assert info.fps == Fraction(24000, 1001)
     assert info.bit_depth == 10 and info.pix_fmt == "yuv420p10le" and info.codec == "hevc"
-    assert (info.color.primaries, info.color.transfer, info.color.matrix, info.color.range) == \
+    assert (info.colour.primaries, info.colour.transfer, info.colour.matrix, info.colour.range) == \
         ("bt709", "bt709", "bt709", "tv")
     assert info.num_frames == 36
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidfx.core.frame import ClipInfo, ColorTags, EndOfStream, Frame
+from vidfx.core.frame import ClipInfo, ColourTags, EndOfStream, Frame
 from vidfx.io import copy_media, make_sink, open_source, probe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_ten_bit_survives_h265_and_prores(tmp_path):
     for out, codec in ((tmp_path / "g.mp4", "auto"), (tmp_path / "g.mov", "prores_422hq")):
         transcode(src, out, codec=codec)
         got = probe(out)
-        assert got.bit_depth == 10 and got.color == info.color and got.fps == Fraction(24000, 1001)
+        assert got.bit_depth == 10 and got.colour == info.colour and got.fps == Fraction(24000, 1001)
         out_info, frames = read_all(out)
         assert len(frames) == 36
         err = (frames[5] - ref[5]).abs().mean().item()
@@ -96,7 +96,7 @@ def test_colour_tags_and_matrix(tmp_path):
     src = SAMPLES / "motion_320x180.mp4"
     out = tmp_path / "m.mkv"
     transcode(src, out, touch=True, crf=10)
-    assert probe(out).color == ColorTags("bt709", "bt709", "smpte170m", "tv")
+    assert probe(out).colour == ColourTags("bt709", "bt709", "smpte170m", "tv")
     _, a = read_all(src)
     _, b = read_all(out)
     assert (a[10] - b[10]).abs().mean() < 0.02  # x264 + a second chroma subsampling
@@ -110,10 +110,10 @@ def test_rgb_to_yuv_uses_the_tagged_matrix(matrix, rng, want_y):
     from vidfx.io.convert import av_to_tensor, tensor_to_av
     red = torch.zeros(3, 16, 16)
     red[0] = 1.0
-    color = ColorTags(matrix=matrix, range=rng)
-    vf = tensor_to_av(red, "yuv444p", color)
+    colour = ColourTags(matrix=matrix, range=rng)
+    vf = tensor_to_av(red, "yuv444p", colour)
     assert abs(vf.to_ndarray()[0].mean() - want_y) < 0.6
-    back = av_to_tensor(vf, 3, 8, color)
+    back = av_to_tensor(vf, 3, 8, colour)
     assert (back - red).abs().max() < 0.02
 
 
@@ -194,7 +194,7 @@ def test_codecs_read_back(tmp_path, codec, ext, channels, want_fmt, want_depth):
     h, w = (128, 256) if codec == "dnxhr_hqx" else (64, 96)  # DNxHR's minimum is 256x120
     depth = 16 if want_fmt.endswith("16le") else 10
     info = ClipInfo(width=w, height=h, fps=Fraction(30000, 1001), num_frames=4, channels=channels,
-                    bit_depth=depth, color=ColorTags("bt709", "bt709", "bt709", "tv"),
+                    bit_depth=depth, colour=ColourTags("bt709", "bt709", "bt709", "tv"),
                     time_base=Fraction(1, 30000))
     gen = torch.Generator().manual_seed(0)
     frames = [torch.rand(channels, h, w, generator=gen).mul(0.6).add(0.2) for _ in range(4)]

@@ -7,14 +7,14 @@ __version__ = "0.1.0"
 
 from .api import ArraySource, Graph, RunSummary, apply, load, node_types, to_tensor  # noqa: E402
 from .core.errors import GraphError, MediaError, ModelError, ParamError, VidfxError  # noqa: E402
-from .core.frame import ClipInfo, ColorTags, Frame  # noqa: E402
+from .core.frame import ClipInfo, ColourTags, Frame  # noqa: E402
 from .core.node import Node, SequenceNode, SourceNode  # noqa: E402
 from .core.params import Param  # noqa: E402
 from .core.registry import register  # noqa: E402
 from .core.sink import Sink  # noqa: E402
 
 __all__ = [
-    "ArraySource", "ClipInfo", "ColorTags", "Frame", "Graph", "GraphError", "MediaError", "ModelError", "Node",
+    "ArraySource", "ClipInfo", "ColourTags", "Frame", "Graph", "GraphError", "MediaError", "ModelError", "Node",
     "Param", "ParamError", "RunSummary", "SequenceNode", "Sink", "SourceNode", "VidfxError", "apply", "load", "node_types",
     "register", "to_tensor",
 ]

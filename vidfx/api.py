@@ -19,7 +19,8 @@ from .core.errors import ParamError
 from .core.frame import ClipInfo, EndOfStream, Frame
 from .core.graph import Graph, load
 from .core.node import Node, SourceNode
-from .core.registry import create_node, load_builtin_nodes
+from .core.registry import create_node
+from .core.registry import node_types as _installed_node_types
 from .core.sink import ListSink, Sink
 
 
@@ -108,7 +109,7 @@ def apply(node: Node | str, frames: Any, /, *more_inputs: Any, fps: float | Frac
 
 def node_types() -> dict[str, type[Node]]:
     """Every node type by name."""
-    return dict(sorted(load_builtin_nodes().items()))
+    return _installed_node_types()
 
 
 __all__ = ["Graph", "load", "apply", "node_types", "to_tensor", "RunSummary", "ArraySource"]

@@ -6,9 +6,10 @@ cache. After each render a node tells its inputs the lowest index it will still 
 and they drop everything older, so memory is bounded by the declared windows and never
 by the length of the video.
 
-Sequence nodes (recurrent or bidirectional models) are rendered in overlapping chunks;
-frames inside an overlap are a cross-fade of the two chunks' results, so there is no jump
-at chunk borders.
+Which input frames a node needs, and how sequence nodes (recurrent or bidirectional
+models) run in overlapping, cross-faded chunks, comes from ``vidfx.core.scheduler``: the
+render server and the Ray backend use the same rules, so a frame is made from the same
+inputs wherever it is rendered.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 
 from .frame import ClipInfo, EndOfStream, Frame
 from .node import Node, SequenceNode, SourceNode
+from .scheduler import ChunkRunner, chunk_plan, needed_frames
 from .sink import Sink
 
 log = logging.getLogger("vidfx")
@@ -41,37 +43,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def chunk_starts(length: int, chunk_length: int, overlap: int) -> list[int]:
-    """Start indices of the overlapping chunks that cover ``length`` frames.
-
-    Chunk k covers ``[k*stride, k*stride + chunk_length)`` with ``stride = chunk_length -
-    overlap``; a chunk is only made if it adds frames beyond its predecessor's overlap.
-    """
-    stride = chunk_length - overlap
-    if stride <= 0:
-        raise ValueError(f"chunk_length ({chunk_length}) must exceed chunk_overlap ({overlap})")
-    starts = [0]
-    while starts[-1] + chunk_length < length:
-        starts.append(starts[-1] + stride)
-    return starts
-
-
-def chunk_weights(n: int, length: int, chunk_length: int, overlap: int) -> list[tuple[int, float]]:
-    """The chunks (by start index) that contribute to frame ``n`` and their blend weights.
-
-    Inside an overlap the later chunk's weight ramps up linearly, (j+1)/(overlap+1).
-    """
-    stride = chunk_length - overlap
-    starts = chunk_starts(length, chunk_length, overlap)
-    k = min(n // stride, len(starts) - 1)
-    start = starts[k]
-    prev_covers = k > 0 and n < starts[k - 1] + chunk_length
-    if not prev_covers:
-        return [(start, 1.0)]
-    w = (n - start + 1) / (overlap + 1)
-    return [(starts[k - 1], 1.0 - w), (start, w)]
-
-
 class NodeRun:
     """One node during a run: its inputs, its output description and its frame cache."""
 
@@ -85,8 +56,7 @@ class NodeRun:
         self.cache: OrderedDict[int, Frame] = OrderedDict()
         self.cache_size = MIN_CACHE
         self.low_water: dict[tuple[int, int], int] = {}  # (id(consumer), input slot) -> index
-        self.chunks: OrderedDict[int, list[torch.Tensor]] = OrderedDict()
-        self.chunk_frames: dict[int, list[Frame]] = {}
+        self.chunk_runner = ChunkRunner(node) if isinstance(node, SequenceNode) else None
         for slot, inp in enumerate(inputs):
             inp.low_water[(id(self), slot)] = 0
 
@@ -135,52 +105,34 @@ class NodeRun:
                     raise
 
     def _render(self, n: int) -> Frame:
-        needed = self.node.frames_needed(n)
+        needed = needed_frames(self.node, n, [i.length for i in self.inputs])
         self._note_span(needed)
         frames = [[self._fetch(slot, i) for i in idxs] for slot, idxs in enumerate(needed)]
         out = self.node.render(n, frames)
         if n + 1 < self.length:
-            ahead = self.node.frames_needed(n + 1)
+            ahead = needed_frames(self.node, n + 1, [i.length for i in self.inputs])
             for slot, idxs in enumerate(ahead):
                 self.inputs[slot].release_below(id(self), slot, min(idxs, default=0))
         return out
 
     def _render_sequence(self, n: int) -> Frame:
         node = self.node
-        assert isinstance(node, SequenceNode)
-        parts = chunk_weights(n, self.length, node.chunk_length, node.chunk_overlap)
-        outs = []
-        for start, weight in parts:
-            result = self._chunk(start)
-            outs.append((result[n - start], weight))
-        data = outs[0][0] if len(outs) == 1 else outs[0][0] * outs[0][1] + outs[1][0] * outs[1][1]
-        source = self.chunk_frames[parts[-1][0]][n - parts[-1][0]]
-        return source.with_data(data, index=n)
+        assert isinstance(node, SequenceNode) and self.chunk_runner is not None
+        source = self.inputs[0]
+        self._note_span([[0, node.chunk_length - 1]])
 
-    def _chunk(self, start: int) -> list[torch.Tensor]:
-        if start in self.chunks:
-            return self.chunks[start]
-        node = self.node
-        self._note_span([[start, start + node.chunk_length - 1]])
-        frames = []
-        for i in range(start, start + node.chunk_length):
-            if i >= self.inputs[0].length:
-                break
+        def fetch(i: int) -> Frame | None:
+            if i >= source.length:
+                return None
             frame = self._fetch(0, i)
-            if i >= self.inputs[0].length:  # the reader found its end while fetching
-                break
-            frames.append(frame)
-        result = node.render_chunk(frames)
-        if len(result) != len(frames):
-            raise RuntimeError(f"{node.name}: render_chunk returned {len(result)} frames for {len(frames)}")
-        self.chunks[start] = result
-        self.chunk_frames[start] = frames
-        while len(self.chunks) > 2:  # the current chunk and the one whose overlap we blend
-            old, _ = self.chunks.popitem(last=False)
-            self.chunk_frames.pop(old, None)
-        stride = node.chunk_length - node.chunk_overlap
-        self.inputs[0].release_below(id(self), 0, start + stride)
-        return result
+            return None if i >= source.length else frame  # the reader found its end while fetching
+
+        length = source.length
+        data, frame = self.chunk_runner.render(n, length, fetch)
+        # the chunks hold their frames: the input's frames before the next chunk are not needed again
+        newest = chunk_plan(n, length, node.chunk_length, node.chunk_overlap)[-1].start
+        source.release_below(id(self), 0, newest + node.chunk_length - node.chunk_overlap)
+        return frame.with_data(data, index=n)
 
     # --- memory ------------------------------------------------------------------------
     def _note_span(self, needed: list[list[int]]) -> None:

@@ -10,7 +10,7 @@ import torch
 
 
 @dataclass(frozen=True)
-class ColorTags:
+class ColourTags:
     """Colour description of a stream, with FFmpeg's names (``bt709``, ``bt2020nc``, ``tv``/``pc``...).
 
     ``None`` means unspecified; writers then leave the tag unset rather than guessing.
@@ -57,7 +57,7 @@ class ClipInfo:
     num_frames: int
     channels: int = 3  # 1 (mask/grey), 3 (RGB) or 4 (RGBA)
     bit_depth: int = 8
-    color: ColorTags = ColorTags()
+    colour: ColourTags = ColourTags()
     time_base: Fraction | None = None
     audio: AudioRef | None = None
     source: str | None = None

@@ -33,7 +33,7 @@ from .frame import Frame
 from .node import Node, SourceNode
 from .params import parse_text, resolve_params
 from .registry import create_node
-from .sink import Sink
+from .sink import Sink, file_sinks
 
 TOP_LEVEL_KEYS = {"version", "inputs", "nodes", "outputs"}
 
@@ -158,9 +158,7 @@ class Graph:
             raise GraphError("the graph has no outputs")
         for out in self.outputs:
             if out.sink is None:
-                from ..io import WRITER_PARAMS
-
-                resolve_params(WRITER_PARAMS, out.options, owner=f"output {out.label}")
+                resolve_params(file_sinks().params, out.options, owner=f"output {out.label}")
 
     # --- running -----------------------------------------------------------------------
     def run(
@@ -183,9 +181,7 @@ class Graph:
         targets = []
         for out in graph.outputs:
             if out.sink is None:
-                from ..io import make_sink
-
-                sink = make_sink(out.path, **out.options)
+                sink = file_sinks()(out.path, **out.options)
             else:
                 sink = out.sink
             targets.append((out.label, runs[out.input], sink))

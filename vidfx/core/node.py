@@ -3,7 +3,8 @@ what its output looks like, and computes frames. It never touches files."""
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
 
 import torch
 
@@ -11,6 +12,27 @@ from .frame import ClipInfo, Frame
 from .params import Param, resolve_params
 
 log = logging.getLogger("vidfx")
+
+
+@dataclass(frozen=True)
+class HostHints:
+    """How an editing host (the OFX bridge) presents a node; declared on the node class.
+
+    ``exposed``: whether the node becomes a host effect at all (readers, trims and other
+    nodes that change the timeline are not). ``context``: ``"filter"`` (one image input),
+    ``"transition"`` (two inputs, SourceFrom/SourceTo) or ``"cut_transition"`` (a one-input
+    node that smooths a cut: the host's two clips are joined with a cut at the
+    transition's centre); empty means "filter" for one input, "transition" for two.
+    ``defaults``: parameter defaults that suit a host better than the node's own.
+    ``hidden``: parameters the bridge sets itself. ``transition_param``: the float
+    parameter the host's Transition value drives (two-input transitions only).
+    """
+
+    exposed: bool = True
+    context: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    hidden: tuple[str, ...] = ()
+    transition_param: str = ""
 
 
 class Node:
@@ -27,6 +49,7 @@ class Node:
     description: ClassVar[str] = ""
     params: ClassVar[Sequence[Param]] = ()
     num_inputs: ClassVar[int] = 1
+    host: ClassVar[HostHints] = HostHints()
 
     def __init__(self, name: str | None = None, **values):
         self.name = name or self.type_name
@@ -100,6 +123,7 @@ class SourceNode(Node):
     """
 
     num_inputs: ClassVar[int] = 0
+    host: ClassVar[HostHints] = HostHints(exposed=False)
 
     def configure(self, inputs: list[ClipInfo], device: torch.device) -> ClipInfo:
         """Open the source and describe it."""

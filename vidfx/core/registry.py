@@ -1,63 +1,108 @@
-"""The table of node types by name. Built-in modules register themselves on import."""
+"""Node types by name, found through the ``vidfx.nodes`` entry-point group.
+
+Every installed package can add node types by declaring entry points, as vidfx itself
+does for its built-ins (``pyproject.toml``)::
+
+    [project.entry-points."vidfx.nodes"]
+    sharpen = "my_package.nodes:Sharpen"
+
+Code that defines a node at run time (a console, a test) registers it with ``register``.
+A type name claimed twice, by two packages or by a package and ``register``, is an error
+naming both. Entry points are loaded one at a time, on first use of their name, so a
+missing optional dependency only hides its own node types, and ``import vidfx`` imports
+no model package.
+"""
+
 from __future__ import annotations
 
-import importlib
+from importlib.metadata import EntryPoint, entry_points
 
 from .errors import GraphError
 from .node import Node
 
-NODE_TYPES: dict[str, type[Node]] = {}
+ENTRY_POINT_GROUP = "vidfx.nodes"
 
-# Modules that define nodes; imported the first time a node type is looked up, so
-# `import vidfx` stays fast and a missing optional dependency only hides its own nodes.
-NODE_MODULES = (
-    "vidfx.io.nodes",
-    "vidfx.nodes.basic",
-    "vidfx.vsr.node",
-    "vidfx.segment.node",
-    "vidfx.jumpcut.node",
-)
-_import_errors: dict[str, str] = {}
-_loaded = False
+_registered: dict[str, type[Node]] = {}  # by register()
+_loaded: dict[str, type[Node]] = {}  # entry points loaded so far
+_import_errors: dict[str, str] = {}  # entry-point name -> why it could not be loaded
+
+
+def _where(cls: type[Node]) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    """The group's entry points by name; a GraphError if two distributions claim one name."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        other = found.get(ep.name)
+        if other is not None and other.value != ep.value:
+            raise GraphError(f"node type {ep.name!r} is declared twice: {other.value} and {ep.value}")
+        found[ep.name] = ep
+    return found
 
 
 def register(cls: type[Node]) -> type[Node]:
-    """Class decorator: make a node type available by its ``type_name``."""
-    if not cls.type_name:
+    """Class decorator: make a node type defined at run time available by its ``type_name``.
+
+    Raises GraphError if another class already has that name (an installed node type or
+    an earlier ``register``); registering the same class again is allowed.
+    """
+    name = cls.type_name
+    if not name:
         raise ValueError(f"{cls.__name__} has no type_name")
-    NODE_TYPES[cls.type_name] = cls
+    other = _registered.get(name)
+    if other is None and name in _entry_points():
+        other = _load(name)
+    if other is not None and other is not cls:
+        raise GraphError(f"node type {name!r} is defined twice: {_where(other)} and {_where(cls)}")
+    _registered[name] = cls
     return cls
 
 
-def load_builtin_nodes() -> dict[str, type[Node]]:
-    """Import every built-in node module once; remember the ones that failed and why."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in NODE_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name and exc.name.startswith(module.rsplit(".", 1)[0]):
-                    continue  # the feature folder is not there (yet)
-                _import_errors[module] = f"{type(exc).__name__}: {exc}"
-            except ImportError as exc:
-                _import_errors[module] = f"{type(exc).__name__}: {exc}"
-    return NODE_TYPES
+def _load(name: str) -> type[Node] | None:
+    """The class behind entry point ``name`` (None if it failed to import; the reason is kept)."""
+    if name in _loaded:
+        return _loaded[name]
+    ep = _entry_points().get(name)
+    if ep is None:
+        return None
+    try:
+        cls = ep.load()
+    except ImportError as exc:
+        _import_errors[name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, Node)) or cls.type_name != name:
+        raise GraphError(f"entry point {name} = {ep.value} is not a Node class with type_name {name!r}")
+    _loaded[name] = cls
+    return cls
+
+
+def type_names() -> list[str]:
+    """Every known node type name (installed and registered), sorted; imports nothing."""
+    return sorted(set(_entry_points()) | set(_registered))
+
+
+def node_types() -> dict[str, type[Node]]:
+    """Every node type that can be loaded, by name (imports every node module)."""
+    out = {}
+    for name in type_names():
+        cls = _registered.get(name) or _load(name)
+        if cls is not None:
+            out[name] = cls
+    return out
 
 
 def node_type(name: str) -> type[Node]:
     """The node class called ``name``; a GraphError listing the known ones if there is none."""
-    types = load_builtin_nodes()
-    if name not in types:
-        hint = ""
-        if _import_errors:
-            hint = " (some node modules failed to import: " + "; ".join(
-                f"{m}: {e}" for m, e in _import_errors.items()) + ")"
-        raise GraphError(f"unknown node type {name!r}; known: {', '.join(sorted(types))}{hint}")
-    return types[name]
+    cls = _registered.get(name) or _load(name)
+    if cls is None:
+        if name in _import_errors:
+            raise GraphError(f"node type {name!r} could not be loaded ({_import_errors[name]})")
+        raise GraphError(f"unknown node type {name!r}; known: {', '.join(type_names())}")
+    return cls
 
 
-def create_node(type_name: str, name: str | None = None, **params) -> Node:
+def create_node(type_name: str, name: str | None = None, **params: object) -> Node:
     """Instantiate a node by type name with validated parameters."""
     return node_type(type_name)(name=name, **params)

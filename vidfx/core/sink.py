@@ -1,7 +1,16 @@
 """Sink: where the frames of one graph output go (a file writer, a list in memory)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from .errors import GraphError
 from .frame import ClipInfo, Frame
+from .params import Param
+
+SINK_ENTRY_POINT_GROUP = "vidfx.sinks"
 
 
 class Sink:
@@ -39,3 +48,23 @@ class ListSink(Sink):
     def write(self, frame: Frame) -> None:
         frame.data  # materialise: the caller wants pixels
         self.frames.append(frame)
+
+
+class FileSinks(Protocol):
+    """Makes the sink for a graph output that names a file; installed as the ``file`` entry
+    point of the ``vidfx.sinks`` group (vidfx's own is ``vidfx.io.writer.FILE_SINKS``)."""
+
+    params: Sequence[Param]  # the output options a graph may give, e.g. codec
+
+    def __call__(self, path: str, **options: Any) -> Sink:
+        """The sink that writes ``path`` with these options (validated against ``params``)."""
+        ...
+
+
+@cache
+def file_sinks() -> FileSinks:
+    """The installed maker of file sinks (core knows no writer itself)."""
+    for ep in entry_points(group=SINK_ENTRY_POINT_GROUP, name="file"):
+        maker: FileSinks = ep.load()
+        return maker
+    raise GraphError("no file writer is installed (entry point vidfx.sinks: file); is vidfx installed?")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation
 
-from vidfx.core.frame import ColorTags
+from vidfx.core.frame import ColourTags
 
 # Chroma is interpolated (not nearest) and rounding is exact. (FULL_CHR_H_INT would add
 # little for twice the time.)
@@ -27,14 +27,14 @@ def default_matrix(height: int) -> str:
     return "bt709" if height >= 720 else "smpte170m"
 
 
-def sws_matrix(color: ColorTags, height: int) -> str:
+def sws_matrix(colour: ColourTags, height: int) -> str:
     """swscale's colorspace for a stream's matrix tag (or the usual default)."""
-    return _SWS_MATRIX.get(color.matrix or default_matrix(height), "ITU601")
+    return _SWS_MATRIX.get(colour.matrix or default_matrix(height), "ITU601")
 
 
-def sws_range(color: ColorTags, pix_fmt: str | None = None) -> str:
+def sws_range(colour: ColourTags, pix_fmt: str | None = None) -> str:
     """swscale's range for a stream: JPEG (full) for ``pc`` or yuvj formats, else MPEG."""
-    if color.range == "pc" or (pix_fmt or "").startswith("yuvj"):
+    if colour.range == "pc" or (pix_fmt or "").startswith("yuvj"):
         return "JPEG"
     return "MPEG"
 
@@ -86,7 +86,7 @@ def _plane(frame: av.VideoFrame, index: int, dtype: str) -> np.ndarray:
     return rows[:, : frame.width]
 
 
-def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, color: ColorTags,
+def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, colour: ColourTags,
                  rotation: int = 0) -> torch.Tensor:
     """A decoded frame as a (C, H, W) float32 tensor in 0..1 (float sources: as stored), upright.
 
@@ -99,8 +99,8 @@ def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, color: Col
         target = rgb_format(channels, 32 if is_float(src) else bit_depth)
         kwargs = {}
         if is_yuv(src):
-            kwargs = dict(src_colorspace=sws_matrix(color, frame.height),
-                          src_color_range=sws_range(color, src), dst_color_range="JPEG")
+            kwargs = dict(src_colorspace=sws_matrix(colour, frame.height),
+                          src_color_range=sws_range(colour, src), dst_color_range="JPEG")
         frame = frame.reformat(format=target, interpolation=SWS_FLAGS, **kwargs)
     order, dtype, full = _PLANE_TYPES[frame.format.name]
     out = np.empty((len(order), frame.height, frame.width), np.float32)
@@ -114,10 +114,10 @@ def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, color: Col
     return tensor
 
 
-def tensor_to_av(data: torch.Tensor, pix_fmt: str, color: ColorTags) -> av.VideoFrame:
+def tensor_to_av(data: torch.Tensor, pix_fmt: str, colour: ColourTags) -> av.VideoFrame:
     """A (C, H, W) float tensor as a PyAV frame in ``pix_fmt``.
 
-    RGB->YUV uses ``color``'s matrix and range (defaults as in ``sws_matrix``); float
+    RGB->YUV uses ``colour``'s matrix and range (defaults as in ``sws_matrix``); float
     targets (EXR) keep values outside 0..1, integer targets clip.
     """
     data = data.detach().to("cpu", torch.float32)
@@ -153,6 +153,6 @@ def tensor_to_av(data: torch.Tensor, pix_fmt: str, color: ColorTags) -> av.Video
         return frame
     kwargs = {}
     if is_yuv(pix_fmt):
-        kwargs = dict(dst_colorspace=sws_matrix(color, height), dst_color_range=sws_range(color, pix_fmt),
+        kwargs = dict(dst_colorspace=sws_matrix(colour, height), dst_color_range=sws_range(colour, pix_fmt),
                       src_color_range="JPEG")
     return frame.reformat(format=pix_fmt, interpolation=SWS_FLAGS, **kwargs)

@@ -12,7 +12,7 @@ from fractions import Fraction
 import av
 
 from vidfx.core.errors import MediaError
-from vidfx.core.frame import ClipInfo, ColorTags, EndOfStream, Frame
+from vidfx.core.frame import ClipInfo, ColourTags, EndOfStream, Frame
 from vidfx.core.sink import Sink
 
 from .convert import av_to_tensor, is_yuv, tensor_to_av
@@ -97,12 +97,12 @@ class ImageSequenceDecoder:
         depth = bit_depth_of(pix_fmt)
         is_exr = self.files[0].lower().endswith(".exr")
         # JPEG-style images are Y'CbCr with the BT.601 matrix at full range, whatever their size
-        color = ColorTags(primaries="bt709", transfer="linear" if is_exr else "iec61966-2-1",
+        colour = ColourTags(primaries="bt709", transfer="linear" if is_exr else "iec61966-2-1",
                           matrix="smpte170m" if is_yuv(pix_fmt) else None, range="pc")
         self.info = ClipInfo(
             width=first.width, height=first.height, fps=self.fps, num_frames=len(self.files),
             channels=4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3,
-            bit_depth=depth, color=color, time_base=1 / self.fps, source=self.path,
+            bit_depth=depth, colour=colour, time_base=1 / self.fps, source=self.path,
             pix_fmt=pix_fmt, codec=os.path.splitext(self.files[0])[1].lstrip(".").lower(),
         )
         return self.info
@@ -120,7 +120,7 @@ class ImageSequenceDecoder:
             if (vf.width, vf.height) != (info.width, info.height):
                 raise MediaError(f"{path}: size {vf.width}x{vf.height} differs from the sequence's "
                                  f"{info.width}x{info.height}")
-            return av_to_tensor(vf, info.channels, info.bit_depth, info.color)
+            return av_to_tensor(vf, info.channels, info.bit_depth, info.colour)
 
         return Frame(index=n, pts=n, load=load, meta={"duration": 1, "file": path})
 
@@ -200,7 +200,7 @@ class ImageSequenceWriter(Sink):
     def write(self, frame: Frame) -> None:
         """Encode and store one image (temporary name, then rename)."""
         data = frame.data
-        vf = tensor_to_av(data, self.pix_fmt, self._info.color)
+        vf = tensor_to_av(data, self.pix_fmt, self._info.colour)
         ctx = self._context(vf.width, vf.height)  # image encoders are cheap to open
         vf.pts = 0
         try:

@@ -9,13 +9,11 @@ from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import SourceNode
 from vidfx.core.params import Param
-from vidfx.core.registry import register
 
 from .image_seq import ImageSequenceDecoder, is_sequence_path, parse_fps
 from .video_reader import VideoDecoder
 
 
-@register
 class Read(SourceNode):
     """Reads a video file (any FFmpeg format) or an image sequence (``%04d`` pattern or a
     folder of PNG/TIFF/EXR). Frames are decoded one by one, upright, with source timing."""

@@ -13,7 +13,7 @@ from fractions import Fraction
 import av
 
 from vidfx.core.errors import MediaError
-from vidfx.core.frame import AudioRef, ClipInfo, ColorTags
+from vidfx.core.frame import AudioRef, ClipInfo, ColourTags
 
 # FFmpeg's names for the AVColor* enums (libavutil/pixdesc.c), by value.
 PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
@@ -187,7 +187,7 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         width, height = first.width, first.height
         if rotation in (90, 270):
             width, height = height, width
-        color = ColorTags(
+        colour = ColourTags(
             primaries=PRIMARIES.get(_known(first.color_primaries, ctx.color_primaries)),
             transfer=TRANSFERS.get(_known(first.color_trc, ctx.color_trc)),
             matrix=MATRICES.get(_known(first.colorspace, ctx.colorspace)) if not _is_rgb(pix_fmt) else None,
@@ -197,7 +197,7 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         channels = 4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3
         return ClipInfo(
             width=width, height=height, fps=fps, num_frames=num_frames, channels=channels,
-            bit_depth=bit_depth_of(pix_fmt), color=color,
+            bit_depth=bit_depth_of(pix_fmt), colour=colour,
             time_base=Fraction(stream.time_base.numerator, stream.time_base.denominator),
             audio=_audio_ref(path, container, video_start), source=path, pix_fmt=pix_fmt, codec=ctx.name,
             rotation=rotation,

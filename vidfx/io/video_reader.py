@@ -92,7 +92,7 @@ class VideoDecoder:
         rotation = info.rotation
         return Frame(
             index=n, pts=pts, meta=meta,
-            load=lambda: av_to_tensor(vf, info.channels, info.bit_depth, info.color, rotation),
+            load=lambda: av_to_tensor(vf, info.channels, info.bit_depth, info.colour, rotation),
             native=vf if rotation == 0 else None,
         )
 

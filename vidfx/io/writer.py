@@ -202,12 +202,12 @@ class VideoWriter(Sink):
     def _tag_colour(self, ctx) -> None:
         """Put the clip's colour tags on the encoder (and, in ``write``, on every frame:
         some encoders, ProRes among them, take them from the frames)."""
-        color = self.info.color
+        colour = self.info.colour
         tags = {}
-        for attr, table, value in (("color_primaries", PRIMARIES, color.primaries),
-                                   ("color_trc", TRANSFERS, color.transfer),
-                                   ("color_range", RANGES, color.range),
-                                   ("colorspace", MATRICES, color.matrix)):
+        for attr, table, value in (("color_primaries", PRIMARIES, colour.primaries),
+                                   ("color_trc", TRANSFERS, colour.transfer),
+                                   ("color_range", RANGES, colour.range),
+                                   ("colorspace", MATRICES, colour.matrix)):
             code = code_of(table, value)
             if code is not None:
                 tags[attr] = code
@@ -248,7 +248,7 @@ class VideoWriter(Sink):
         if tuple(data.shape[1:]) != (self.info.height, self.info.width):
             raise MediaError(f"{self.path}: frame {frame.index} is {data.shape[2]}x{data.shape[1]}, "
                              f"the output is {self.info.width}x{self.info.height}")
-        return tensor_to_av(data, self.pix_fmt, self.info.color)
+        return tensor_to_av(data, self.pix_fmt, self.info.colour)
 
     def write(self, frame: Frame) -> None:
         """Encode one frame (and the audio that goes with it)."""
@@ -340,3 +340,15 @@ def _check_written(temp: str, path: str) -> None:
     the muxer did not report)."""
     if not os.path.exists(temp) or os.path.getsize(temp) == 0:
         raise MediaError(f"{path}: output could not be written (empty file)")
+
+
+class _FileSinks:
+    """vidfx's file writers as the core's ``FileSinks`` (entry point ``vidfx.sinks: file``)."""
+
+    params = WRITER_PARAMS
+
+    def __call__(self, path: str, **options) -> Sink:
+        return make_sink(path, **options)
+
+
+FILE_SINKS = _FileSinks()

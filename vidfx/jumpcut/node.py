@@ -26,9 +26,8 @@ import torch
 
 from vidfx.core.errors import ParamError
 from vidfx.core.frame import ClipInfo, Frame
-from vidfx.core.node import Node
+from vidfx.core.node import HostHints, Node
 from vidfx.core.params import Param
-from vidfx.core.registry import register
 
 from .cuts import NEIGHBOURHOOD, check_cuts, cut_score, frame_differences, parse_cuts, seconds_to_frames, thumbnail
 from .cuts import HARD_DIFF, MIN_DIFF, RATIO
@@ -49,12 +48,14 @@ class Transition:
     reason: str = ""
 
 
-@register
 class JumpCutNode(Node):
     """Jump-cut smoothing for talking heads (keypoint interpolation + cross-attention synthesis)."""
 
     type_name = "jumpcut"
     description = "Smooth jump cuts in talking-head video with a synthesized, length-preserving transition."
+    # In a host, a transition between the outgoing and incoming clip: the bridge places the
+    # cut at the transition's centre and its length is the transition's duration.
+    host = HostHints(context="cut_transition", hidden=("cuts", "frames", "seconds"))
     params = (
         Param("cuts", "list", ["auto"], "'auto', or frame numbers / timecodes (HH:MM:SS:FF, 12.5s) / an .otio "
                                         "or .edl file; a cut is the first frame after it"),

@@ -8,15 +8,13 @@ from fractions import Fraction
 import torch
 
 from ..core.errors import ParamError
-from ..core.frame import AudioRef, ClipInfo, ColorTags, EndOfStream, Frame
-from ..core.node import Node, SourceNode
+from ..core.frame import AudioRef, ClipInfo, ColourTags, EndOfStream, Frame
+from ..core.node import HostHints, Node, SourceNode
 from ..core.params import Param
-from ..core.registry import register
 from . import colour
 from .resample import KERNELS, resize
 
 
-@register
 class Passthrough(Node):
     """Hands frames on untouched (a pass-through graph never converts pixels)."""
 
@@ -27,7 +25,6 @@ class Passthrough(Node):
         return inputs[0][0]
 
 
-@register
 class Resize(Node):
     """Scales frames with an antialiased separable kernel."""
 
@@ -66,7 +63,6 @@ class Resize(Node):
         return frame.with_data(out)
 
 
-@register
 class Crop(Node):
     """Cuts a rectangle out of each frame."""
 
@@ -92,7 +88,6 @@ class Crop(Node):
         return frame.with_data(frame.data[:, p.y:p.y + p.height, p.x:p.x + p.width])
 
 
-@register
 class Pad(Node):
     """Adds borders (letterbox/pillarbox, or room for an effect)."""
 
@@ -121,7 +116,6 @@ class Pad(Node):
         return frame.with_data(out)
 
 
-@register
 class ColourTransfer(Node):
     """Converts between transfer functions (sRGB, Rec.709, gamma 2.2/2.4, linear)."""
 
@@ -137,11 +131,11 @@ class ColourTransfer(Node):
         info = inputs[0]
         self.source = self.p.source
         if self.source == "auto":
-            self.source = colour.transfer_from_tag(info.color.transfer)
-        color = ColorTags(info.color.primaries, colour.TAG_OF_TRANSFER[self.p.target], info.color.matrix,
-                          info.color.range)
+            self.source = colour.transfer_from_tag(info.colour.transfer)
+        tags = ColourTags(info.colour.primaries, colour.TAG_OF_TRANSFER[self.p.target], info.colour.matrix,
+                          info.colour.range)
         bit_depth = max(info.bit_depth, 16) if self.p.target == "linear" else info.bit_depth
-        return info.replace(color=color, bit_depth=bit_depth)
+        return info.replace(colour=tags, bit_depth=bit_depth)
 
     def render(self, n, inputs):
         frame = inputs[0][0]
@@ -150,7 +144,6 @@ class ColourTransfer(Node):
         return frame.with_data(torch.cat([rgb, x[3:]]) if x.shape[0] == 4 else rgb)
 
 
-@register
 class Over(Node):
     """Porter-Duff 'over': the first input (with alpha) over the second."""
 
@@ -188,12 +181,12 @@ class Over(Node):
         return inputs[1][0].with_data(rgb)
 
 
-@register
 class Trim(Node):
     """Keeps frames start..end-1; timestamps and audio move with the cut."""
 
     type_name = "trim"
     description = "Keep frames [start, end); end -1 means to the last frame. Audio stays in sync."
+    host = HostHints(exposed=False)  # changes the timeline, which a host effect cannot
     params = (
         Param("start", "int", 0, "first frame kept", min=0),
         Param("end", "int", -1, "first frame not kept (-1: the end)", min=-1),
@@ -230,12 +223,12 @@ class Trim(Node):
         return Frame(index=n, pts=pts, meta=frame.meta, load=lambda: frame.data, native=frame.native)
 
 
-@register
 class Select(Node):
     """Keeps every k-th frame and lowers the rate to match (duration and audio unchanged)."""
 
     type_name = "select"
     description = "Keep every `every`-th frame starting at `offset`; the frame rate drops by the same factor."
+    host = HostHints(exposed=False)  # changes the timeline, which a host effect cannot
     params = (
         Param("every", "int", 2, "keep one frame in this many", min=1),
         Param("offset", "int", 0, "index of the first kept frame", min=0),
@@ -258,7 +251,6 @@ class Select(Node):
         return frame.with_data(frame.data, index=n)
 
 
-@register
 class TemporalAverage(Node):
     """Averages each frame with its neighbours (denoise / motion-blur look).
 
@@ -292,7 +284,6 @@ class TemporalAverage(Node):
         return frames[r].with_data(acc)
 
 
-@register
 class Pattern(SourceNode):
     """A synthetic moving test pattern (benchmarks, tests, smoke runs)."""
 
@@ -328,7 +319,7 @@ class Pattern(SourceNode):
             self.texture = torch.cat([self.texture, disc])
         return ClipInfo(width=w, height=h, fps=fps, num_frames=self.p.frames,
                         channels=4 if self.p.alpha else 3, time_base=1 / fps,
-                        color=ColorTags("bt709", "bt709", "bt709", "tv"))
+                        colour=ColourTags("bt709", "bt709", "bt709", "tv"))
 
     def read(self, n):
         if n >= self.p.frames:

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 
 from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
-from vidfx.core.node import Node
+from vidfx.core.node import HostHints, Node
 from vidfx.core.params import Param
-from vidfx.core.registry import register
 
 from .data import CLASS_NAMES, PALETTE
 from .model import load_model_shared, predict_lowres, weights_scale
@@ -35,13 +34,14 @@ def as_rgb(data: torch.Tensor) -> torch.Tensor:
     return data[:3]
 
 
-@register
 class SegmentNode(Node):
     """Per-frame semantic segmentation (CamVid classes) or person matte, with flow-guided
     temporal smoothing; outputs a colour overlay, a class-index map, or an alpha matte."""
 
     type_name = "segment"
     description = "Semantic segmentation (CamVid road-scene classes) or person matte, stable over time"
+    # In an editor, segment is mostly used to key people out, as an alpha channel.
+    host = HostHints(defaults={"mode": "person", "output": "alpha"})
     params = (
         Param("mode", "choice", "camvid", "camvid: 11 road-scene classes; person: MediaPipe selfie matte",
               choices=("camvid", "person")),

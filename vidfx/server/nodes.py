@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vidfx.core.node import Node, SourceNode
-from vidfx.core.registry import load_builtin_nodes
+from vidfx.core.registry import node_types
 
 # Modules whose nodes read or write files: they make no sense as effects inside a host.
 _FILE_NODE_MODULES = ("vidfx.io.",)
@@ -31,7 +31,7 @@ def hidden_params(cls: type[Node]) -> tuple[str, ...]:
 def ofx_nodes() -> dict[str, type[Node]]:
     """Node types that become OFX plugins: one or two image inputs, not file readers/writers."""
     out = {}
-    for name, cls in sorted(load_builtin_nodes().items()):
+    for name, cls in sorted(node_types().items()):
         if issubclass(cls, SourceNode) or cls.num_inputs not in (1, 2):
             continue
         if cls.__module__.startswith(_FILE_NODE_MODULES):

@@ -18,7 +18,6 @@ from ..core.errors import MediaError, ParamError
 from ..core.frame import ClipInfo, Frame
 from ..core.node import SequenceNode
 from ..core.params import Param
-from ..core.registry import register
 from .arch import VideoSR
 from .flow import DISFlow
 from .tiling import tiled_upscale
@@ -71,7 +70,6 @@ def ensemble_upscale(model: VideoSR, rgb: torch.Tensor, flow: DISFlow | None, pa
     return out.div_(passes)
 
 
-@register
 class VSRNode(SequenceNode):
     """Generative video super-resolution x2/x4 (VideoGigaGAN-style, CPU-sized by default)."""
 

@@ -1,0 +1,2 @@
+"""Shared operations used by every model family: optical flow, warping, colour and luma,
+resampling, weights files."""
