@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from vidfx.core.node import Node, SequenceNode
+from vidfx.core.node import HostHints, Node, SequenceNode
 from vidfx.core.params import Param
-from vidfx.core.registry import NODE_TYPES
+from vidfx.core.registry import register
 
 
 class OfxTestSlow(Node):
@@ -53,6 +53,7 @@ class OfxTestMix(Node):
     type_name = "ofx_test_mix"
     description = "Test node: mix of two inputs."
     num_inputs = 2
+    host = HostHints(transition_param="transition")
     params = (Param("transition", "float", 0.5, "mix", min=0, max=1),
               Param("gain", "float", 1.0, "gain on the result"))
 
@@ -65,4 +66,4 @@ class OfxTestMix(Node):
 TEST_NODES = (OfxTestSlow, OfxTestChunks, OfxTestMix)
 
 for _cls in TEST_NODES:  # the test fixture removes them again when the OFX tests end
-    NODE_TYPES[_cls.type_name] = _cls
+    register(_cls)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import vidfx
-from vidfx.core.engine import build_runs, chunk_starts, chunk_weights, pull, resolve_device
+from vidfx.core.engine import build_runs, pull, resolve_device
+from vidfx.core.scheduler import chunk_plan, chunk_starts, needed_frames
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 from vidfx.core.graph import Graph
 from vidfx.core.node import SequenceNode, SourceNode
@@ -162,8 +163,12 @@ def test_chunk_layout_covers_everything_once():
             covered |= set(range(s, min(s + 8, length)))
         assert covered == set(range(length))
         for n in range(length):
-            parts = chunk_weights(n, length, 8, 3)
-            assert sum(w for _, w in parts) == pytest.approx(1.0)
+            parts = chunk_plan(n, length, 8, 3)
+            assert sum(p.weight for p in parts) == pytest.approx(1.0)
+            assert all(p.start <= n < p.stop <= length for p in parts)
+            # the sequence node's window is exactly the frames of those chunks
+            window = needed_frames(ChunkId(length=8, overlap=3), n, [length])[0]
+            assert window == sorted({i for p in parts for i in range(p.start, p.stop)})
 
 
 def test_sequence_node_blends_overlaps_linearly():

@@ -59,10 +59,10 @@ def bridge(tmp_path_factory):
     # The test nodes exist in this process only while this module runs (other test modules
     # that list every node type must not see them); the server imports them with --import.
     import ofx_test_nodes
-    from vidfx.core.registry import NODE_TYPES
+    from vidfx.core.registry import register, unregister
 
     for cls in ofx_test_nodes.TEST_NODES:
-        NODE_TYPES[cls.type_name] = cls
+        register(cls)
     # Start the server while the plugin builds (saves time); the plugin would start it anyway.
     os.makedirs(f"{sockdir}/run", mode=0o700)
     subprocess.Popen(env["VIDFX_SERVER_CMD"], shell=True, start_new_session=True,
@@ -73,7 +73,7 @@ def bridge(tmp_path_factory):
         yield SimpleNamespace(host=host, bundle=bundle, socket=Path(sock))
     finally:
         for cls in ofx_test_nodes.TEST_NODES:
-            NODE_TYPES.pop(cls.type_name, None)
+            unregister(cls)
         try:
             protocol.request("shutdown", path=Path(sock), timeout=10)
         except OSError:

@@ -60,6 +60,12 @@ def register(cls: type[Node]) -> type[Node]:
     return cls
 
 
+def unregister(cls: type[Node]) -> None:
+    """Forget a class added with ``register`` (installed node types stay)."""
+    if _registered.get(cls.type_name) is cls:
+        del _registered[cls.type_name]
+
+
 def _load(name: str) -> type[Node] | None:
     """The class behind entry point ``name`` (None if it failed to import; the reason is kept)."""
     if name in _loaded:

@@ -19,13 +19,13 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from vidfx.core.engine import chunk_weights
 from vidfx.core.errors import VidfxError
 from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import Node, SequenceNode
 from vidfx.core.registry import node_type
+from vidfx.core.scheduler import ChunkRunner, clamp, needed_frames
 
-from .nodes import CUT_TRANSITIONS, ofx_inputs, transition_param
+from .catalog import is_cut_transition, ofx_inputs, transition_param
 
 
 INPUT_CACHE_BYTES = 512 << 20  # input frames kept per instance for reuse
@@ -56,7 +56,7 @@ class ClipRange:
 
     def clamp(self, index: int) -> int:
         """A node-side index clamped to the clip (edge frames repeat, as in the engine)."""
-        return min(max(index, 0), self.count - 1)
+        return clamp(index, self.count)
 
 
 def parse_ranges(fields: dict[str, str], num_inputs: int) -> list[ClipRange]:  # noqa: D103
@@ -93,7 +93,7 @@ class DirectLayout:
 
 
 class CutLayout:
-    """A 1-input cut-smoothing node as an OFX transition (see ``nodes.CUT_TRANSITIONS``).
+    """A 1-input cut-smoothing node as an OFX transition (``HostHints.context == "cut_transition"``).
 
     The node sees one clip: SourceFrom up to the cut, SourceTo from the cut on, with
     ``margin`` frames of context beyond each end of the transition (the effect's frame
@@ -131,7 +131,7 @@ def describe_request(fields: dict[str, str]) -> tuple[str, dict[str, str], Direc
     cls = node_type(type_name)
     params = {k[6:]: v for k, v in fields.items() if k.startswith("param.")}
     ranges = parse_ranges(fields, ofx_inputs(cls))
-    if type_name not in CUT_TRANSITIONS:
+    if not is_cut_transition(cls):
         return type_name, params, DirectLayout(ranges)
     if "range.out" in fields:
         first, last = (int(round(float(v))) for v in fields["range.out"].split(","))
@@ -140,7 +140,7 @@ def describe_request(fields: dict[str, str]) -> tuple[str, dict[str, str], Direc
     context = next((p for p in cls.params if p.name == "context"), None)
     margin = 1 + (int(float(params.get("context") or context.default)) if context else 0)
     layout = CutLayout(ranges, ClipRange(first, max(first, last)), margin)
-    for name in CUT_TRANSITIONS[type_name]:
+    for name in cls.host.hidden:
         params.pop(name, None)
     params.update(cuts=f"[{layout.cut}]", frames=str(layout.duration))
     return type_name, params, layout
@@ -206,7 +206,7 @@ class Instance:
         self.out_info: ClipInfo | None = None
         self.configured: collections.OrderedDict[tuple, tuple[Node, ClipInfo]] = collections.OrderedDict()
         self.lock = threading.Lock()
-        self.chunks: collections.OrderedDict[tuple, list[torch.Tensor]] = collections.OrderedDict()
+        self.chunk_runner = ChunkRunner(self.node) if isinstance(self.node, SequenceNode) else None
         # recent input frames by (clip, host time): (fingerprint, Frame, alpha), so the plugin
         # sends only frames it has not sent with the same content
         self.inputs: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
@@ -301,6 +301,8 @@ class Instance:
             self.node.device = self.device
             self.out_info = self.node.configure(infos, self.device)
         self.config_key = key
+        if isinstance(self.node, SequenceNode) and (self.chunk_runner is None or self.chunk_runner.node is not self.node):
+            self.chunk_runner = ChunkRunner(self.node)
         while len(self.configured) > 1:  # the other ready configuration
             _, (node, _) = self.configured.popitem(last=False)
             node.close()
@@ -313,53 +315,30 @@ class Instance:
             node.close()
         self.configured.clear()
 
-    # --- temporal windows ----------------------------------------------------------------
-    def _chunk_plan(self, n: int, length: int) -> list[tuple[int, int, float]]:
-        """(start, stop, weight) of the sequence-node chunks that make output frame n,
-        exactly as the engine cuts and blends them (``vidfx.core.engine.chunk_weights``)."""
-        size, overlap = int(self.node.chunk_length), int(self.node.chunk_overlap)
-        return [(s, min(s + size, length), w) for s, w in chunk_weights(n, length, size, overlap)]
-
+    # --- temporal windows and rendering (the engine's rules: vidfx.core.scheduler) -----------
     def frames_needed(self, n: int, ranges: list[ClipRange]) -> list[list[int]]:
         """Input indices (clamped) needed for output frame n, per input."""
-        if isinstance(self.node, SequenceNode):
-            chunks = self._chunk_plan(n, ranges[0].count)
-            idx = sorted({i for a, b, _ in chunks for i in range(a, b)})
-            return [idx] + [[r.clamp(n)] for r in ranges[1:]]
-        needed = self.node.frames_needed(n)
-        return [[r.clamp(i) for i in idxs] for idxs, r in zip(needed, ranges)]
+        return needed_frames(self.node, n, [r.count for r in ranges])
 
-    # --- rendering -----------------------------------------------------------------------
     def render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
         """Output frame n as a (C, H, W) tensor; ``get_frame(k, index)`` gives input frames."""
-        if isinstance(self.node, SequenceNode):
-            return self._render_sequence(n, ranges, get_frame, aborted)
-        needed = self.frames_needed(n, ranges)
-        inputs = [[get_frame(k, i) for i in idxs] for k, idxs in enumerate(needed)]
+        if self.chunk_runner is not None:
+            def fetch(i: int) -> Frame:
+                if aborted.is_set():
+                    raise RenderAborted()
+                return get_frame(0, i)
+
+            # chunks are cached by their input content: consecutive frames run each chunk once
+            def content(frames: list[Frame]) -> tuple:
+                return tuple(_fingerprint(f.data) for f in frames)
+
+            with torch.inference_mode():
+                return self.chunk_runner.render(n, ranges[0].count, fetch, content)[0]
+        inputs = [[get_frame(k, i) for i in idxs] for k, idxs in enumerate(self.frames_needed(n, ranges))]
         if aborted.is_set():
             raise RenderAborted()
         with torch.inference_mode():
             return self.node.render(n, inputs).data
-
-    def _render_sequence(self, n, ranges, get_frame, aborted) -> torch.Tensor:
-        # Chunk outputs are cached (keyed by the chunk's input content), so rendering
-        # consecutive frames runs each chunk once, as the engine does.
-        outs = []
-        for a, b, weight in self._chunk_plan(n, ranges[0].count):
-            if aborted.is_set():
-                raise RenderAborted()
-            frames = [get_frame(0, i) for i in range(a, b)]
-            key = (a, b) + tuple(_fingerprint(f.data) for f in frames)
-            if key not in self.chunks:
-                with torch.inference_mode():
-                    self.chunks[key] = list(self.node.render_chunk(frames))
-                while len(self.chunks) > 2:  # the current chunk and its neighbour, as the engine
-                    self.chunks.popitem(last=False)
-            self.chunks.move_to_end(key)
-            outs.append((self.chunks[key][n - a], weight))
-        if len(outs) == 1:
-            return outs[0][0]
-        return outs[0][0] * outs[0][1] + outs[1][0] * outs[1][1]
 
 
 class InstanceTable:

@@ -60,7 +60,7 @@ def server_command() -> str:
 
 def nodes_text() -> bytes:
     """The body of the server's ``nodes`` reply, saved for offline describe."""
-    from .nodes import describe_fields
+    from .catalog import describe_fields
     from .protocol import encode
 
     return encode("ok", describe_fields())[4:]

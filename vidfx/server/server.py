@@ -31,7 +31,7 @@ from vidfx.core.errors import VidfxError
 from . import protocol
 from .instances import (DirectLayout, InstanceTable, MissingFrames, RenderAborted, RequestError, ShmMapper,
                         write_planes)
-from .nodes import describe_fields
+from .catalog import describe_fields
 
 
 def prepare_socket_dir(path: Path) -> None:

@@ -1,43 +1,40 @@
-"""Which nodes the OFX plugin exposes, and how their schemas are described to it."""
+"""The catalogue of host effects: which node types the OFX plugin exposes, and how.
+
+Each node class declares how a host presents it (``Node.host``, a ``HostHints``); this
+module turns those declarations into the ``nodes`` reply the plugin reads (format in
+docs/ofx.md).
+"""
+
 from __future__ import annotations
+
+from typing import Any
 
 from vidfx.core.node import Node, SourceNode
 from vidfx.core.registry import node_types
 
-# Modules whose nodes read or write files: they make no sense as effects inside a host.
-_FILE_NODE_MODULES = ("vidfx.io.",)
-# Names a two-input node may give its blend parameter; the host's Transition drives it.
-TRANSITION_PARAM_NAMES = ("transition", "t", "mix", "amount")
-# Single-input nodes that smooth a cut inside one clip, exposed as OFX transitions: the
-# outgoing clip (SourceFrom) and the incoming one (SourceTo) are joined into one clip with a
-# cut at the transition's centre, and the transition's length is the effect's duration. The
-# parameters named here are set that way, so the host does not show them.
-CUT_TRANSITIONS = {"jumpcut": ("cuts", "frames", "seconds")}
-# Defaults that suit an effect in a host better than the node's own (which suit `vidfx run`):
-# in an editor, Segment is mostly used to key people out, as an alpha channel.
-OFX_DEFAULTS = {"segment": {"mode": "person", "output": "alpha"}}
+
+def is_cut_transition(cls: type[Node]) -> bool:
+    """A one-input node shown as a transition across a cut between two host clips."""
+    return cls.host.context == "cut_transition"
 
 
 def ofx_inputs(cls: type[Node]) -> int:
     """Image inputs of the OFX effect (2 for a cut transition made of a 1-input node)."""
-    return 2 if cls.type_name in CUT_TRANSITIONS else cls.num_inputs
+    return 2 if is_cut_transition(cls) else cls.num_inputs
 
 
 def hidden_params(cls: type[Node]) -> tuple[str, ...]:
     """Parameters the bridge sets itself (not shown in the host)."""
-    return CUT_TRANSITIONS.get(cls.type_name, ()) + ((transition_param(cls),) if transition_param(cls) else ())
+    live = transition_param(cls)
+    return cls.host.hidden + ((live,) if live else ())
 
 
 def ofx_nodes() -> dict[str, type[Node]]:
-    """Node types that become OFX plugins: one or two image inputs, not file readers/writers."""
+    """Node types that become OFX effects: exposed by their hints, with one or two image inputs."""
     out = {}
-    for name, cls in sorted(node_types().items()):
-        if issubclass(cls, SourceNode) or cls.num_inputs not in (1, 2):
+    for name, cls in node_types().items():
+        if not cls.host.exposed or issubclass(cls, SourceNode) or cls.num_inputs not in (1, 2):
             continue
-        if cls.__module__.startswith(_FILE_NODE_MODULES):
-            continue
-        if cls.output_length is not Node.output_length:
-            continue  # trims and selects change the timeline, which a host effect cannot
         out[name] = cls
     return out
 
@@ -48,16 +45,14 @@ def context_of(cls: type[Node]) -> str:
 
 
 def transition_param(cls: type[Node]) -> str:
-    """The float parameter the host's Transition value feeds, or '' if the node has none."""
-    if cls.num_inputs != 2:
-        return ""
-    for p in cls.params:
-        if p.kind == "float" and p.name in TRANSITION_PARAM_NAMES:
-            return p.name
-    return ""
+    """The float parameter the host's Transition value drives, or '' if the node has none."""
+    name = cls.host.transition_param
+    if name and not any(p.name == name and p.kind == "float" for p in cls.params):
+        raise ValueError(f"{cls.type_name}: host.transition_param {name!r} is not a float parameter")
+    return name
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -87,7 +82,7 @@ def describe_fields() -> dict[str, object]:
             pp = f"{pre}param.{j}."
             fields[pp + "name"] = p.name
             fields[pp + "kind"] = p.kind
-            fields[pp + "default"] = _text(OFX_DEFAULTS.get(name, {}).get(p.name, p.default))
+            fields[pp + "default"] = _text(cls.host.defaults.get(p.name, p.default))
             fields[pp + "min"] = _text(p.min)
             fields[pp + "max"] = _text(p.max)
             fields[pp + "choices"] = _text(p.choices)
