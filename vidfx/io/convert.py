@@ -2,14 +2,14 @@
 YUV matrix and range (never a guessed one when the file says which)."""
 from __future__ import annotations
 
-import re
-
 import av
 import numpy as np
 import torch
 from av.video.reformatter import Interpolation
 
 from vidfx.core.frame import ColourTags
+
+from .pixfmt import is_float, is_yuv
 
 # Chroma is interpolated (not nearest) and rounding is exact. (FULL_CHR_H_INT would add
 # little for twice the time.)
@@ -37,16 +37,6 @@ def sws_range(colour: ColourTags, pix_fmt: str | None = None) -> str:
     if colour.range == "pc" or (pix_fmt or "").startswith("yuvj"):
         return "JPEG"
     return "MPEG"
-
-
-def is_yuv(pix_fmt: str) -> bool:
-    """Whether a pixel format is Y'CbCr (needs a matrix and a range)."""
-    return pix_fmt.startswith(("yuv", "nv", "p0", "p2", "y2", "uyvy", "yuyv", "ayuv", "xv", "v210"))
-
-
-def is_float(pix_fmt: str) -> bool:
-    """Whether a pixel format stores floating-point samples (EXR's gbrpf32le...)."""
-    return bool(re.search(r"f(16|32)(le|be)$", pix_fmt))
 
 
 def rgb_format(channels: int, bit_depth: int) -> str:

@@ -15,8 +15,8 @@ from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, ColourTags, EndOfStream, Frame
 from vidfx.core.sink import Sink
 
-from .convert import av_to_tensor, is_yuv, tensor_to_av
-from .probe import bit_depth_of, has_alpha, is_grey
+from .convert import av_to_tensor, tensor_to_av
+from .pixfmt import bit_depth_of, has_alpha, is_grey, is_yuv
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".exr", ".jpg", ".jpeg", ".dpx", ".bmp")
 _PATTERN = re.compile(r"%(0?\d*)d")

@@ -15,6 +15,9 @@ import av
 from vidfx.core.errors import MediaError
 from vidfx.core.frame import AudioRef, ClipInfo, ColourTags
 
+from .image_seq import ImageSequenceDecoder
+from .pixfmt import bit_depth_of, has_alpha, is_grey, is_rgb
+
 # FFmpeg's names for the AVColor* enums (libavutil/pixdesc.c), by value.
 PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
              9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
@@ -56,33 +59,6 @@ def _reason(exc: Exception) -> str:
     """A short reason from a PyAV error, without the file name repeated."""
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '")[0].strip()
-
-
-def bit_depth_of(pix_fmt: str | None) -> int:
-    """Bits per component of a pixel format: 8, 10, 12, 16 (32 for float formats)."""
-    if not pix_fmt:
-        return 8
-    try:
-        fmt = av.VideoFormat(pix_fmt)
-    except (ValueError, av.FFmpegError):
-        return 8
-    depths = [c.bits for c in fmt.components if not getattr(c, "is_alpha", False)] or [8]
-    return max(depths)
-
-
-def has_alpha(pix_fmt: str | None) -> bool:
-    """Whether a pixel format carries an alpha plane."""
-    if not pix_fmt:
-        return False
-    try:
-        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
-    except (ValueError, av.FFmpegError, AttributeError):
-        return pix_fmt.startswith(("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya"))
-
-
-def is_grey(pix_fmt: str | None) -> bool:
-    """Whether a pixel format is single-channel (grey/mask)."""
-    return bool(pix_fmt) and pix_fmt.startswith(("gray", "grayf"))
 
 
 def count_frames(container: av.container.InputContainer, stream: av.VideoStream, path: str) -> int:
@@ -165,9 +141,7 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     """
     path = os.fspath(path)
     if "%" in os.path.basename(path) or os.path.isdir(path):
-        from .image_seq import ImageSequenceDecoder  # an image sequence (rate unknown: 25)
-
-        return ImageSequenceDecoder(path, Fraction(25)).open()
+        return ImageSequenceDecoder(path, Fraction(25)).open()  # an image sequence (rate unknown: 25)
     container = open_input(path)
     try:
         if not container.streams.video:
@@ -190,7 +164,7 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         colour = ColourTags(
             primaries=PRIMARIES.get(_known(first.color_primaries, ctx.color_primaries)),
             transfer=TRANSFERS.get(_known(first.color_trc, ctx.color_trc)),
-            matrix=MATRICES.get(_known(first.colorspace, ctx.colorspace)) if not _is_rgb(pix_fmt) else None,
+            matrix=MATRICES.get(_known(first.colorspace, ctx.colorspace)) if not is_rgb(pix_fmt) else None,
             range=RANGES.get(_known(first.color_range, ctx.color_range)) or _implied_range(pix_fmt),
         )
         sar = ctx.sample_aspect_ratio
@@ -213,10 +187,6 @@ def _known(*codes: int | None) -> int | None:
         if code not in (None, 0, 2):
             return code
     return None
-
-
-def _is_rgb(pix_fmt: str) -> bool:
-    return pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "gray", "pal8"))
 
 
 def _implied_range(pix_fmt: str) -> str | None:
