@@ -178,8 +178,13 @@ ProgressFn = Callable[[int, int], None]
 def build_runs(order: list[tuple[str, Node, list[str]]], device: torch.device) -> dict[str, NodeRun]:
     """Configure every node in topological order; returns the runtime of each by name."""
     runs: dict[str, NodeRun] = {}
-    for name, node, inputs in order:
-        runs[name] = NodeRun(node, [runs[i] for i in inputs], device)
+    try:
+        for name, node, inputs in order:
+            runs[name] = NodeRun(node, [runs[i] for i in inputs], device)
+    except BaseException:
+        for _, node, _ in order:  # a node that failed to configure may hold half its resources
+            node.close()
+        raise
     return runs
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 import yaml
 
-from .engine import ProgressFn, RunSummary, build_runs, pull, resolve_device
+from .engine import NodeRun, ProgressFn, RunSummary, build_runs, pull, resolve_device
 from .errors import GraphError, MediaError, ParamError, VidfxError
 from .frame import Frame
 from .node import Node, SourceNode
@@ -67,6 +67,7 @@ class Graph:
         self.nodes: dict[str, Node] = {}
         self.inputs_of: dict[str, list[str]] = {}
         self.outputs: list[Output] = []
+        self._preview: tuple[tuple, dict[str, NodeRun]] | None = None  # configured nodes kept by frame()
 
     # --- building ----------------------------------------------------------------------
     def add(self, node: Node | str, *inputs: str, name: str | None = None, **params: Any) -> str:
@@ -75,22 +76,23 @@ class Graph:
         Returns the node's name, to wire into later nodes.
         """
         if isinstance(node, str):
-            name = name or self._fresh_name(node)
+            name = name or self.fresh_name(node)
             node = create_node(node, name=name, **params)
         elif params:
             raise GraphError("pass parameters either to the node or to add(), not both")
         else:
-            name = name or (node.name if node.name not in self.nodes else self._fresh_name(node.name))
+            name = name or (node.name if node.name not in self.nodes else self.fresh_name(node.name))
         if name in self.nodes:
             raise GraphError(f"node name {name!r} is used twice")
         node.name = name
         self.nodes[name] = node
         self.inputs_of[name] = list(inputs)
+        self.close()
         return name
 
     def read(self, path: str, name: str | None = None, **params: Any) -> str:
         """Add a media reader (video file or image sequence); returns its name."""
-        return self.add("read", name=name or self._fresh_name("input"), path=str(path), **params)
+        return self.add("read", name=name or self.fresh_name("input"), path=str(path), **params)
 
     def write(self, input: str, path: str | None = None, sink: Sink | None = None, **options: Any) -> Output:
         """Send node ``input``'s frames to a file (``path`` plus writer options) or a Sink."""
@@ -100,7 +102,8 @@ class Graph:
         self.outputs.append(out)
         return out
 
-    def _fresh_name(self, base: str) -> str:
+    def fresh_name(self, base: str) -> str:
+        """``base``, or ``base2``, ``base3``... if that node name is taken."""
         if base not in self.nodes:
             return base
         i = 2
@@ -116,6 +119,7 @@ class Graph:
         values = dict(vars(node.p))
         values[param] = parse_text(value) if isinstance(value, str) else value
         node.p = resolve_params(type(node).params, values, owner=node_name)
+        self.close()
 
     # --- checking ----------------------------------------------------------------------
     def order(self) -> list[tuple[str, Node, list[str]]]:
@@ -202,16 +206,33 @@ class Graph:
         g.nodes = dict(self.nodes)
         g.inputs_of = {k: list(v) for k, v in self.inputs_of.items()}
         for out in self.outputs:
-            trim = g.add("trim", out.input, name=g._fresh_name(f"frames_{out.input}"),
+            trim = g.add("trim", out.input, name=g.fresh_name(f"frames_{out.input}"),
                          start=start or 0, end=-1 if end is None else end)
             g.outputs.append(Output(trim, out.path, out.options, out.sink))
         return g
 
     def frame(self, name: str, n: int, device: str | torch.device = "cpu") -> Frame:
-        """Render frame ``n`` of node ``name`` alone (console use: look at one frame)."""
-        order = self.order()
-        runs = build_runs(order, resolve_device(device))
+        """Frame ``n`` of node ``name`` (console use: look at frames one at a time).
+
+        The configured nodes are kept for the next call (until the graph changes or
+        ``close()``), so stepping through frames does not configure or load anything again.
+        """
+        dev = resolve_device(device)
+        key = (dev, tuple(self.nodes), tuple(tuple(v) for v in self.inputs_of.values()))
+        if self._preview is None or self._preview[0] != key:
+            self.close()
+            self._preview = (key, build_runs(self.order(), dev))
+        runs = self._preview[1]
+        if name not in runs:
+            raise GraphError(f"no node named {name!r} (nodes: {', '.join(self.nodes)})")
         return runs[name].get(n)
+
+    def close(self) -> None:
+        """Release the nodes that ``frame()`` keeps configured."""
+        if self._preview is not None:
+            for run in self._preview[1].values():
+                run.node.close()
+            self._preview = None
 
     def __repr__(self) -> str:
         wires = ", ".join(f"{n}<-{'+'.join(i) or '∅'}" for n, i in self.inputs_of.items())

@@ -15,6 +15,7 @@ no model package.
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import EntryPoint, entry_points
 
 from .errors import GraphError
@@ -23,7 +24,7 @@ from .node import Node
 ENTRY_POINT_GROUP = "vidfx.nodes"
 
 _registered: dict[str, type[Node]] = {}  # by register()
-_loaded: dict[str, type[Node]] = {}  # entry points loaded so far
+_loaded: dict[str, tuple[str, type[Node]]] = {}  # name -> (entry point value, class) loaded so far
 _import_errors: dict[str, str] = {}  # entry-point name -> why it could not be loaded
 
 
@@ -31,14 +32,27 @@ def _where(cls: type[Node]) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+_scanned: tuple[tuple[str, ...], dict[str, EntryPoint]] | None = None  # (sys.path, entry points)
+_conflicts: dict[str, str] = {}  # name -> "node type 'x' is declared twice: ..."
+
+
 def _entry_points() -> dict[str, EntryPoint]:
-    """The group's entry points by name; a GraphError if two distributions claim one name."""
+    """The group's entry points by name (a name two distributions claim is kept in ``_conflicts``).
+
+    Scanning the installed distributions takes milliseconds, so the result is kept until
+    ``sys.path`` changes (a package installed into a running process is seen after that).
+    """
+    global _scanned
+    if _scanned is not None and _scanned[0] == tuple(sys.path):
+        return _scanned[1]
     found: dict[str, EntryPoint] = {}
+    _conflicts.clear()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         other = found.get(ep.name)
         if other is not None and other.value != ep.value:
-            raise GraphError(f"node type {ep.name!r} is declared twice: {other.value} and {ep.value}")
+            _conflicts[ep.name] = f"node type {ep.name!r} is declared twice: {other.value} and {ep.value}"
         found[ep.name] = ep
+    _scanned = (tuple(sys.path), found)
     return found
 
 
@@ -68,11 +82,13 @@ def unregister(cls: type[Node]) -> None:
 
 def _load(name: str) -> type[Node] | None:
     """The class behind entry point ``name`` (None if it failed to import; the reason is kept)."""
-    if name in _loaded:
-        return _loaded[name]
     ep = _entry_points().get(name)
     if ep is None:
         return None
+    if name in _conflicts:
+        raise GraphError(_conflicts[name])
+    if name in _loaded and _loaded[name][0] == ep.value:
+        return _loaded[name][1]
     try:
         cls = ep.load()
     except ImportError as exc:
@@ -80,7 +96,7 @@ def _load(name: str) -> type[Node] | None:
         return None
     if not (isinstance(cls, type) and issubclass(cls, Node)) or cls.type_name != name:
         raise GraphError(f"entry point {name} = {ep.value} is not a Node class with type_name {name!r}")
-    _loaded[name] = cls
+    _loaded[name] = (ep.value, cls)
     return cls
 
 
