@@ -7,6 +7,7 @@ flipping its input frames, is cached out). Run:
 
     .venv/bin/python benchmarks/ofx_overhead.py [--repeat 5] [--sizes 1920x1080,3840x2160]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from ofx_host import OK, OfxHost  # noqa: E402
+from vidfx.ofx_bridge import build as ofx_build  # noqa: E402
 
 import vidfx  # noqa: E402
 from vidfx.core.frame import ClipInfo, Frame  # noqa: E402
 from vidfx.core.registry import create_node, node_types  # noqa: E402
-from vidfx.server import ofx_build, protocol  # noqa: E402
+from vidfx.server import protocol  # noqa: E402
 
 FILTER = "OfxImageEffectContextFilter"
 
@@ -51,8 +53,9 @@ def in_process_ms(type_name: str, frames: list[np.ndarray], repeat: int, **param
     h, w = frames[0].shape[:2]
     info = ClipInfo(width=w, height=h, fps=25, num_frames=len(frames), channels=3, bit_depth=32)
     node.configure([info], torch.device("cpu"))
-    data = [Frame(torch.from_numpy(f[..., :3]).permute(2, 0, 1).contiguous(), index=i, pts=i)
-            for i, f in enumerate(frames)]
+    data = [
+        Frame(torch.from_numpy(f[..., :3]).permute(2, 0, 1).contiguous(), index=i, pts=i) for i, f in enumerate(frames)
+    ]
     times = []
     for n in range(1, repeat + 1):
         window = [[data[min(max(i, 0), len(data) - 1)] for i in idx] for idx in node.frames_needed(n)]
@@ -62,14 +65,22 @@ def in_process_ms(type_name: str, frames: list[np.ndarray], repeat: int, **param
     return statistics.median(times) * 1e3
 
 
-def bridge_ms(host: OfxHost, identifier: str, frames: list[np.ndarray], repeat: int, params=None,
-              same_frame: bool = False, warmup: int = 6) -> float:
+def bridge_ms(
+    host: OfxHost,
+    identifier: str,
+    frames: list[np.ndarray],
+    repeat: int,
+    params=None,
+    same_frame: bool = False,
+    warmup: int = 6,
+) -> float:
     """Median time of the Render action in steady state: frames rendered in order (cycling
     through ``frames``, so each input is new to the server once its small cache is full), or
     frame 0 again and again (``same_frame``: a parameter tweak; inputs are reused)."""
     count = len(frames)
-    inst = host.create_instance(identifier, FILTER, {"Source": lambda t: frames[int(t) % count]}, (0, 10 ** 6),
-                                params=params or {})
+    inst = host.create_instance(
+        identifier, FILTER, {"Source": lambda t: frames[int(t) % count]}, (0, 10**6), params=params or {}
+    )
     times = []
     for i in range(warmup + repeat):
         status, _ = inst.render(0 if same_frame else i)
@@ -94,7 +105,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="vfxb"))
     bundle = ofx_build.build(work / "build", ofx_build.source_dir(), quiet=True)
     os.environ["VIDFX_SOCKET"] = str(work / "run" / "server.sock")
-    os.environ["VIDFX_SERVER_CMD"] = f"env PYTHONPATH={ROOT} {sys.executable} -m vidfx.server --device cpu"
+    os.environ["VIDFX_SERVER_CMD"] = f"{ofx_build.server_command()} --device cpu"
     try:
         host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
         host.cache_inputs, host.fill_output = True, False
@@ -103,16 +114,29 @@ def main(argv=None) -> int:
             w, h = parse_size(size)
             frames = make_frames(w, h, 6)
             inproc = in_process_ms("passthrough", frames, min(args.repeat, 5))
-            rows.append((f"passthrough {w}x{h}, new frame", inproc,
-                         bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat)))
-            rows.append((f"passthrough {w}x{h}, same frame again", inproc,
-                         bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat, same_frame=True)))
+            rows.append(
+                (
+                    f"passthrough {w}x{h}, new frame",
+                    inproc,
+                    bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat),
+                )
+            )
+            rows.append(
+                (
+                    f"passthrough {w}x{h}, same frame again",
+                    inproc,
+                    bridge_ms(host, "org.vidfx.passthrough", frames, args.repeat, same_frame=True),
+                )
+            )
             if w <= 1920:
                 frames = make_frames(w, h, 16)  # > the server's cache of 2 windows
-                rows.append((f"temporal_average r=2 {w}x{h}, in order",
-                             in_process_ms("temporal_average", frames, min(args.repeat, 10), radius=2),
-                             bridge_ms(host, "org.vidfx.temporal_average", frames, args.repeat,
-                                       params={"radius": 2})))
+                rows.append(
+                    (
+                        f"temporal_average r=2 {w}x{h}, in order",
+                        in_process_ms("temporal_average", frames, min(args.repeat, 10), radius=2),
+                        bridge_ms(host, "org.vidfx.temporal_average", frames, args.repeat, params={"radius": 2}),
+                    )
+                )
             del frames
         print(f"{'case':<44}{'in-process ms':>15}{'via OFX ms':>13}{'overhead ms':>13}")
         for name, a, b in rows:
@@ -124,8 +148,9 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             vidfx.apply(args.ratio_node, [f[..., :3] for f in frames])
             own = (time.perf_counter() - start) / len(frames) * 1e3
-            inst = host.create_instance(f"org.vidfx.{args.ratio_node}", FILTER,
-                                        {"Source": lambda t: frames[int(t)]}, (0, len(frames) - 1))
+            inst = host.create_instance(
+                f"org.vidfx.{args.ratio_node}", FILTER, {"Source": lambda t: frames[int(t)]}, (0, len(frames) - 1)
+            )
             total, out_shape = 0.0, None
             node_before = float(protocol.request("hello")[1]["node_seconds"])
             for i in range(len(frames)):
@@ -142,11 +167,15 @@ def main(argv=None) -> int:
             print(f"  own time (vidfx.apply, per frame)      {own:10.1f} ms")
             print(f"  through the OFX bridge (per frame)     {via:10.1f} ms  ({(via - own) / own * 100:+.1f} %)")
             print(f"  of which node code in the server       {node_in_server:10.1f} ms")
-            print(f"  bridge overhead (via - node code)      {via - node_in_server:10.1f} ms  "
-                  f"({(via - node_in_server) / own * 100:.1f} % of the node's own time; target <= 15 %)")
+            print(
+                f"  bridge overhead (via - node code)      {via - node_in_server:10.1f} ms  "
+                f"({(via - node_in_server) / own * 100:.1f} % of the node's own time; target <= 15 %)"
+            )
             if transport is not None:
-                print(f"  transport cost at the output size      {transport:10.1f} ms  "
-                      f"({transport / own * 100:.1f} % of the node's time; target <= 15 %)")
+                print(
+                    f"  transport cost at the output size      {transport:10.1f} ms  "
+                    f"({transport / own * 100:.1f} % of the node's time; target <= 15 %)"
+                )
         else:
             print(f"\n(node {args.ratio_node!r} is not available here: ratio not measured)")
     finally:

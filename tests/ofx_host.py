@@ -6,6 +6,7 @@ handle, and drives the actions a real host would: Load, Describe, DescribeInCont
 CreateInstance, GetRegionOfDefinition, GetFramesNeeded, Render, DestroyInstance.
 Images are float RGBA numpy arrays stored bottom-up, as OFX lays them out.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -13,9 +14,8 @@ import itertools
 import threading
 import time as time_module
 import traceback
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_size_t, c_uint,
-                    c_void_p)
-from typing import Callable
+from collections.abc import Callable
+from ctypes import CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_size_t, c_uint, c_void_p
 
 import numpy as np
 
@@ -37,14 +37,21 @@ MAIN_ENTRY = CFUNCTYPE(c_int, c_char_p, c_void_p, c_void_p, c_void_p)
 
 
 class PluginStruct(Structure):
-    _fields_ = [("pluginApi", c_char_p), ("apiVersion", c_int), ("pluginIdentifier", c_char_p),
-                ("pluginVersionMajor", c_uint), ("pluginVersionMinor", c_uint),
-                ("setHost", CFUNCTYPE(None, POINTER(HostStruct))), ("mainEntry", MAIN_ENTRY)]
+    _fields_ = [
+        ("pluginApi", c_char_p),
+        ("apiVersion", c_int),
+        ("pluginIdentifier", c_char_p),
+        ("pluginVersionMajor", c_uint),
+        ("pluginVersionMinor", c_uint),
+        ("setHost", CFUNCTYPE(None, POINTER(HostStruct))),
+        ("mainEntry", MAIN_ENTRY),
+    ]
 
 
 def _suite(n: int):
     class Suite(Structure):
         _fields_ = [(f"f{i}", c_void_p) for i in range(n)]
+
     return Suite()
 
 
@@ -52,8 +59,9 @@ class PropertySet:
     """Named multi-valued properties (strings, ints, doubles, pointers)."""
 
     def __init__(self, values: dict | None = None):
-        self.values: dict[str, list] = {k: (list(v) if isinstance(v, (list, tuple)) else [v])
-                                        for k, v in (values or {}).items()}
+        self.values: dict[str, list] = {
+            k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (values or {}).items()
+        }
         self._keep: dict = {}
 
     def get(self, name: str, default=None):
@@ -117,14 +125,19 @@ class OfxHost:
         self.fetch_log: list[tuple[str, float]] = []
         self.cache_inputs = False  # benchmarks: keep the bottom-up copies of input frames
         self._input_cache: dict = {}
-        self.fill_output = True    # tests: output starts as garbage (-1) so gaps show
-        self.threads = 2           # what multiThreadNumCPUs answers
+        self.fill_output = True  # tests: output starts as garbage (-1) so gaps show
+        self.threads = 2  # what multiThreadNumCPUs answers
         self._output_cache: dict = {}
-        self.host_props = PropertySet({"OfxPropName": "org.vidfx.testhost", "OfxPropLabel": "vidfx test host",
-                                       "OfxImageEffectHostPropIsBackground": 0,
-                                       "OfxImageEffectPropTemporalClipAccess": 1,
-                                       "OfxImageEffectPropSupportsMultiResolution": 1,
-                                       "OfxImageEffectPropSupportedPixelDepths": "OfxBitDepthFloat"})
+        self.host_props = PropertySet(
+            {
+                "OfxPropName": "org.vidfx.testhost",
+                "OfxPropLabel": "vidfx test host",
+                "OfxImageEffectHostPropIsBackground": 0,
+                "OfxImageEffectPropTemporalClipAccess": 1,
+                "OfxImageEffectPropSupportsMultiResolution": 1,
+                "OfxImageEffectPropSupportedPixelDepths": "OfxBitDepthFloat",
+            }
+        )
         self._suites = self._make_suites()
         self._host = HostStruct(self.handle(self.host_props), FETCH_SUITE(self._fetch_suite))
         self.lib = ctypes.CDLL(binary)
@@ -158,89 +171,97 @@ class OfxHost:
             except Exception:  # never let an exception cross into C
                 self.callback_errors.append(traceback.format_exc())
                 return ERR_UNKNOWN
+
         c = ftype(wrapped)
         self._keep.append(c)
         return ctypes.cast(c, c_void_p).value
 
     # --- suites ------------------------------------------------------------------------------
     def _make_suites(self) -> dict:
-        P, S, I, D = c_void_p, c_char_p, c_int, c_double
+        P, S, INT, D = c_void_p, c_char_p, c_int, c_double
         F = CFUNCTYPE
         props = _suite(18)
         fns = [
-            (F(I, P, S, I, P), lambda h, n, i, v: self._set(h, n, i, v or 0)),
-            (F(I, P, S, I, S), lambda h, n, i, v: self._set(h, n, i, (v or b"").decode())),
-            (F(I, P, S, I, D), lambda h, n, i, v: self._set(h, n, i, float(v))),
-            (F(I, P, S, I, I), lambda h, n, i, v: self._set(h, n, i, int(v))),
-            (F(I, P, S, I, POINTER(P)), lambda h, n, c, v: self._setn(h, n, [v[i] or 0 for i in range(c)])),
-            (F(I, P, S, I, POINTER(S)), lambda h, n, c, v: self._setn(h, n, [v[i].decode() for i in range(c)])),
-            (F(I, P, S, I, POINTER(D)), lambda h, n, c, v: self._setn(h, n, [float(v[i]) for i in range(c)])),
-            (F(I, P, S, I, POINTER(I)), lambda h, n, c, v: self._setn(h, n, [int(v[i]) for i in range(c)])),
-            (F(I, P, S, I, POINTER(P)), lambda h, n, i, out: self._get(h, n, i, out, "ptr")),
-            (F(I, P, S, I, POINTER(P)), lambda h, n, i, out: self._get(h, n, i, out, "str")),
-            (F(I, P, S, I, POINTER(D)), lambda h, n, i, out: self._get(h, n, i, out, "float")),
-            (F(I, P, S, I, POINTER(I)), lambda h, n, i, out: self._get(h, n, i, out, "int")),
-            (F(I, P, S, I, POINTER(P)), lambda h, n, c, out: self._getn(h, n, c, out, "ptr")),
-            (F(I, P, S, I, POINTER(P)), lambda h, n, c, out: self._getn(h, n, c, out, "str")),
-            (F(I, P, S, I, POINTER(D)), lambda h, n, c, out: self._getn(h, n, c, out, "float")),
-            (F(I, P, S, I, POINTER(I)), lambda h, n, c, out: self._getn(h, n, c, out, "int")),
-            (F(I, P, S), lambda h, n: OK),
-            (F(I, P, S, POINTER(I)), self._dimension),
+            (F(INT, P, S, INT, P), lambda h, n, i, v: self._set(h, n, i, v or 0)),
+            (F(INT, P, S, INT, S), lambda h, n, i, v: self._set(h, n, i, (v or b"").decode())),
+            (F(INT, P, S, INT, D), lambda h, n, i, v: self._set(h, n, i, float(v))),
+            (F(INT, P, S, INT, INT), lambda h, n, i, v: self._set(h, n, i, int(v))),
+            (F(INT, P, S, INT, POINTER(P)), lambda h, n, c, v: self._setn(h, n, [v[i] or 0 for i in range(c)])),
+            (F(INT, P, S, INT, POINTER(S)), lambda h, n, c, v: self._setn(h, n, [v[i].decode() for i in range(c)])),
+            (F(INT, P, S, INT, POINTER(D)), lambda h, n, c, v: self._setn(h, n, [float(v[i]) for i in range(c)])),
+            (F(INT, P, S, INT, POINTER(INT)), lambda h, n, c, v: self._setn(h, n, [int(v[i]) for i in range(c)])),
+            (F(INT, P, S, INT, POINTER(P)), lambda h, n, i, out: self._get(h, n, i, out, "ptr")),
+            (F(INT, P, S, INT, POINTER(P)), lambda h, n, i, out: self._get(h, n, i, out, "str")),
+            (F(INT, P, S, INT, POINTER(D)), lambda h, n, i, out: self._get(h, n, i, out, "float")),
+            (F(INT, P, S, INT, POINTER(INT)), lambda h, n, i, out: self._get(h, n, i, out, "int")),
+            (F(INT, P, S, INT, POINTER(P)), lambda h, n, c, out: self._getn(h, n, c, out, "ptr")),
+            (F(INT, P, S, INT, POINTER(P)), lambda h, n, c, out: self._getn(h, n, c, out, "str")),
+            (F(INT, P, S, INT, POINTER(D)), lambda h, n, c, out: self._getn(h, n, c, out, "float")),
+            (F(INT, P, S, INT, POINTER(INT)), lambda h, n, c, out: self._getn(h, n, c, out, "int")),
+            (F(INT, P, S), lambda h, n: OK),
+            (F(INT, P, S, POINTER(INT)), self._dimension),
         ]
         for i, (t, fn) in enumerate(fns):
             setattr(props, f"f{i}", self._cb(t, fn))
 
         fx = _suite(13)
         fx_fns = [
-            (F(I, P, POINTER(P)), lambda e, out: self._out(out, self.handle(self.obj(e).props))),
-            (F(I, P, POINTER(P)), lambda e, out: self._out(out, e)),  # the effect is its own param set
-            (F(I, P, S, POINTER(P)), self._clip_define),
-            (F(I, P, S, POINTER(P), POINTER(P)), self._clip_get_handle),
-            (F(I, P, POINTER(P)), lambda c, out: self._out(out, self.handle(self.obj(c).props))),
-            (F(I, P, D, P, POINTER(P)), self._clip_get_image),
-            (F(I, P), self._clip_release_image),
-            (F(I, P, D, POINTER(RectD)), self._clip_rod),
-            (F(I, P), lambda e: int(self.obj(e).aborted)),
-            (F(I, P, c_size_t, POINTER(P)), lambda *a: ERR_UNSUPPORTED),
-            (F(I, P), lambda *a: ERR_UNSUPPORTED),
-            (F(I, P, POINTER(P)), lambda *a: ERR_UNSUPPORTED),
-            (F(I, P), lambda *a: ERR_UNSUPPORTED),
+            (F(INT, P, POINTER(P)), lambda e, out: self._out(out, self.handle(self.obj(e).props))),
+            (F(INT, P, POINTER(P)), lambda e, out: self._out(out, e)),  # the effect is its own param set
+            (F(INT, P, S, POINTER(P)), self._clip_define),
+            (F(INT, P, S, POINTER(P), POINTER(P)), self._clip_get_handle),
+            (F(INT, P, POINTER(P)), lambda c, out: self._out(out, self.handle(self.obj(c).props))),
+            (F(INT, P, D, P, POINTER(P)), self._clip_get_image),
+            (F(INT, P), self._clip_release_image),
+            (F(INT, P, D, POINTER(RectD)), self._clip_rod),
+            (F(INT, P), lambda e: int(self.obj(e).aborted)),
+            (F(INT, P, c_size_t, POINTER(P)), lambda *a: ERR_UNSUPPORTED),
+            (F(INT, P), lambda *a: ERR_UNSUPPORTED),
+            (F(INT, P, POINTER(P)), lambda *a: ERR_UNSUPPORTED),
+            (F(INT, P), lambda *a: ERR_UNSUPPORTED),
         ]
         for i, (t, fn) in enumerate(fx_fns):
             setattr(fx, f"f{i}", self._cb(t, fn))
 
         param = _suite(18)
-        unsupported = self._cb(F(I), lambda: ERR_UNSUPPORTED)
+        unsupported = self._cb(F(INT), lambda: ERR_UNSUPPORTED)
         p_fns = {
-            0: (F(I, P, S, S, POINTER(P)), self._param_define),
-            1: (F(I, P, S, POINTER(P), POINTER(P)), self._param_get_handle),
-            2: (F(I, P, POINTER(P)), lambda s, out: self._out(out, self.handle(self.obj(s).param_set_props))),
-            3: (F(I, P, POINTER(P)), lambda p, out: self._out(out, self.handle(self.obj(p).props))),
-            4: (F(I, P, P), lambda p, out: self._param_value(p, 0.0, out)),
-            5: (F(I, P, D, P), self._param_value),
+            0: (F(INT, P, S, S, POINTER(P)), self._param_define),
+            1: (F(INT, P, S, POINTER(P), POINTER(P)), self._param_get_handle),
+            2: (F(INT, P, POINTER(P)), lambda s, out: self._out(out, self.handle(self.obj(s).param_set_props))),
+            3: (F(INT, P, POINTER(P)), lambda p, out: self._out(out, self.handle(self.obj(p).props))),
+            4: (F(INT, P, P), lambda p, out: self._param_value(p, 0.0, out)),
+            5: (F(INT, P, D, P), self._param_value),
         }
         for i in range(18):
             setattr(param, f"f{i}", self._cb(*p_fns[i]) if i in p_fns else unsupported)
 
         message = _suite(1)
-        message.f0 = self._cb(F(I, P, S, S, S, S), self._message)
+        message.f0 = self._cb(F(INT, P, S, S, S, S), self._message)
         memory = _suite(2)
         memory.f0 = memory.f1 = unsupported
         threads = _suite(9)
         for i in range(9):
             setattr(threads, f"f{i}", unsupported)
-        threads.f0 = self._cb(F(I, P, c_uint, P), self._multi_thread)
-        threads.f1 = self._cb(F(I, POINTER(c_uint)), lambda out: self._out(out, self.threads))
-        return {(b"OfxPropertySuite", 1): props, (b"OfxImageEffectSuite", 1): fx,
-                (b"OfxParameterSuite", 1): param, (b"OfxMessageSuite", 1): message,
-                (b"OfxMemorySuite", 1): memory, (b"OfxMultiThreadSuite", 1): threads}
+        threads.f0 = self._cb(F(INT, P, c_uint, P), self._multi_thread)
+        threads.f1 = self._cb(F(INT, POINTER(c_uint)), lambda out: self._out(out, self.threads))
+        return {
+            (b"OfxPropertySuite", 1): props,
+            (b"OfxImageEffectSuite", 1): fx,
+            (b"OfxParameterSuite", 1): param,
+            (b"OfxMessageSuite", 1): message,
+            (b"OfxMemorySuite", 1): memory,
+            (b"OfxMultiThreadSuite", 1): threads,
+        }
 
     def _multi_thread(self, func, count, arg) -> int:
         """Run ``func(i, count, arg)`` on ``count`` threads (ctypes drops the GIL in C)."""
         fn = CFUNCTYPE(c_int, c_uint, c_uint, c_void_p)(func)
         results = [OK] * count
+
         def run(i):
             results[i] = fn(i, count, arg)
+
         workers = [threading.Thread(target=run, args=(i,)) for i in range(1, count)]
         for w in workers:
             w.start()
@@ -316,20 +337,27 @@ class OfxHost:
         return OK
 
     # --- image effect suite --------------------------------------------------------------------
+    def _define(self, table: dict, item, out) -> int:
+        """Add a described clip or parameter to ``table`` (by name); answer its property set."""
+        table[item.name] = item
+        return self._out(out, self.handle(item.props))
+
+    def _get_handle(self, table: dict, name, out, out_props) -> int:
+        """Answer the handle (and, if asked, the property set) of a clip or parameter by name."""
+        item = table.get(name.decode())
+        if item is None:
+            return ERR_UNKNOWN
+        self._out(out, self.handle(item))
+        if out_props:
+            out_props[0] = self.handle(item.props)
+        return OK
+
     def _clip_define(self, e, name, out) -> int:
-        effect: Effect = self.obj(e)
         clip = Clip(name.decode(), PropertySet({"OfxPropName": name.decode()}))
-        effect.clips[clip.name] = clip
-        return self._out(out, self.handle(clip.props))
+        return self._define(self.obj(e).clips, clip, out)
 
     def _clip_get_handle(self, e, name, out_clip, out_props) -> int:
-        clip = self.obj(e).clips.get(name.decode())
-        if clip is None:
-            return ERR_UNKNOWN
-        self._out(out_clip, self.handle(clip))
-        if out_props:
-            out_props[0] = self.handle(clip.props)
-        return OK
+        return self._get_handle(self.obj(e).clips, name, out_clip, out_props)
 
     def _clip_rod(self, c, time, out) -> int:
         clip: Clip = self.obj(c)
@@ -366,13 +394,20 @@ class OfxHost:
                     array = self._output_cache[shape] = np.empty(shape, np.float32)
             clip.last_output = array
         h, w = array.shape[:2]
-        props = PropertySet({
-            "OfxPropType": "OfxTypeImage", "OfxImagePropData": array.ctypes.data,
-            "OfxImagePropBounds": [x1, y1, x1 + w, y1 + h], "OfxImagePropRegionOfDefinition": [x1, y1, x1 + w, y1 + h],
-            "OfxImagePropRowBytes": w * 16, "OfxImageEffectPropPixelDepth": "OfxBitDepthFloat",
-            "OfxImageEffectPropComponents": "OfxImageComponentRGBA", "OfxImagePropPixelAspectRatio": 1.0,
-            "OfxImageEffectPropRenderScale": [1.0, 1.0], "OfxPropTime": time,
-        })
+        props = PropertySet(
+            {
+                "OfxPropType": "OfxTypeImage",
+                "OfxImagePropData": array.ctypes.data,
+                "OfxImagePropBounds": [x1, y1, x1 + w, y1 + h],
+                "OfxImagePropRegionOfDefinition": [x1, y1, x1 + w, y1 + h],
+                "OfxImagePropRowBytes": w * 16,
+                "OfxImageEffectPropPixelDepth": "OfxBitDepthFloat",
+                "OfxImageEffectPropComponents": "OfxImageComponentRGBA",
+                "OfxImagePropPixelAspectRatio": 1.0,
+                "OfxImageEffectPropRenderScale": [1.0, 1.0],
+                "OfxPropTime": time,
+            }
+        )
         props.image = Image(array, props)
         with self._lock:
             self.images_out += 1
@@ -388,19 +423,11 @@ class OfxHost:
 
     # --- parameter suite --------------------------------------------------------------------------
     def _param_define(self, s, kind, name, out) -> int:
-        effect: Effect = self.obj(s)
         param = Param(kind.decode(), name.decode(), PropertySet({"OfxPropName": name.decode()}))
-        effect.params[param.name] = param
-        return self._out(out, self.handle(param.props))
+        return self._define(self.obj(s).params, param, out)
 
     def _param_get_handle(self, s, name, out, out_props) -> int:
-        param = self.obj(s).params.get(name.decode())
-        if param is None:
-            return ERR_UNKNOWN
-        self._out(out, self.handle(param))
-        if out_props:
-            out_props[0] = self.handle(param.props)
-        return OK
+        return self._get_handle(self.obj(s).params, name, out, out_props)
 
     def _param_value(self, p, time, out) -> int:
         param: Param = self.obj(p)
@@ -421,12 +448,22 @@ class OfxHost:
         return OK
 
     # --- driving the plugin -------------------------------------------------------------------------
-    def call(self, identifier: str, action: str, handle=None, in_args: PropertySet | None = None,
-             out_args: PropertySet | None = None) -> int:
+    def call(
+        self,
+        identifier: str,
+        action: str,
+        handle=None,
+        in_args: PropertySet | None = None,
+        out_args: PropertySet | None = None,
+    ) -> int:
         """Call the plugin's main entry with an action."""
         entry = self.plugins[identifier].mainEntry
-        return entry(action.encode(), handle, self.handle(in_args) if in_args else None,
-                     self.handle(out_args) if out_args else None)
+        return entry(
+            action.encode(),
+            handle,
+            self.handle(in_args) if in_args else None,
+            self.handle(out_args) if out_args else None,
+        )
 
     def describe(self, identifier: str, context: str) -> Effect:
         """Load + Describe (once per plugin) and DescribeInContext; returns the context descriptor."""
@@ -437,27 +474,49 @@ class OfxHost:
         assert self.call(identifier, "OfxActionDescribe", self.handle(desc)) == OK
         ctx_desc = Effect(PropertySet(dict((k, v) for k, v in desc.props.values.items())))
         ctx_desc.described = desc
-        status = self.call(identifier, "OfxImageEffectActionDescribeInContext", self.handle(ctx_desc),
-                           PropertySet({"OfxImageEffectPropContext": context}))
+        status = self.call(
+            identifier,
+            "OfxImageEffectActionDescribeInContext",
+            self.handle(ctx_desc),
+            PropertySet({"OfxImageEffectPropContext": context}),
+        )
         assert status == OK, status
         return ctx_desc
 
-    def create_instance(self, identifier: str, context: str, sources: dict[str, Callable],
-                        frame_range: tuple[int, int], fps: float = 25.0, params: dict | None = None,
-                        clip_ranges: dict[str, tuple[int, int]] | None = None) -> "Instance":
+    def create_instance(
+        self,
+        identifier: str,
+        context: str,
+        sources: dict[str, Callable],
+        frame_range: tuple[int, int],
+        fps: float = 25.0,
+        params: dict | None = None,
+        clip_ranges: dict[str, tuple[int, int]] | None = None,
+    ) -> Instance:
         """An instance of a plugin in a context, its inputs fed from ``sources``; every clip
         has ``frame_range`` unless ``clip_ranges`` names another."""
         desc = self.describe(identifier, context)
-        inst = Effect(PropertySet({"OfxPropType": "OfxTypeImageEffectInstance",
-                                   "OfxImageEffectPropContext": context, "OfxPropInstanceData": 0}))
+        inst = Effect(
+            PropertySet(
+                {
+                    "OfxPropType": "OfxTypeImageEffectInstance",
+                    "OfxImageEffectPropContext": context,
+                    "OfxPropInstanceData": 0,
+                }
+            )
+        )
         for name, dclip in desc.clips.items():
             clip = Clip(name, PropertySet(dict(dclip.props.values)))
             first, last = (clip_ranges or {}).get(name, frame_range)
-            clip.props.values.update({"OfxImageEffectPropFrameRate": [fps],
-                                      "OfxImageEffectPropFrameRange": [float(first), float(last)],
-                                      "OfxImageEffectPropPixelDepth": ["OfxBitDepthFloat"],
-                                      "OfxImageEffectPropComponents": ["OfxImageComponentRGBA"],
-                                      "OfxImageClipPropConnected": [1]})
+            clip.props.values.update(
+                {
+                    "OfxImageEffectPropFrameRate": [fps],
+                    "OfxImageEffectPropFrameRange": [float(first), float(last)],
+                    "OfxImageEffectPropPixelDepth": ["OfxBitDepthFloat"],
+                    "OfxImageEffectPropComponents": ["OfxImageComponentRGBA"],
+                    "OfxImageClipPropConnected": [1],
+                }
+            )
             clip.source = sources.get(name)
             inst.clips[name] = clip
         for name, dparam in desc.params.items():
@@ -478,24 +537,43 @@ class Instance:
 
     def region_of_definition(self, time: float) -> tuple[int, tuple[float, ...]]:
         out = PropertySet({"OfxImageEffectPropRegionOfDefinition": [0.0, 0.0, 0.0, 0.0]})
-        status = self.host.call(self.identifier, "OfxImageEffectActionGetRegionOfDefinition", self.handle,
-                                PropertySet({"OfxPropTime": float(time), "OfxImageEffectPropRenderScale": [1.0, 1.0]}),
-                                out)
+        status = self.host.call(
+            self.identifier,
+            "OfxImageEffectActionGetRegionOfDefinition",
+            self.handle,
+            PropertySet({"OfxPropTime": float(time), "OfxImageEffectPropRenderScale": [1.0, 1.0]}),
+            out,
+        )
         return status, tuple(out.values["OfxImageEffectPropRegionOfDefinition"])
 
     def frames_needed(self, time: float) -> tuple[int, dict[str, list[float]]]:
         inputs = [n for n in self.effect.clips if n != "Output"]
         out = PropertySet({f"OfxImageClipPropFrameRange_{n}": [float(time), float(time)] for n in inputs})
-        status = self.host.call(self.identifier, "OfxImageEffectActionGetFramesNeeded", self.handle,
-                                PropertySet({"OfxPropTime": float(time)}), out)
+        status = self.host.call(
+            self.identifier,
+            "OfxImageEffectActionGetFramesNeeded",
+            self.handle,
+            PropertySet({"OfxPropTime": float(time)}),
+            out,
+        )
         return status, {n: out.values[f"OfxImageClipPropFrameRange_{n}"] for n in inputs}
 
     def regions_of_interest(self, time: float, window) -> tuple[int, dict[str, list[float]]]:
         inputs = [n for n in self.effect.clips if n != "Output"]
         out = PropertySet({f"OfxImageClipPropRoI_{n}": list(window) for n in inputs})
-        status = self.host.call(self.identifier, "OfxImageEffectActionGetRegionsOfInterest", self.handle,
-                                PropertySet({"OfxPropTime": float(time), "OfxImageEffectPropRenderScale": [1.0, 1.0],
-                                             "OfxImageEffectPropRegionOfInterest": list(window)}), out)
+        status = self.host.call(
+            self.identifier,
+            "OfxImageEffectActionGetRegionsOfInterest",
+            self.handle,
+            PropertySet(
+                {
+                    "OfxPropTime": float(time),
+                    "OfxImageEffectPropRenderScale": [1.0, 1.0],
+                    "OfxImageEffectPropRegionOfInterest": list(window),
+                }
+            ),
+            out,
+        )
         return status, {n: out.values[f"OfxImageClipPropRoI_{n}"] for n in inputs}
 
     def render(self, time: float) -> tuple[int, np.ndarray | None]:
@@ -509,10 +587,21 @@ class Instance:
         out_clip.rod = rod
         window = [int(round(v)) for v in rod]
         start = time_module.perf_counter()
-        status = self.host.call(self.identifier, "OfxImageEffectActionRender", self.handle, PropertySet({
-            "OfxPropTime": float(time), "OfxImageEffectPropRenderWindow": window,
-            "OfxImageEffectPropRenderScale": [1.0, 1.0], "OfxImageEffectPropFieldToRender": "OfxImageFieldNone",
-            "OfxImageEffectPropSequentialRenderStatus": 0, "OfxImageEffectPropInteractiveRenderStatus": 0}))
+        status = self.host.call(
+            self.identifier,
+            "OfxImageEffectActionRender",
+            self.handle,
+            PropertySet(
+                {
+                    "OfxPropTime": float(time),
+                    "OfxImageEffectPropRenderWindow": window,
+                    "OfxImageEffectPropRenderScale": [1.0, 1.0],
+                    "OfxImageEffectPropFieldToRender": "OfxImageFieldNone",
+                    "OfxImageEffectPropSequentialRenderStatus": 0,
+                    "OfxImageEffectPropInteractiveRenderStatus": 0,
+                }
+            ),
+        )
         self.last_render_s = time_module.perf_counter() - start
         if status != OK:
             return status, None

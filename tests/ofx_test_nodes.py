@@ -3,6 +3,7 @@
 The test server imports this module (``vidfx serve --import ofx_test_nodes``), which registers
 them there; the test process registers ``TEST_NODES`` only while the OFX tests run.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,10 @@ class OfxTestSlow(Node):
 
     type_name = "ofx_test_slow"
     description = "Test node: input x 0.5 after a delay."
-    params = (Param("delay", "float", 0.0, "seconds to sleep", min=0),
-              Param("marker", "str", "", "file created when a render starts (tests wait for it)"))
+    params = (
+        Param("delay", "float", 0.0, "seconds to sleep", min=0),
+        Param("marker", "str", "", "file created when a render starts (tests wait for it)"),
+    )
 
     def render(self, n, inputs):
         if self.p.marker:
@@ -54,8 +57,7 @@ class OfxTestMix(Node):
     description = "Test node: mix of two inputs."
     num_inputs = 2
     host = HostHints(transition_param="transition")
-    params = (Param("transition", "float", 0.5, "mix", min=0, max=1),
-              Param("gain", "float", 1.0, "gain on the result"))
+    params = (Param("transition", "float", 0.5, "mix", min=0, max=1), Param("gain", "float", 1.0, "gain on the result"))
 
     def render(self, n, inputs):
         a, b = inputs[0][0].data, inputs[1][0].data

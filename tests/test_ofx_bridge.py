@@ -3,8 +3,11 @@
 in-process through the engine (``vidfx.apply``). Also: the server is killed mid-render
 (the host gets an error, survives, and the next render restarts the server), host abort,
 and parameter errors reported through the message suite."""
+
 from __future__ import annotations
 
+import ctypes
+import importlib.resources
 import os
 import shutil
 import signal
@@ -22,16 +25,18 @@ import torch
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("gcc") is None or shutil.which("make") is None,
-    reason="the OFX bridge builds with gcc + make on Linux")
+    reason="the OFX bridge builds with gcc + make on Linux",
+)
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
 from ofx_host import FAILED, OK, OfxHost  # noqa: E402
+from vidfx.ofx_bridge import build as ofx_build  # noqa: E402
 
 import vidfx  # noqa: E402
 from vidfx.core.registry import create_node  # noqa: E402
-from vidfx.server import ofx_build, protocol  # noqa: E402
+from vidfx.server import protocol  # noqa: E402
 from vidfx.server.server import prepare_socket_dir  # noqa: E402
 
 FILTER = "OfxImageEffectContextFilter"
@@ -40,11 +45,11 @@ FIRST, COUNT = 10, 8  # the host's timeline starts at frame 10
 
 
 def server_env(socket_path: str) -> dict[str, str]:
-    root = TESTS.parent
+    package_parent = Path(vidfx.__file__).resolve().parent.parent  # the vidfx this test runs: installed or not
     return {
         "VIDFX_SOCKET": socket_path,
-        "VIDFX_SERVER_CMD": f"env PYTHONPATH={root}:{TESTS} {sys.executable} -m vidfx.server --device cpu "
-                            f"--import ofx_test_nodes",
+        "VIDFX_SERVER_CMD": f"env PYTHONPATH={package_parent}:{TESTS} {sys.executable} -m vidfx.server --device cpu "
+        f"--import ofx_test_nodes",
         "VIDFX_SERVER_START_TIMEOUT": "120",
     }
 
@@ -59,14 +64,20 @@ def bridge(tmp_path_factory):
     # The test nodes exist in this process only while this module runs (other test modules
     # that list every node type must not see them); the server imports them with --import.
     import ofx_test_nodes
+
     from vidfx.core.registry import register, unregister
 
     for cls in ofx_test_nodes.TEST_NODES:
         register(cls)
     # Start the server while the plugin builds (saves time); the plugin would start it anyway.
     os.makedirs(f"{sockdir}/run", mode=0o700)
-    subprocess.Popen(env["VIDFX_SERVER_CMD"], shell=True, start_new_session=True,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.Popen(
+        env["VIDFX_SERVER_CMD"],
+        shell=True,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     bundle = ofx_build.build(tmp_path_factory.mktemp("ofxbuild"), ofx_build.source_dir(), quiet=True)
     try:
         host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
@@ -99,6 +110,13 @@ def frames():
 
 def source(frames):
     return lambda t: frames[int(round(t)) - FIRST] if FIRST <= t < FIRST + len(frames) else None
+
+
+def filter_instance(host: OfxHost, node: str, frames, **params):
+    """An instance of ``org.vidfx.<node>`` in the filter context on ``frames`` (host frames FIRST...)."""
+    return host.create_instance(
+        f"org.vidfx.{node}", FILTER, {"Source": source(frames)}, (FIRST, FIRST + len(frames) - 1), params=params
+    )
 
 
 def rgb_list(frames):
@@ -137,10 +155,11 @@ def test_describe_one_plugin_per_node_with_schema_params(bridge):
 
     if "org.vidfx.segment" in ids:  # in a host, Segment keys people out as alpha by default
         seg = host.describe("org.vidfx.segment", FILTER).params
-        assert seg["mode"].props.values["OfxParamPropChoiceOption"][seg["mode"].props.values["OfxParamPropDefault"][0]] \
-            == "person"
-        assert seg["output"].props.values["OfxParamPropChoiceOption"][seg["output"].props.values["OfxParamPropDefault"][0]] \
-            == "alpha"
+
+        def default_option(param):
+            return param.props.values["OfxParamPropChoiceOption"][param.props.values["OfxParamPropDefault"][0]]
+
+        assert default_option(seg["mode"]) == "person" and default_option(seg["output"]) == "alpha"
 
     mix = host.describe("org.vidfx.ofx_test_mix", TRANSITION)
     assert set(mix.clips) == {"SourceFrom", "SourceTo", "Output"}
@@ -149,8 +168,7 @@ def test_describe_one_plugin_per_node_with_schema_params(bridge):
 
 def test_temporal_node_matches_engine(bridge, frames):
     host = bridge.host
-    inst = host.create_instance("org.vidfx.temporal_average", FILTER, {"Source": source(frames)},
-                                (FIRST, FIRST + COUNT - 1), params={"radius": 2, "weights": 1})
+    inst = filter_instance(host, "temporal_average", frames, radius=2, weights=1)
     status, needed = inst.frames_needed(FIRST + 3)
     assert status == OK and needed == {"Source": [FIRST + 1.0, FIRST + 5.0]}
     status, needed = inst.frames_needed(FIRST)  # the window is clamped to the clip
@@ -186,8 +204,7 @@ def test_temporal_node_matches_engine(bridge, frames):
 
 def test_resize_scales_region_of_definition(bridge, frames):
     host = bridge.host
-    inst = host.create_instance("org.vidfx.resize", FILTER, {"Source": source(frames)},
-                                (FIRST, FIRST + COUNT - 1), params={"scale": 2.0, "kernel": 3})
+    inst = filter_instance(host, "resize", frames, scale=2.0, kernel=3)
     status, rod = inst.region_of_definition(FIRST)
     assert status == OK and rod == (0.0, 0.0, 128.0, 96.0)
     status, roi = inst.regions_of_interest(FIRST, [0, 0, 128, 96])
@@ -202,8 +219,11 @@ def test_resize_scales_region_of_definition(bridge, frames):
     # a proxy render (half-size inputs) and back: both configurations stay ready in the server
     half = [np.ascontiguousarray(f[::2, ::2]) for f in frames[:3]]
     expected_half = vidfx.apply("resize", rgb_list(half), scale=2.0, kernel="bilinear")
-    for src, want, shape in ((half, expected_half, (48, 64, 4)), (frames, expected, (96, 128, 4)),
-                             (half, expected_half, (48, 64, 4))):
+    for src, want, shape in (
+        (half, expected_half, (48, 64, 4)),
+        (frames, expected, (96, 128, 4)),
+        (half, expected_half, (48, 64, 4)),
+    ):
         inst.effect.clips["Source"].source = source(src)
         status, img = inst.render(FIRST + 2)
         assert status == OK and img.shape == shape
@@ -219,8 +239,7 @@ def test_resize_scales_region_of_definition(bridge, frames):
 
 def test_sequence_node_matches_engine_chunks(bridge, frames):
     host = bridge.host
-    inst = host.create_instance("org.vidfx.ofx_test_chunks", FILTER, {"Source": source(frames)},
-                                (FIRST, FIRST + COUNT - 1), params={"length": 4})
+    inst = filter_instance(host, "ofx_test_chunks", frames, length=4)
     status, needed = inst.frames_needed(FIRST + 3)  # in the overlap of chunks [0,4) and [3,7)
     assert status == OK and needed == {"Source": [FIRST + 0.0, FIRST + 6.0]}
     expected = vidfx.apply("ofx_test_chunks", rgb_list(frames), length=4)
@@ -234,10 +253,13 @@ def test_sequence_node_matches_engine_chunks(bridge, frames):
 def test_transition_context(bridge, frames):
     host = bridge.host
     other = [np.ascontiguousarray(f[::-1]) for f in frames]
-    inst = host.create_instance("org.vidfx.ofx_test_mix", TRANSITION,
-                                {"SourceFrom": source(frames), "SourceTo": source(other)},
-                                (FIRST, FIRST + COUNT - 1),
-                                params={"Transition": lambda t: (t - FIRST) / (COUNT - 1), "gain": 2.0})
+    inst = host.create_instance(
+        "org.vidfx.ofx_test_mix",
+        TRANSITION,
+        {"SourceFrom": source(frames), "SourceTo": source(other)},
+        (FIRST, FIRST + COUNT - 1),
+        params={"Transition": lambda t: (t - FIRST) / (COUNT - 1), "gain": 2.0},
+    )
     for n in (0, 3, 7):
         status, img = inst.render(FIRST + n)
         assert status == OK, host.messages
@@ -249,8 +271,7 @@ def test_transition_context(bridge, frames):
 
 def test_server_error_becomes_host_message(bridge, frames):
     host = bridge.host
-    inst = host.create_instance("org.vidfx.crop", FILTER, {"Source": source(frames)},
-                                (FIRST, FIRST + COUNT - 1), params={"width": 0, "height": 10})
+    inst = filter_instance(host, "crop", frames, width=0, height=10)
     before = len(host.messages)
     status, _ = inst.render(FIRST)
     assert status == FAILED
@@ -271,8 +292,7 @@ def wait_for(path: Path, timeout: float = 60.0) -> None:
 
 def test_server_killed_mid_render_then_restarted(bridge, frames, tmp_path):
     host = bridge.host
-    inst = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
-                                (FIRST, FIRST + COUNT - 1), params={"delay": 0.0})
+    inst = filter_instance(host, "ofx_test_slow", frames, delay=0.0)
     assert inst.render(FIRST)[0] == OK
     pid = server_pid(bridge)
     inst.effect.params["delay"].value = 30.0
@@ -311,8 +331,7 @@ def test_server_killed_mid_render_then_restarted(bridge, frames, tmp_path):
 def test_host_abort_stops_waiting(bridge, frames, tmp_path):
     host = bridge.host
     marker = tmp_path / "rendering"
-    inst = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
-                                (FIRST, FIRST + COUNT - 1), params={"delay": 30.0, "marker": str(marker)})
+    inst = filter_instance(host, "ofx_test_slow", frames, delay=30.0, marker=str(marker))
 
     def abort_when_rendering():
         wait_for(marker)
@@ -330,13 +349,16 @@ def test_host_abort_stops_waiting(bridge, frames, tmp_path):
 
 def test_offline_describe_uses_saved_node_list(bridge, tmp_path):
     # No server can start: the plugin falls back to Resources/nodes.txt written at build time.
-    env = dict(os.environ, VIDFX_SOCKET=str(tmp_path / "none" / "s.sock"), VIDFX_SERVER_CMD="true",
-               VIDFX_SERVER_START_TIMEOUT="0.5", PYTHONPATH=str(TESTS))
-    code = ("import sys; from ofx_host import OfxHost; "
-            "h = OfxHost(sys.argv[1]); print(','.join(sorted(h.plugins)))")
+    env = dict(
+        os.environ,
+        VIDFX_SOCKET=str(tmp_path / "none" / "s.sock"),
+        VIDFX_SERVER_CMD="true",
+        VIDFX_SERVER_START_TIMEOUT="0.5",
+        PYTHONPATH=str(TESTS),
+    )
+    code = "import sys; from ofx_host import OfxHost; h = OfxHost(sys.argv[1]); print(','.join(sorted(h.plugins)))"
     binary = bridge.bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"
-    out = subprocess.run([sys.executable, "-c", code, str(binary)], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-c", code, str(binary)], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "org.vidfx.temporal_average" in out.stdout.strip().split(",")
     assert "saved at build time" in out.stderr
@@ -364,10 +386,8 @@ def test_instances_render_concurrently(bridge, frames, tmp_path):
     # Instance A blocks inside a 30 s render; instance B must still render meanwhile.
     host = bridge.host
     marker = tmp_path / "a_rendering"
-    a = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
-                             (FIRST, FIRST + COUNT - 1), params={"delay": 30.0, "marker": str(marker)})
-    b = host.create_instance("org.vidfx.ofx_test_slow", FILTER, {"Source": source(frames)},
-                             (FIRST, FIRST + COUNT - 1), params={"delay": 0.0})
+    a = filter_instance(host, "ofx_test_slow", frames, delay=30.0, marker=str(marker))
+    b = filter_instance(host, "ofx_test_slow", frames, delay=0.0)
     result = {}
     worker = threading.Thread(target=lambda: result.update(a=a.render(FIRST)))
     worker.start()
@@ -389,24 +409,35 @@ def test_jumpcut_as_transition_matches_engine(bridge):
     if "org.vidfx.jumpcut" not in host.plugins:
         pytest.skip("jumpcut node not available")
     rng = np.random.default_rng(3)
-    clip_from = [np.concatenate([rng.random((24, 32, 3), dtype=np.float32), np.ones((24, 32, 1), np.float32)], 2)
-                 for _ in range(20)]
-    clip_to = [np.concatenate([rng.random((24, 32, 3), dtype=np.float32), np.ones((24, 32, 1), np.float32)], 2)
-               for _ in range(20)]
+    clip_from = [
+        np.concatenate([rng.random((24, 32, 3), dtype=np.float32), np.ones((24, 32, 1), np.float32)], 2)
+        for _ in range(20)
+    ]
+    clip_to = [
+        np.concatenate([rng.random((24, 32, 3), dtype=np.float32), np.ones((24, 32, 1), np.float32)], 2)
+        for _ in range(20)
+    ]
     desc = host.describe("org.vidfx.jumpcut", TRANSITION)
     assert set(desc.clips) == {"SourceFrom", "SourceTo", "Output"}
     assert not {"cuts", "frames", "seconds"} & set(desc.params)  # set by the transition itself
     method = desc.params["method"].props.values["OfxParamPropChoiceOption"].index("crossfade")
     inst = host.create_instance(
-        "org.vidfx.jumpcut", TRANSITION,
-        {"SourceFrom": lambda t: clip_from[int(t)] if 0 <= t < 20 else None,
-         "SourceTo": lambda t: clip_to[int(t)] if 0 <= t < 20 else None},
-        (0, 19), params={"method": method, "context": 2}, clip_ranges={"Output": (8, 13)})
+        "org.vidfx.jumpcut",
+        TRANSITION,
+        {
+            "SourceFrom": lambda t: clip_from[int(t)] if 0 <= t < 20 else None,
+            "SourceTo": lambda t: clip_to[int(t)] if 0 <= t < 20 else None,
+        },
+        (0, 19),
+        params={"method": method, "context": 2},
+        clip_ranges={"Output": (8, 13)},
+    )
     status, needed = inst.frames_needed(9)
     assert status == OK and needed == {"SourceFrom": [5.0, 10.0], "SourceTo": [11.0, 16.0]}
     joined = [f[..., :3] for f in clip_from[5:11] + clip_to[11:17]]
-    node = create_node("jumpcut", cuts=[6], frames=6, method="crossfade", context=2)  # `frames` clashes
-    expected = vidfx.apply(node, joined)                                                # with apply's argument
+    # a node object: the parameter `frames` would clash with vidfx.apply's own argument
+    node = create_node("jumpcut", cuts=[6], frames=6, method="crossfade", context=2)
+    expected = vidfx.apply(node, joined)
     for t in range(8, 14):
         status, img = inst.render(t)
         assert status == OK, host.messages[-1:]
@@ -419,8 +450,7 @@ def test_vsr_filter_scales_rod_and_matches_engine(bridge, frames):
     if "org.vidfx.vsr" not in host.plugins:
         pytest.skip("vsr node not available")
     clip = [np.ascontiguousarray(f[:24, :32]) for f in frames[:4]]
-    inst = host.create_instance("org.vidfx.vsr", FILTER, {"Source": source(clip)}, (FIRST, FIRST + len(clip) - 1),
-                                params={"chunk": 3, "overlap": 1})
+    inst = filter_instance(host, "vsr", clip, chunk=3, overlap=1)
     status, rod = inst.region_of_definition(FIRST)
     if status != OK:
         pytest.skip(f"vsr cannot run here: {host.messages[-1:]}")
@@ -436,10 +466,27 @@ def test_vsr_filter_scales_rod_and_matches_engine(bridge, frames):
     inst.destroy()
 
 
-def test_command_line_entry_points(bridge, tmp_path, capsys):
-    # `vidfx ofx build` and `vidfx serve --status` as the CLI calls them (main(argv) -> int)
-    assert ofx_build.main(["build", "--build-dir", str(tmp_path)]) == 0
-    assert (tmp_path / "vidfx.ofx.bundle" / "Contents" / "Linux-x86-64" / "vidfx.ofx").is_file()
+def test_build_from_installed_package_sources(tmp_path, monkeypatch):
+    # `vidfx ofx build` with no options: the C sources come from the vidfx.ofx_bridge package (site-packages
+    # for a wheel), the bundle goes to the cache folder, and nothing is written into the package.
+    sources = importlib.resources.files("vidfx.ofx_bridge")
+    for name in ("Makefile", "src/plugin.c", "src/wire.c", "src/wire.h", "src/ofx_abi.h"):
+        assert sources.joinpath(name).is_file(), name
+    package = Path(str(sources))
+    before = sorted(p for p in package.rglob("*") if "__pycache__" not in p.parts)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert ofx_build.main(["build"]) == 0
+    bundle = tmp_path / "cache" / "vidfx" / "ofx" / "vidfx.ofx.bundle"
+    plugin = ctypes.CDLL(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
+    assert plugin.OfxGetNumberOfPlugins and plugin.OfxGetPlugin
+    assert sys.executable in (bundle / "Contents" / "Resources" / "server_cmd").read_text()
+    assert b"temporal_average" in (bundle / "Contents" / "Resources" / "nodes.txt").read_bytes()
+    assert sorted(p for p in package.rglob("*") if "__pycache__" not in p.parts) == before
+
+
+def test_serve_status_entry_point(bridge, capsys):
+    # `vidfx serve --status` as the CLI calls it (main(argv) -> int)
     from vidfx import server
 
     assert server.main(["--status"]) == 0  # VIDFX_SOCKET points at the test server

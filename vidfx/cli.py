@@ -232,13 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ofx", help="build or install the OFX plugin bundle (ofx build|install)")
     p.add_argument("args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda a: _dispatch("vidfx.server.ofx_build", a.args))
+    p.set_defaults(func=lambda a: _dispatch("vidfx.ofx_bridge.build", a.args))
     return parser
 
 
 # Sub-commands whose arguments belong to another module's parser (argparse's REMAINDER
 # would swallow none of a leading `--flag`).
-PASS_THROUGH = {"serve": "vidfx.server", "ofx": "vidfx.server.ofx_build"}
+PASS_THROUGH = {"serve": "vidfx.server", "ofx": "vidfx.ofx_bridge.build"}
 
 
 def main(argv: list[str] | None = None) -> int:

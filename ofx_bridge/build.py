@@ -1,11 +1,14 @@
 """``vidfx ofx build`` and ``vidfx ofx install``: make and install the OFX plugin bundle.
 
-``build`` compiles ofx_bridge/ with gcc + make into ``vidfx.ofx.bundle`` and writes two
-files into ``Contents/Resources``: ``nodes.txt`` (the node list and parameter schemas, used
-by the plugin when the server cannot be reached at load time) and ``server_cmd`` (how the
-plugin starts ``vidfx serve``: this Python interpreter, so the host need not know about
-virtual environments). ``install`` copies the bundle into the hosts' plugin folder.
+The C sources and their Makefile ship inside the package (``vidfx.ofx_bridge``, this module's
+folder), so the same commands work from an installed wheel and from a source checkout. ``build``
+runs make on them with the output in a writable build folder (never inside the package) and
+writes two files into ``Contents/Resources``: ``nodes.txt`` (the node list and parameter
+schemas, used by the plugin when the server cannot be reached at load time) and ``server_cmd``
+(how the plugin starts ``vidfx serve``: this Python interpreter, so the host need not know
+about virtual environments). ``install`` copies the bundle into the hosts' plugin folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +16,10 @@ import os
 import platform
 import shlex
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import vidfx
@@ -23,13 +28,14 @@ BUNDLE_NAME = "vidfx.ofx.bundle"
 
 
 def source_dir() -> Path:
-    """The plugin's C sources: ofx_bridge/ next to the vidfx package (a source checkout), or
-    a copy shipped inside the package as vidfx/server/ofx_bridge (an installed wheel)."""
-    package = Path(vidfx.__file__).resolve().parent
-    for candidate in (package.parent / "ofx_bridge", package / "server" / "ofx_bridge"):
-        if (candidate / "Makefile").is_file():
-            return candidate
-    return package.parent / "ofx_bridge"
+    """The plugin's C sources and Makefile: the folder of this module, wherever vidfx is installed."""
+    return Path(__file__).resolve().parent
+
+
+def default_build_dir() -> Path:
+    """Where ``vidfx ofx build`` builds by default: ``$XDG_CACHE_HOME/vidfx/ofx`` (``~/.cache/vidfx/ofx``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "vidfx" / "ofx"
 
 
 def arch_dir() -> str:
@@ -45,23 +51,31 @@ def default_prefix() -> Path:
     return Path("/Library/OFX/Plugins") if sys.platform == "darwin" else Path("/usr/OFX/Plugins")
 
 
+def installed_in_site_packages(package: Path) -> bool:
+    """Whether ``package`` lies in one of this interpreter's site-packages folders (a wheel install)."""
+    folders = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], site.getusersitepackages()}
+    folders.update(site.getsitepackages())
+    return any(package.is_relative_to(Path(f).resolve()) for f in folders)
+
+
 def server_command() -> str:
-    """The shell command that starts the render server with this interpreter."""
+    """The shell command that starts the render server with this interpreter.
+
+    An installed vidfx is found by the interpreter alone; vidfx run from elsewhere (a source
+    checkout or an editable install) gets its folder on PYTHONPATH, so the server runs the same code.
+    """
     # idle servers exit after 30 min (freeing GPU memory); the plugin restarts one on demand
     cmd = f"{shlex.quote(sys.executable)} -m vidfx.server --idle-timeout 1800"
-    root = Path(vidfx.__file__).resolve().parent.parent
-    probe = subprocess.run([sys.executable, "-c", "import vidfx, os; print(os.path.dirname(vidfx.__file__))"],
-                           cwd="/", capture_output=True, text=True,
-                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    if probe.returncode != 0 or Path(probe.stdout.strip()).resolve() != Path(vidfx.__file__).resolve().parent:
-        cmd = f"env PYTHONPATH={shlex.quote(str(root))} {cmd}"  # a source checkout, not installed
+    package = Path(vidfx.__file__).resolve().parent
+    if not installed_in_site_packages(package):
+        cmd = f"env PYTHONPATH={shlex.quote(str(package.parent))} {cmd}"
     return cmd
 
 
 def nodes_text() -> bytes:
     """The body of the server's ``nodes`` reply, saved for offline describe."""
-    from .catalog import describe_fields
-    from .protocol import encode
+    from vidfx.server.catalog import describe_fields
+    from vidfx.server.protocol import encode
 
     return encode("ok", describe_fields())[4:]
 
@@ -99,8 +113,10 @@ def install(bundle: Path, prefix: Path) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     except PermissionError as exc:
-        raise SystemExit(f"vidfx ofx install: cannot write {prefix} ({exc.strerror}); "
-                         "run with sudo or pass --prefix DIR (and add DIR to OFX_PLUGIN_PATH)")
+        raise SystemExit(
+            f"vidfx ofx install: cannot write {prefix} ({exc.strerror}); "
+            "run with sudo or pass --prefix DIR (and add DIR to OFX_PLUGIN_PATH)"
+        ) from None
     print(f"installed {target}")
     return target
 
@@ -111,17 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     for name in ("build", "install"):
         p = sub.add_parser(name, help=f"{name} the vidfx.ofx.bundle")
-        p.add_argument("--build-dir", type=Path, default=None,
-                       help="where to build (default: ofx_bridge/build)")
-        p.add_argument("--source", type=Path, default=None, help="the ofx_bridge folder (default: the checkout's)")
+        p.add_argument("--build-dir", type=Path, default=None, help=f"where to build (default: {default_build_dir()})")
+        p.add_argument(
+            "--source",
+            type=Path,
+            default=None,
+            help=f"a folder with the plugin's Makefile and src/ (default: {source_dir()})",
+        )
         if name == "install":
-            p.add_argument("--prefix", type=Path, default=None,
-                           help=f"plugin folder (default: {default_prefix()})")
+            p.add_argument("--prefix", type=Path, default=None, help=f"plugin folder (default: {default_prefix()})")
     if argv and argv[0] == "--":  # `vidfx serve -- --opt` (how some wrappers pass options through)
         argv = argv[1:]
     args = ap.parse_args(argv)
     source = (args.source or source_dir()).resolve()
-    build_dir = args.build_dir or (source / "build")
+    build_dir = args.build_dir or default_build_dir()
     bundle = build(build_dir, source)
     if args.command == "install":
         install(bundle, args.prefix or default_prefix())
