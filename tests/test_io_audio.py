@@ -3,6 +3,7 @@
 sample_media/tone_flash_640x360.mp4 flashes white on one frame and starts a 1 kHz beep
 at every whole second; the test finds both events in what we wrote and compares times.
 """
+
 import dataclasses
 from pathlib import Path
 
@@ -62,8 +63,7 @@ def decode_audio(path):
 def events(path):
     """(flash times, beep onset times, audio duration) in seconds of output time."""
     with av.open(str(path)) as c:
-        flashes = [float(f.pts * f.time_base) for f in c.decode(video=0)
-                   if f.to_ndarray(format="gray").mean() > 200]
+        flashes = [float(f.pts * f.time_base) for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 200]
     start, x, rate = decode_audio(path)
     loud = np.abs(x) > 0.1
     quiet_before = np.convolve(loud, np.ones(480), "full")[: len(loud)] == 0
@@ -76,8 +76,9 @@ def video_duration(path):
     return info.num_frames / info.fps
 
 
-@pytest.mark.parametrize("ext, mode, copied", [("mp4", "auto", True), ("mov", "aac", False),
-                                               ("mkv", "pcm", False), ("mkv", "auto", False)])
+@pytest.mark.parametrize(
+    "ext, mode, copied", [("mp4", "auto", True), ("mov", "aac", False), ("mkv", "pcm", False), ("mkv", "auto", False)]
+)
 def test_full_clip_in_sync(tmp_path, ext, mode, copied):
     out = tmp_path / f"out.{ext}"
     sink = write(out, audio=mode)
@@ -134,7 +135,7 @@ def test_copy_keeps_sample_alignment_when_video_starts_late(tmp_path):
     start, y, _ = decode_audio(out)
     offset = round(info.audio.start * rate)
     assert start == 0.0
-    assert np.abs(y[:rate] - x[offset:offset + rate]).max() < 1e-6
+    assert np.abs(y[:rate] - x[offset : offset + rate]).max() < 1e-6
     # interleaved: the file alternates between streams instead of one long run per stream
     with av.open(str(out)) as c:
         kinds = "".join(p.stream.type[0] for p in c.demux() if p.size)
@@ -146,9 +147,11 @@ def test_trim_through_the_engine_keeps_sync(tmp_path):
     cli = pytest.importorskip("vidfx.cli")
     graph = tmp_path / "g.yaml"
     out = tmp_path / "cut.mp4"
-    graph.write_text(f'inputs: {{src: "{TONE}"}}\n'
-                     "nodes: {p: {type: passthrough, input: src}}\n"
-                     f'outputs: [{{input: p, path: "{out}", preset: ultrafast}}]\n')
+    graph.write_text(
+        f'inputs: {{src: "{TONE}"}}\n'
+        "nodes: {p: {type: passthrough, input: src}}\n"
+        f'outputs: [{{input: p, path: "{out}", preset: ultrafast}}]\n'
+    )
     assert cli.main(["run", str(graph), "--frames", "30:80", "-q"]) == 0
     flashes, beeps, duration = events(out)
     assert flashes == [pytest.approx(0.8), pytest.approx(1.8)]

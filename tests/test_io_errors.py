@@ -1,4 +1,5 @@
 """Bad input and bad output places: one-line MediaErrors, and never a finished-looking file."""
+
 import os
 import subprocess
 from fractions import Fraction
@@ -56,7 +57,7 @@ def test_damaged_packets_are_skipped_not_fatal(tmp_path):
     with av.open(str(MOTION)) as c:
         positions = [e.pos for e in c.streams.video[0].index_entries]
     for pos in positions[20:24]:
-        data[pos + 8:pos + 400] = os.urandom(392)
+        data[pos + 8 : pos + 400] = os.urandom(392)
     bad = tmp_path / "damaged.mp4"
     bad.write_bytes(bytes(data))
     reader = open_source(bad)
@@ -129,8 +130,12 @@ def full_disk(tmp_path, monkeypatch):
     mount.mkdir()
     mounted = False
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
-                                 capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True
+            ).returncode
+            == 0
+        )
     if not mounted:
         real_open = av.open
 
@@ -155,7 +160,7 @@ def test_full_disk_video(full_disk, name):
 
 
 def test_full_disk_images(full_disk, tmp_path):
-    if os.statvfs(full_disk).f_blocks * os.statvfs(full_disk).f_frsize > 10 ** 6:
+    if os.statvfs(full_disk).f_blocks * os.statvfs(full_disk).f_frsize > 10**6:
         pytest.skip("no small file system to fill (not root)")
     with pytest.raises(MediaError) as err:
         copy_all(TONE, full_disk / "f_%04d.png")

@@ -1,4 +1,5 @@
 """probe(): exact rates, decodable frame counts, colour/depth/rotation/audio, clear errors."""
+
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,11 +24,14 @@ def decoded_count(path) -> int:
 
 
 @needs_clips
-@pytest.mark.parametrize("name, frames, fps", [
-    ("pillow.mp4", 147, Fraction(20)),
-    ("teddy.mp4", 141, Fraction(1454080, 72773)),
-    ("bear.mp4", 82, Fraction(30)),
-])
+@pytest.mark.parametrize(
+    "name, frames, fps",
+    [
+        ("pillow.mp4", 147, Fraction(20)),
+        ("teddy.mp4", 141, Fraction(1454080, 72773)),
+        ("bear.mp4", 82, Fraction(30)),
+    ],
+)
 def test_shared_clips_count_and_rate(name, frames, fps):
     info = probe(CLIPS / name)
     assert info.num_frames == frames == decoded_count(CLIPS / name)
@@ -46,8 +50,12 @@ def test_ten_bit_and_colour_tags():
     info = probe(SAMPLES / "gradient_10bit_h265.mp4")
     assert info.fps == Fraction(24000, 1001)
     assert info.bit_depth == 10 and info.pix_fmt == "yuv420p10le" and info.codec == "hevc"
-    assert (info.colour.primaries, info.colour.transfer, info.colour.matrix, info.colour.range) == \
-        ("bt709", "bt709", "bt709", "tv")
+    assert (info.colour.primaries, info.colour.transfer, info.colour.matrix, info.colour.range) == (
+        "bt709",
+        "bt709",
+        "bt709",
+        "tv",
+    )
     assert info.num_frames == 36
 
 
@@ -98,8 +106,10 @@ def test_truncated(tmp_path):
 def test_truncated_faststart(tmp_path):
     """moov first, mdat cut short: the index points past the end of the file."""
     src = tmp_path / "fast.mp4"
-    with av.open(str(SAMPLES / "motion_320x180.mp4")) as inp, \
-            av.open(str(src), "w", options={"movflags": "+faststart"}) as out:
+    with (
+        av.open(str(SAMPLES / "motion_320x180.mp4")) as inp,
+        av.open(str(src), "w", options={"movflags": "+faststart"}) as out,
+    ):
         s = out.add_stream_from_template(inp.streams.video[0])
         for p in inp.demux(video=0):
             if p.size:

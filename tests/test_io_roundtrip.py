@@ -1,5 +1,6 @@
 """Reader -> writer round trips: counts, every timestamp, durations, depth, colour, size,
 rotation, VFR, and every output codec read back with the right size/depth/alpha."""
+
 from fractions import Fraction
 from pathlib import Path
 
@@ -102,12 +103,18 @@ def test_colour_tags_and_matrix(tmp_path):
     assert (a[10] - b[10]).abs().mean() < 0.02  # x264 + a second chroma subsampling
 
 
-@pytest.mark.parametrize("matrix, rng, want_y", [
-    ("smpte170m", "tv", 16 + 219 * 0.299), ("bt709", "tv", 16 + 219 * 0.2126),
-    ("smpte170m", "pc", 255 * 0.299), ("bt709", "pc", 255 * 0.2126),
-])
+@pytest.mark.parametrize(
+    "matrix, rng, want_y",
+    [
+        ("smpte170m", "tv", 16 + 219 * 0.299),
+        ("bt709", "tv", 16 + 219 * 0.2126),
+        ("smpte170m", "pc", 255 * 0.299),
+        ("bt709", "pc", 255 * 0.2126),
+    ],
+)
 def test_rgb_to_yuv_uses_the_tagged_matrix(matrix, rng, want_y):
     from vidfx.io.convert import av_to_tensor, tensor_to_av
+
     red = torch.zeros(3, 16, 16)
     red[0] = 1.0
     colour = ColourTags(matrix=matrix, range=rng)
@@ -181,27 +188,37 @@ def test_backward_reads():
     assert end.value.length == 64
 
 
-@pytest.mark.parametrize("codec, ext, channels, want_fmt, want_depth", [
-    ("prores_4444", "mov", 4, "yuva444p12le", 12),  # FFmpeg decodes 4444 to 12 bits
-    ("prores_422hq", "mov", 3, "yuv422p10le", 10),
-    ("dnxhr_hqx", "mxf", 3, "yuv422p10le", 10),
-    ("dnxhr_hqx", "mov", 3, "yuv422p10le", 10),
-    ("ffv1", "mkv", 4, "gbrap10le", 10),
-    ("ffv1", "mkv", 1, "gray16le", 16),
-    ("h265", "mkv", 3, "yuv420p10le", 10),
-])
+@pytest.mark.parametrize(
+    "codec, ext, channels, want_fmt, want_depth",
+    [
+        ("prores_4444", "mov", 4, "yuva444p12le", 12),  # FFmpeg decodes 4444 to 12 bits
+        ("prores_422hq", "mov", 3, "yuv422p10le", 10),
+        ("dnxhr_hqx", "mxf", 3, "yuv422p10le", 10),
+        ("dnxhr_hqx", "mov", 3, "yuv422p10le", 10),
+        ("ffv1", "mkv", 4, "gbrap10le", 10),
+        ("ffv1", "mkv", 1, "gray16le", 16),
+        ("h265", "mkv", 3, "yuv420p10le", 10),
+    ],
+)
 def test_codecs_read_back(tmp_path, codec, ext, channels, want_fmt, want_depth):
     h, w = (128, 256) if codec == "dnxhr_hqx" else (64, 96)  # DNxHR's minimum is 256x120
     depth = 16 if want_fmt.endswith("16le") else 10
-    info = ClipInfo(width=w, height=h, fps=Fraction(30000, 1001), num_frames=4, channels=channels,
-                    bit_depth=depth, colour=ColourTags("bt709", "bt709", "bt709", "tv"),
-                    time_base=Fraction(1, 30000))
+    info = ClipInfo(
+        width=w,
+        height=h,
+        fps=Fraction(30000, 1001),
+        num_frames=4,
+        channels=channels,
+        bit_depth=depth,
+        colour=ColourTags("bt709", "bt709", "bt709", "tv"),
+        time_base=Fraction(1, 30000),
+    )
     gen = torch.Generator().manual_seed(0)
     frames = [torch.rand(channels, h, w, generator=gen).mul(0.6).add(0.2) for _ in range(4)]
     for f in frames:
         if channels == 4:
             f[3, :, : w // 2] = 0.0  # half transparent, half opaque
-            f[3, :, w // 2:] = 1.0
+            f[3, :, w // 2 :] = 1.0
     path = tmp_path / f"out.{ext}"
     sink = make_sink(path, codec=codec)
     sink.open(info)
@@ -215,19 +232,22 @@ def test_codecs_read_back(tmp_path, codec, ext, channels, want_fmt, want_depth):
     _, back = read_all(path)
     assert back[0].shape == (channels, h, w)
     if channels == 4:
-        assert back[0][3, :, : w // 2].max() < 0.01 and back[0][3, :, w // 2:].min() > 0.99
+        assert back[0][3, :, : w // 2].max() < 0.01 and back[0][3, :, w // 2 :].min() > 0.99
     if codec == "ffv1":  # lossless up to quantisation
-        assert (back[2] - frames[2]).abs().max() < 1.5 / (2 ** want_depth - 1) + 1e-4
+        assert (back[2] - frames[2]).abs().max() < 1.5 / (2**want_depth - 1) + 1e-4
 
 
-@pytest.mark.parametrize("pattern, channels, want_fmt, tol, extra", [
-    ("img_%04d.png", 3, "rgb48be", 1 / 65535, {"bit_depth": "16"}),
-    ("img_%04d.png", 4, "rgba", 1 / 255, {"bit_depth": "8"}),
-    ("img_%04d.tif", 3, "rgb48le", 1 / 65535, {"bit_depth": "16"}),
-    ("img_%04d.tif", 1, "gray16le", 1 / 65535, {"bit_depth": "16"}),
-    ("img_%04d.exr", 4, "gbrapf16le", 1e-3, {"exr": "half"}),
-    ("img_%04d.exr", 3, "gbrpf32le", 1e-6, {"exr": "float"}),
-])
+@pytest.mark.parametrize(
+    "pattern, channels, want_fmt, tol, extra",
+    [
+        ("img_%04d.png", 3, "rgb48be", 1 / 65535, {"bit_depth": "16"}),
+        ("img_%04d.png", 4, "rgba", 1 / 255, {"bit_depth": "8"}),
+        ("img_%04d.tif", 3, "rgb48le", 1 / 65535, {"bit_depth": "16"}),
+        ("img_%04d.tif", 1, "gray16le", 1 / 65535, {"bit_depth": "16"}),
+        ("img_%04d.exr", 4, "gbrapf16le", 1e-3, {"exr": "half"}),
+        ("img_%04d.exr", 3, "gbrpf32le", 1e-6, {"exr": "float"}),
+    ],
+)
 def test_image_sequences(tmp_path, pattern, channels, want_fmt, tol, extra):
     h, w = 24, 40
     info = ClipInfo(width=w, height=h, fps=Fraction(24), num_frames=3, channels=channels, bit_depth=16)

@@ -4,10 +4,10 @@ Public API: ``probe(path) -> ClipInfo``, ``open_source(path, **params) -> Read``
 configured SourceNode), ``make_sink(path, **options) -> Sink``, ``WRITER_PARAMS`` and
 ``copy_media(src, dst, **options)`` (reader -> writer without a graph).
 """
+
+from .copy import copy_media
 from .nodes import Read, open_source
 from .probe import probe
 from .writer import WRITER_PARAMS, VideoWriter, make_sink, writer_options
-from .copy import copy_media  # noqa: E402  (needs the two modules above)
 
-__all__ = ["probe", "open_source", "make_sink", "WRITER_PARAMS", "Read", "VideoWriter", "writer_options",
-           "copy_media"]
+__all__ = ["probe", "open_source", "make_sink", "WRITER_PARAMS", "Read", "VideoWriter", "writer_options", "copy_media"]

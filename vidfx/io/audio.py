@@ -9,6 +9,7 @@ MP4/MOV; an explicit ``audio=copy`` into Matroska stays in sync but the muxer sh
 streams by the pre-roll, so the video starts a few ms late.) Re-encode mode decodes, cuts at
 sample precision, and encodes AAC (or PCM) with timestamps counted in samples from 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,7 @@ from .probe import open_input
 # Which audio codecs a container can take as a stream copy.
 COPY_OK = {
     "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
-    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be",
-            "pcm_f32le"},
+    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be", "pcm_f32le"},
     "matroska": None,  # anything
 }
 # What to re-encode to when copying is not possible.
@@ -45,20 +45,17 @@ class AudioMuxer:
     """Adds the audio stream of ``ref`` to an output container and feeds it in step with
     the video (``feed_until``) so packets are interleaved, then ``finish``es the window."""
 
-    def __init__(self, ref: AudioRef, output: av.container.OutputContainer, mode: str = "auto",
-                 bitrate: int = 192_000):
+    def __init__(self, ref: AudioRef, output: av.container.OutputContainer, mode: str = "auto", bitrate: int = 192_000):
         self.ref = ref
         self.output = output
         kind = container_kind(output)
         allowed = COPY_OK.get(kind, set())
         can_copy = allowed is None or ref.codec in allowed
         if mode == "copy" and not can_copy:
-            raise MediaError(f"{ref.path}: {ref.codec} audio cannot be copied into {kind}; "
-                             "use audio=aac or audio=auto")
+            raise MediaError(f"{ref.path}: {ref.codec} audio cannot be copied into {kind}; use audio=aac or audio=auto")
         # auto copies only where an edit list can hide the pre-roll (MP4/MOV): Matroska
         # would shift every stream by it instead
-        self.copy = mode == "copy" or (mode == "auto" and ref.copyable and can_copy
-                                       and kind in ("mp4", "mov"))
+        self.copy = mode == "copy" or (mode == "auto" and ref.copyable and can_copy and kind in ("mp4", "mov"))
         self.input = open_input(ref.path)
         try:
             self.src = self.input.streams[ref.stream_index]
@@ -206,8 +203,9 @@ class AudioMuxer:
             return
         if self._resampler is None:
             fmt = self.stream.codec_context.format
-            self._resampler = av.AudioResampler(format=fmt.name if fmt else "s16",
-                                                layout=self.stream.layout.name, rate=rate)
+            self._resampler = av.AudioResampler(
+                format=fmt.name if fmt else "s16", layout=self.stream.layout.name, rate=rate
+            )
         frame.pts = None
         for out in self._resampler.resample(frame):
             data = out.to_ndarray()
@@ -216,7 +214,7 @@ class AudioMuxer:
                 self._fifo.write(out)
                 continue
             planar = out.format.is_planar
-            piece = data[:, lo:hi] if planar else data[:, lo * out.layout.nb_channels:hi * out.layout.nb_channels]
+            piece = data[:, lo:hi] if planar else data[:, lo * out.layout.nb_channels : hi * out.layout.nb_channels]
             if piece.size == 0:
                 continue
             cut = av.AudioFrame.from_ndarray(piece.copy(), format=out.format.name, layout=out.layout.name)

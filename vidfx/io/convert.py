@@ -1,5 +1,6 @@
 """Pixel conversion between PyAV frames and vidfx tensors, using the stream's own
 YUV matrix and range (never a guessed one when the file says which)."""
+
 from __future__ import annotations
 
 import av
@@ -17,8 +18,13 @@ SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 # FFmpeg matrix name -> swscale colorspace name (PyAV Colorspace members).
 _SWS_MATRIX = {
-    "bt709": "ITU709", "fcc": "FCC", "bt470bg": "ITU601", "smpte170m": "ITU601",
-    "smpte240m": "SMPTE240M", "bt2020nc": "BT2020", "bt2020c": "BT2020",
+    "bt709": "ITU709",
+    "fcc": "FCC",
+    "bt470bg": "ITU601",
+    "smpte170m": "ITU601",
+    "smpte240m": "SMPTE240M",
+    "bt2020nc": "BT2020",
+    "bt2020c": "BT2020",
 }
 
 
@@ -49,22 +55,37 @@ def rgb_format(channels: int, bit_depth: int) -> str:
 # Planar formats read and written plane by plane: (C, H, W) tensors map onto them without
 # any transpose (transposing 1080p float images costs more than the colour conversion).
 _PLANAR = {
-    (1, 8): "gray", (1, 16): "gray16le", (1, 32): "grayf32le",
-    (3, 8): "gbrp", (3, 16): "gbrp16le", (3, 32): "gbrpf32le",
-    (4, 8): "gbrap", (4, 16): "gbrap16le", (4, 32): "gbrapf32le",
+    (1, 8): "gray",
+    (1, 16): "gray16le",
+    (1, 32): "grayf32le",
+    (3, 8): "gbrp",
+    (3, 16): "gbrp16le",
+    (3, 32): "gbrpf32le",
+    (4, 8): "gbrap",
+    (4, 16): "gbrap16le",
+    (4, 32): "gbrapf32le",
 }
 _PLANE_TYPES = {  # format -> (plane order for R, G, B[, A] or grey, numpy dtype, full-scale value)
-    "gray": ((0,), "u1", 255.0), "gray16le": ((0,), "<u2", 65535.0), "grayf32le": ((0,), "<f4", None),
+    "gray": ((0,), "u1", 255.0),
+    "gray16le": ((0,), "<u2", 65535.0),
+    "grayf32le": ((0,), "<f4", None),
     "grayf16le": ((0,), "<f2", None),
-    "gbrp": ((2, 0, 1), "u1", 255.0), "gbrp16le": ((2, 0, 1), "<u2", 65535.0),
-    "gbrpf32le": ((2, 0, 1), "<f4", None), "gbrpf16le": ((2, 0, 1), "<f2", None),
-    "gbrap": ((2, 0, 1, 3), "u1", 255.0), "gbrap16le": ((2, 0, 1, 3), "<u2", 65535.0),
-    "gbrapf32le": ((2, 0, 1, 3), "<f4", None), "gbrapf16le": ((2, 0, 1, 3), "<f2", None),
+    "gbrp": ((2, 0, 1), "u1", 255.0),
+    "gbrp16le": ((2, 0, 1), "<u2", 65535.0),
+    "gbrpf32le": ((2, 0, 1), "<f4", None),
+    "gbrpf16le": ((2, 0, 1), "<f2", None),
+    "gbrap": ((2, 0, 1, 3), "u1", 255.0),
+    "gbrap16le": ((2, 0, 1, 3), "<u2", 65535.0),
+    "gbrapf32le": ((2, 0, 1, 3), "<f4", None),
+    "gbrapf16le": ((2, 0, 1, 3), "<f2", None),
     # 10/12-bit planar RGB and grey (FFV1) are read and written directly too: no swscale
     # dithering, so lossless stays lossless
-    "gray10le": ((0,), "<u2", 1023.0), "gray12le": ((0,), "<u2", 4095.0),
-    "gbrp10le": ((2, 0, 1), "<u2", 1023.0), "gbrp12le": ((2, 0, 1), "<u2", 4095.0),
-    "gbrap10le": ((2, 0, 1, 3), "<u2", 1023.0), "gbrap12le": ((2, 0, 1, 3), "<u2", 4095.0),
+    "gray10le": ((0,), "<u2", 1023.0),
+    "gray12le": ((0,), "<u2", 4095.0),
+    "gbrp10le": ((2, 0, 1), "<u2", 1023.0),
+    "gbrp12le": ((2, 0, 1), "<u2", 4095.0),
+    "gbrap10le": ((2, 0, 1, 3), "<u2", 1023.0),
+    "gbrap12le": ((2, 0, 1, 3), "<u2", 4095.0),
 }
 
 
@@ -76,8 +97,9 @@ def _plane(frame: av.VideoFrame, index: int, dtype: str) -> np.ndarray:
     return rows[:, : frame.width]
 
 
-def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, colour: ColourTags,
-                 rotation: int = 0) -> torch.Tensor:
+def av_to_tensor(
+    frame: av.VideoFrame, channels: int, bit_depth: int, colour: ColourTags, rotation: int = 0
+) -> torch.Tensor:
     """A decoded frame as a (C, H, W) float32 tensor in 0..1 (float sources: as stored), upright.
 
     >8-bit sources go through 16-bit RGB so their precision survives into float; half and
@@ -89,8 +111,11 @@ def av_to_tensor(frame: av.VideoFrame, channels: int, bit_depth: int, colour: Co
         target = rgb_format(channels, 32 if is_float(src) else bit_depth)
         kwargs = {}
         if is_yuv(src):
-            kwargs = dict(src_colorspace=sws_matrix(colour, frame.height),
-                          src_color_range=sws_range(colour, src), dst_color_range="JPEG")
+            kwargs = dict(
+                src_colorspace=sws_matrix(colour, frame.height),
+                src_color_range=sws_range(colour, src),
+                dst_color_range="JPEG",
+            )
         frame = frame.reformat(format=target, interpolation=SWS_FLAGS, **kwargs)
     order, dtype, full = _PLANE_TYPES[frame.format.name]
     out = np.empty((len(order), frame.height, frame.width), np.float32)
@@ -143,6 +168,9 @@ def tensor_to_av(data: torch.Tensor, pix_fmt: str, colour: ColourTags) -> av.Vid
         return frame
     kwargs = {}
     if is_yuv(pix_fmt):
-        kwargs = dict(dst_colorspace=sws_matrix(colour, height), dst_color_range=sws_range(colour, pix_fmt),
-                      src_color_range="JPEG")
+        kwargs = dict(
+            dst_colorspace=sws_matrix(colour, height),
+            dst_color_range=sws_range(colour, pix_fmt),
+            src_color_range="JPEG",
+        )
     return frame.reformat(format=pix_fmt, interpolation=SWS_FLAGS, **kwargs)

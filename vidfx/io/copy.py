@@ -1,4 +1,5 @@
 """Reader -> writer with no graph: the plain pass-through copy (tests, benchmarks, scripts)."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,9 @@ from .nodes import open_source
 from .writer import make_sink
 
 
-def copy_media(src: str | os.PathLike, dst: str | os.PathLike, touch_pixels: bool = False,
-               **options) -> tuple[int, Sink]:
+def copy_media(
+    src: str | os.PathLike, dst: str | os.PathLike, touch_pixels: bool = False, **options
+) -> tuple[int, Sink]:
     """Read every frame of ``src`` and write it to ``dst`` (``options``: WRITER_PARAMS).
 
     ``touch_pixels`` makes each frame's tensor before writing, so the writer takes its

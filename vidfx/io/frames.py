@@ -3,6 +3,7 @@
 The engine decodes through ``Read`` (exact timestamps, colour tags, bit depth, lazy pixels).
 Tools that just want a clip's pictures as 8-bit RGB arrays use :func:`rgb_frames` instead.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 A sequence is named by a printf pattern (``shots/a_%04d.png``) or a folder of images.
 Files are decoded and encoded one at a time with FFmpeg's image codecs through PyAV.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ _PATTERN = re.compile(r"%(0?\d*)d")
 
 def is_sequence_path(path: str) -> bool:
     """Whether ``path`` names an image sequence (a %d pattern, a folder, or one image)."""
-    return bool(_PATTERN.search(os.path.basename(path))) or os.path.isdir(path) or \
-        path.lower().endswith(IMAGE_EXTENSIONS)
+    return (
+        bool(_PATTERN.search(os.path.basename(path))) or os.path.isdir(path) or path.lower().endswith(IMAGE_EXTENSIONS)
+    )
 
 
 def parse_fps(value: str | float | int | Fraction) -> Fraction:
@@ -35,8 +37,12 @@ def parse_fps(value: str | float | int | Fraction) -> Fraction:
         fps = Fraction(text)
     except (ValueError, ZeroDivisionError):
         raise MediaError(f"bad frame rate {value!r}") from None
-    ntsc = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001),
-            "59.94": Fraction(60000, 1001), "47.952": Fraction(48000, 1001)}
+    ntsc = {
+        "23.976": Fraction(24000, 1001),
+        "29.97": Fraction(30000, 1001),
+        "59.94": Fraction(60000, 1001),
+        "47.952": Fraction(48000, 1001),
+    }
     fps = ntsc.get(text, fps)
     if fps <= 0:
         raise MediaError(f"bad frame rate {value!r}")
@@ -46,8 +52,11 @@ def parse_fps(value: str | float | int | Fraction) -> Fraction:
 def list_sequence(path: str) -> list[str]:
     """The files of a sequence in frame order (numbers ascending); MediaError if none."""
     if os.path.isdir(path):
-        files = [os.path.join(path, f) for f in os.listdir(path)
-                 if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+        files = [
+            os.path.join(path, f)
+            for f in os.listdir(path)
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+        ]
         key = lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f)]  # noqa: E731
         files.sort(key=key)
     else:
@@ -59,7 +68,7 @@ def list_sequence(path: str) -> list[str]:
         else:
             width = match.group(1)
             digits = r"\d{%d,}" % int(width) if width else r"\d+"
-            regex = re.compile(re.escape(name[:match.start()]) + f"({digits})" + re.escape(name[match.end():]) + "$")
+            regex = re.compile(re.escape(name[: match.start()]) + f"({digits})" + re.escape(name[match.end() :]) + "$")
             if not os.path.isdir(folder):
                 raise MediaError(f"{path}: folder {folder} not found")
             numbered = [(int(m.group(1)), f) for f in os.listdir(folder) if (m := regex.match(f))]
@@ -97,13 +106,24 @@ class ImageSequenceDecoder:
         depth = bit_depth_of(pix_fmt)
         is_exr = self.files[0].lower().endswith(".exr")
         # JPEG-style images are Y'CbCr with the BT.601 matrix at full range, whatever their size
-        colour = ColourTags(primaries="bt709", transfer="linear" if is_exr else "iec61966-2-1",
-                          matrix="smpte170m" if is_yuv(pix_fmt) else None, range="pc")
+        colour = ColourTags(
+            primaries="bt709",
+            transfer="linear" if is_exr else "iec61966-2-1",
+            matrix="smpte170m" if is_yuv(pix_fmt) else None,
+            range="pc",
+        )
         self.info = ClipInfo(
-            width=first.width, height=first.height, fps=self.fps, num_frames=len(self.files),
+            width=first.width,
+            height=first.height,
+            fps=self.fps,
+            num_frames=len(self.files),
             channels=4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3,
-            bit_depth=depth, colour=colour, time_base=1 / self.fps, source=self.path,
-            pix_fmt=pix_fmt, codec=os.path.splitext(self.files[0])[1].lstrip(".").lower(),
+            bit_depth=depth,
+            colour=colour,
+            time_base=1 / self.fps,
+            source=self.path,
+            pix_fmt=pix_fmt,
+            codec=os.path.splitext(self.files[0])[1].lstrip(".").lower(),
         )
         return self.info
 
@@ -118,8 +138,9 @@ class ImageSequenceDecoder:
         def load():
             vf = read_image(path)
             if (vf.width, vf.height) != (info.width, info.height):
-                raise MediaError(f"{path}: size {vf.width}x{vf.height} differs from the sequence's "
-                                 f"{info.width}x{info.height}")
+                raise MediaError(
+                    f"{path}: size {vf.width}x{vf.height} differs from the sequence's {info.width}x{info.height}"
+                )
             return av_to_tensor(vf, info.channels, info.bit_depth, info.colour)
 
         return Frame(index=n, pts=n, load=load, meta={"duration": 1, "file": path})
@@ -139,11 +160,17 @@ def image_pix_fmt(codec: str, channels: int, bit_depth: int) -> str:
         return {1: "grayf32le", 3: "gbrpf32le", 4: "gbrapf32le"}[channels]
     deep = bit_depth > 8
     if codec == "png":
-        return {1: "gray16be" if deep else "gray", 3: "rgb48be" if deep else "rgb24",
-                4: "rgba64be" if deep else "rgba"}[channels]
+        return {
+            1: "gray16be" if deep else "gray",
+            3: "rgb48be" if deep else "rgb24",
+            4: "rgba64be" if deep else "rgba",
+        }[channels]
     if codec == "tiff":
-        return {1: "gray16le" if deep else "gray", 3: "rgb48le" if deep else "rgb24",
-                4: "rgba64le" if deep else "rgba"}[channels]
+        return {
+            1: "gray16le" if deep else "gray",
+            3: "rgb48le" if deep else "rgb24",
+            4: "rgba64le" if deep else "rgba",
+        }[channels]
     raise MediaError(f"image codec {codec!r} is not supported")
 
 
@@ -156,8 +183,15 @@ class ImageSequenceWriter(Sink):
     """Writes one image per frame. Each image is written to a hidden temporary name and
     renamed when complete; ``abort`` removes every image this writer made."""
 
-    def __init__(self, pattern: str, codec: str | None = None, bit_depth: str | int = "auto",
-                 exr: str = "half", start_number: int = 0, compression: str | None = None):
+    def __init__(
+        self,
+        pattern: str,
+        codec: str | None = None,
+        bit_depth: str | int = "auto",
+        exr: str = "half",
+        start_number: int = 0,
+        compression: str | None = None,
+    ):
         if not _PATTERN.search(os.path.basename(pattern)):
             root, ext = os.path.splitext(pattern)
             pattern = f"{root}_%06d{ext}"

@@ -1,4 +1,5 @@
 """The ``read`` node: a video file or an image sequence as a graph source."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,10 @@ class Read(SourceNode):
     folder of PNG/TIFF/EXR). Frames are decoded one by one, upright, with source timing."""
 
     type_name = "read"
-    description = ("Read a video file or an image sequence (PNG/TIFF/EXR, '%04d' pattern or folder). "
-                   "Streams; applies rotation; keeps timestamps, colour tags, bit depth and audio.")
+    description = (
+        "Read a video file or an image sequence (PNG/TIFF/EXR, '%04d' pattern or folder). "
+        "Streams; applies rotation; keeps timestamps, colour tags, bit depth and audio."
+    )
     params = (
         Param("path", "str", required=True, doc="Video file, image pattern (shot_%04d.exr) or folder."),
         Param("fps", "str", "25", doc="Frame rate of an image sequence (25, 24000/1001, 29.97)."),
@@ -60,7 +63,8 @@ class Read(SourceNode):
 
 def _is_video_file(path: str) -> bool:
     return os.path.isfile(path) and not path.lower().endswith(
-        (".png", ".tif", ".tiff", ".exr", ".jpg", ".jpeg", ".dpx", ".bmp"))
+        (".png", ".tif", ".tiff", ".exr", ".jpg", ".jpeg", ".dpx", ".bmp")
+    )
 
 
 def open_source(path: str, **params) -> Read:

@@ -5,6 +5,7 @@ packet count: MP4 edit lists can mark packets as "discard" (pillow.mp4 has 149 p
 but 147 frames decode). For MP4/MOV we read that from the demuxer's index (no file
 reading at all); for other containers we scan the packets once without decoding.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,14 +20,52 @@ from .image_seq import ImageSequenceDecoder
 from .pixfmt import bit_depth_of, has_alpha, is_grey, is_rgb
 
 # FFmpeg's names for the AVColor* enums (libavutil/pixdesc.c), by value.
-PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
-             9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
-TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
-             9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1",
-             14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
-MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
-            8: "ycgco", 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc",
-            13: "chroma-derived-c", 14: "ictcp"}
+PRIMARIES = {
+    1: "bt709",
+    4: "bt470m",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "film",
+    9: "bt2020",
+    10: "smpte428",
+    11: "smpte431",
+    12: "smpte432",
+    22: "ebu3213",
+}
+TRANSFERS = {
+    1: "bt709",
+    4: "gamma22",
+    5: "gamma28",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "linear",
+    9: "log100",
+    10: "log316",
+    11: "iec61966-2-4",
+    12: "bt1361e",
+    13: "iec61966-2-1",
+    14: "bt2020-10",
+    15: "bt2020-12",
+    16: "smpte2084",
+    17: "smpte428",
+    18: "arib-std-b67",
+}
+MATRICES = {
+    0: "gbr",
+    1: "bt709",
+    4: "fcc",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "ycgco",
+    9: "bt2020nc",
+    10: "bt2020c",
+    11: "smpte2085",
+    12: "chroma-derived-nc",
+    13: "chroma-derived-c",
+    14: "ictcp",
+}
 RANGES = {1: "tv", 2: "pc"}
 
 
@@ -74,8 +113,9 @@ def count_frames(container: av.container.InputContainer, stream: av.VideoStream,
         size = os.path.getsize(path)
         last = max(entries, key=lambda e: e.pos)
         if last.pos + last.size > size:
-            raise MediaError(f"{path}: file is truncated (video data ends at byte {size}, "
-                             f"index expects {last.pos + last.size})")
+            raise MediaError(
+                f"{path}: file is truncated (video data ends at byte {size}, index expects {last.pos + last.size})"
+            )
         return sum(1 for e in entries if not e.is_discard)
     count = 0
     try:
@@ -104,8 +144,16 @@ def _audio_ref(path: str, container: av.container.InputContainer, video_start: f
     duration = None
     if a.duration:
         duration = max(0.0, audio_start + float(a.duration * a.time_base) - video_start)
-    return AudioRef(path=path, stream_index=a.index, codec=ctx.name, sample_rate=ctx.sample_rate,
-                    channels=ctx.channels, start=video_start, duration=duration, copyable=True)
+    return AudioRef(
+        path=path,
+        stream_index=a.index,
+        codec=ctx.name,
+        sample_rate=ctx.sample_rate,
+        channels=ctx.channels,
+        start=video_start,
+        duration=duration,
+        copyable=True,
+    )
 
 
 def _first_frame(container, stream, path: str):
@@ -170,10 +218,18 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         sar = ctx.sample_aspect_ratio
         channels = 4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3
         return ClipInfo(
-            width=width, height=height, fps=fps, num_frames=num_frames, channels=channels,
-            bit_depth=bit_depth_of(pix_fmt), colour=colour,
+            width=width,
+            height=height,
+            fps=fps,
+            num_frames=num_frames,
+            channels=channels,
+            bit_depth=bit_depth_of(pix_fmt),
+            colour=colour,
             time_base=Fraction(stream.time_base.numerator, stream.time_base.denominator),
-            audio=_audio_ref(path, container, video_start), source=path, pix_fmt=pix_fmt, codec=ctx.name,
+            audio=_audio_ref(path, container, video_start),
+            source=path,
+            pix_fmt=pix_fmt,
+            codec=ctx.name,
             rotation=rotation,
             sample_aspect_ratio=Fraction(sar.numerator, sar.denominator) if sar else None,
         )

@@ -7,11 +7,12 @@ Pixels are made only when a node asks for ``frame.data`` (YUV->RGB with the stre
 matrix/range, 16-bit RGB for >8-bit sources, display rotation applied); until then the
 decoder's frame rides along in ``frame.native`` so a writer can encode it directly.
 """
+
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
 
 import av
 
@@ -91,7 +92,9 @@ class VideoDecoder:
         meta = {"duration": vf.duration or None, "key_frame": bool(vf.key_frame)}
         rotation = info.rotation
         return Frame(
-            index=n, pts=pts, meta=meta,
+            index=n,
+            pts=pts,
+            meta=meta,
             load=lambda: av_to_tensor(vf, info.channels, info.bit_depth, info.colour, rotation),
             native=vf if rotation == 0 else None,
         )
@@ -158,4 +161,3 @@ def open_video(path: str, threads: int = 0) -> VideoDecoder:
     decoder = VideoDecoder(path, threads)
     decoder.open()
     return decoder
-

@@ -7,6 +7,7 @@ distance from it, in the clip's own time base, so VFR and missing-frame gaps sur
 each frame's duration (``meta["duration"]``) is written too, so the clip's total length
 matches the source. Colour tags are written as given, and RGB->YUV uses that matrix/range.
 """
+
 from __future__ import annotations
 
 import errno
@@ -29,16 +30,31 @@ VIDEO_CODECS = ("h264", "h265", "prores_422hq", "prores_4444", "dnxhr_hqx", "ffv
 IMAGE_CODECS = ("png", "tiff", "exr")
 
 WRITER_PARAMS: tuple[Param, ...] = (
-    Param("codec", "choice", "auto", choices=("auto",) + VIDEO_CODECS + IMAGE_CODECS,
-          doc="Encoder. auto: by extension (.mp4/.mkv h264, .mov ProRes 422 HQ or 4444 with alpha, "
-              ".mxf DNxHR HQX, image patterns png/tiff/exr)."),
+    Param(
+        "codec",
+        "choice",
+        "auto",
+        choices=("auto",) + VIDEO_CODECS + IMAGE_CODECS,
+        doc="Encoder. auto: by extension (.mp4/.mkv h264, .mov ProRes 422 HQ or 4444 with alpha, "
+        ".mxf DNxHR HQX, image patterns png/tiff/exr).",
+    ),
     Param("crf", "int", 18, min=0, max=51, doc="Quality for h264/h265 (lower is better)."),
     Param("preset", "str", "medium", doc="x264/x265 speed preset (ultrafast..veryslow)."),
-    Param("bit_depth", "choice", "auto", choices=("auto", "8", "10", "16"),
-          doc="Bits per component; auto keeps the source depth (10-bit in -> 10-bit out)."),
+    Param(
+        "bit_depth",
+        "choice",
+        "auto",
+        choices=("auto", "8", "10", "16"),
+        doc="Bits per component; auto keeps the source depth (10-bit in -> 10-bit out).",
+    ),
     Param("exr", "choice", "half", choices=("half", "float"), doc="OpenEXR sample type."),
-    Param("audio", "choice", "auto", choices=("auto", "copy", "aac", "pcm", "none"),
-          doc="auto: copy when possible, else re-encode (AAC; PCM where AAC cannot go)."),
+    Param(
+        "audio",
+        "choice",
+        "auto",
+        choices=("auto", "copy", "aac", "pcm", "none"),
+        doc="auto: copy when possible, else re-encode (AAC; PCM where AAC cannot go).",
+    ),
     Param("audio_bitrate", "int", 192000, min=8000, max=1_536_000, doc="AAC bit rate (bits/s)."),
     Param("pix_fmt", "str", None, doc="Override the encoder's pixel format (e.g. yuv444p10le)."),
     Param("threads", "int", 0, min=0, max=256, doc="Encoder threads (0: automatic)."),
@@ -51,14 +67,20 @@ UNSPECIFIED = {"color_primaries": 2, "color_trc": 2, "colorspace": 2, "color_ran
 
 # Which codec each extension gets with codec=auto: (3-channel, 4-channel).
 AUTO_CODEC = {
-    ".mp4": ("h264", "h264"), ".m4v": ("h264", "h264"), ".mkv": ("h264", "ffv1"),
-    ".mov": ("prores_422hq", "prores_4444"), ".mxf": ("dnxhr_hqx", "dnxhr_hqx"),
+    ".mp4": ("h264", "h264"),
+    ".m4v": ("h264", "h264"),
+    ".mkv": ("h264", "ffv1"),
+    ".mov": ("prores_422hq", "prores_4444"),
+    ".mxf": ("dnxhr_hqx", "dnxhr_hqx"),
     ".avi": ("ffv1", "ffv1"),
 }
 CONTAINER_CODECS = {
-    ".mp4": {"h264", "h265"}, ".m4v": {"h264", "h265"},
+    ".mp4": {"h264", "h265"},
+    ".m4v": {"h264", "h265"},
     ".mov": {"h264", "h265", "prores_422hq", "prores_4444", "dnxhr_hqx"},
-    ".mxf": {"dnxhr_hqx", "h264"}, ".avi": {"ffv1", "h264"}, ".mkv": set(VIDEO_CODECS),
+    ".mxf": {"dnxhr_hqx", "h264"},
+    ".avi": {"ffv1", "h264"},
+    ".mkv": set(VIDEO_CODECS),
 }
 
 
@@ -76,8 +98,9 @@ def make_sink(path: str | os.PathLike, **options) -> Sink:
         codec = opts.codec if opts.codec in IMAGE_CODECS else None
         if opts.codec not in ("auto",) + IMAGE_CODECS:
             raise ParamError(f"output {path}: codec {opts.codec} cannot write images")
-        return ImageSequenceWriter(path, codec=codec, bit_depth=opts.bit_depth, exr=opts.exr,
-                                   start_number=opts.start_number)
+        return ImageSequenceWriter(
+            path, codec=codec, bit_depth=opts.bit_depth, exr=opts.exr, start_number=opts.start_number
+        )
     return VideoWriter(path, opts)
 
 
@@ -146,8 +169,10 @@ class VideoWriter(Sink):
         if not os.path.isdir(folder):
             raise MediaError(f"{self.path}: output folder {folder} does not exist")
         if self.ext not in AUTO_CODEC:
-            raise MediaError(f"{self.path}: unknown video container {self.ext or '(no extension)'}; "
-                             f"use one of {', '.join(AUTO_CODEC)} or an image pattern")
+            raise MediaError(
+                f"{self.path}: unknown video container {self.ext or '(no extension)'}; "
+                f"use one of {', '.join(AUTO_CODEC)} or an image pattern"
+            )
         codec = self.opts.codec
         if codec == "auto":
             codec = AUTO_CODEC[self.ext][1 if info.channels == 4 else 0]
@@ -204,10 +229,12 @@ class VideoWriter(Sink):
         some encoders, ProRes among them, take them from the frames)."""
         colour = self.info.colour
         tags = {}
-        for attr, table, value in (("color_primaries", PRIMARIES, colour.primaries),
-                                   ("color_trc", TRANSFERS, colour.transfer),
-                                   ("color_range", RANGES, colour.range),
-                                   ("colorspace", MATRICES, colour.matrix)):
+        for attr, table, value in (
+            ("color_primaries", PRIMARIES, colour.primaries),
+            ("color_trc", TRANSFERS, colour.transfer),
+            ("color_range", RANGES, colour.range),
+            ("colorspace", MATRICES, colour.matrix),
+        ):
             code = code_of(table, value)
             if code is not None:
                 tags[attr] = code
@@ -239,15 +266,22 @@ class VideoWriter(Sink):
 
     def _to_av(self, frame: Frame) -> av.VideoFrame:
         native = frame.native
-        if (not frame.loaded and isinstance(native, av.VideoFrame) and native.format.name == self.pix_fmt
-                and native.width == self.info.width and native.height == self.info.height):
+        if (
+            not frame.loaded
+            and isinstance(native, av.VideoFrame)
+            and native.format.name == self.pix_fmt
+            and native.width == self.info.width
+            and native.height == self.info.height
+        ):
             self.fast_frames += 1
             native.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose frame types
             return native
         data = frame.data
         if tuple(data.shape[1:]) != (self.info.height, self.info.width):
-            raise MediaError(f"{self.path}: frame {frame.index} is {data.shape[2]}x{data.shape[1]}, "
-                             f"the output is {self.info.width}x{self.info.height}")
+            raise MediaError(
+                f"{self.path}: frame {frame.index} is {data.shape[2]}x{data.shape[1]}, "
+                f"the output is {self.info.width}x{self.info.height}"
+            )
         return tensor_to_av(data, self.pix_fmt, self.info.colour)
 
     def write(self, frame: Frame) -> None:
@@ -320,8 +354,7 @@ class VideoWriter(Sink):
 
 
 def _muxer(ext: str) -> str:
-    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".mxf": "mxf",
-            ".avi": "avi"}[ext]
+    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".mxf": "mxf", ".avi": "avi"}[ext]
 
 
 def _why(exc: Exception) -> str:
