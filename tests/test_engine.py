@@ -1,4 +1,5 @@
 """The scheduler: windows, bounded caches, sequence chunks, lengths found at decode time."""
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +29,9 @@ class CountingSource(SourceNode):
         self.reads = []
 
     def configure(self, inputs, device):
-        return ClipInfo(width=3, height=2, fps=Fraction(25), num_frames=self.claimed, channels=1,
-                        time_base=Fraction(1, 25))
+        return ClipInfo(
+            width=3, height=2, fps=Fraction(25), num_frames=self.claimed, channels=1, time_base=Fraction(1, 25)
+        )
 
     def read(self, n):
         if n >= self.real:
@@ -186,10 +188,12 @@ def test_sequence_node_blends_overlaps_linearly():
 def test_static_scene_is_identical_across_chunk_borders():
     still = [torch.full((3, 4, 4), 0.25)] * 30
     out = vidfx.apply(ChunkId(length=8, overlap=3, add_input=False), still)
+
     # a model whose output does not depend on the chunk gives identical frames everywhere
     class Same(ChunkId):
         def render_chunk(self, frames):
             return [f.data * 2 for f in frames]
+
     out = vidfx.apply(Same(), still)
     assert all(torch.equal(out[0], o) for o in out)
 

@@ -50,7 +50,8 @@ def test_register_and_unregister_a_console_node():
 
 def _fake_distribution(root, dist: str, module: str, entry: str) -> None:
     """An installed package on disk: a module with a node and its dist-info entry points."""
-    (root / f"{module}.py").write_text(textwrap.dedent('''
+    (root / f"{module}.py").write_text(
+        textwrap.dedent("""
         from vidfx.core.node import Node
 
         class Halve(Node):
@@ -58,7 +59,8 @@ def _fake_distribution(root, dist: str, module: str, entry: str) -> None:
 
             def render(self, n, inputs):
                 return inputs[0][0].with_data(inputs[0][0].data * 0.5)
-    '''))
+    """)
+    )
     info = root / f"{dist}-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")

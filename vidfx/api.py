@@ -6,10 +6,12 @@ Console use (Resolve, Nuke, a notebook)::
     frames = vidfx.apply("temporal_average", clip_array, radius=2)   # no files
     vidfx.load("graph.yaml", input="in.mov", output="out.mov").run()
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,8 +58,9 @@ class ArraySource(SourceNode):
 
     type_name = "array"
 
-    def __init__(self, frames: Sequence[Any] | np.ndarray | torch.Tensor, fps: float | Fraction = 25,
-                 name: str = "frames"):
+    def __init__(
+        self, frames: Sequence[Any] | np.ndarray | torch.Tensor, fps: float | Fraction = 25, name: str = "frames"
+    ):
         super().__init__(name=name)
         self.frames = [to_tensor(f) for f in frames]
         if not self.frames:
@@ -69,8 +72,9 @@ class ArraySource(SourceNode):
 
     def configure(self, inputs, device):
         c, h, w = self.frames[0].shape
-        return ClipInfo(width=w, height=h, fps=self.fps, num_frames=len(self.frames), channels=c,
-                        time_base=1 / self.fps)
+        return ClipInfo(
+            width=w, height=h, fps=self.fps, num_frames=len(self.frames), channels=c, time_base=1 / self.fps
+        )
 
     def read(self, n):
         if n >= len(self.frames):
@@ -78,8 +82,16 @@ class ArraySource(SourceNode):
         return Frame(self.frames[n], index=n, pts=n)
 
 
-def apply(node: Node | str, frames: Any, /, *more_inputs: Any, fps: float | Fraction = 25,
-          device: str | torch.device = "cpu", sink: Sink | None = None, **params: Any) -> list[torch.Tensor]:
+def apply(
+    node: Node | str,
+    frames: Any,
+    /,
+    *more_inputs: Any,
+    fps: float | Fraction = 25,
+    device: str | torch.device = "cpu",
+    sink: Sink | None = None,
+    **params: Any,
+) -> list[torch.Tensor]:
     """Run one node on in-memory frames through the real engine; no files involved.
 
     ``frames`` (and ``more_inputs`` for nodes with several inputs) is a sequence of
@@ -95,16 +107,16 @@ def apply(node: Node | str, frames: Any, /, *more_inputs: Any, fps: float | Frac
     graph = Graph()
     feeds = [graph.add(ArraySource(f, fps=fps, name=f"frames{i}")) for i, f in enumerate((frames,) + more_inputs)]
     graph.add(node, *feeds)
-    keep = sink is None
-    if keep:
-        sink = ListSink()
-    graph.write(node.name, sink=sink)
+    collected = ListSink() if sink is None else None
+    target = collected or sink
+    assert target is not None
+    graph.write(node.name, sink=target)
     runs = build_runs(graph.order(), resolve_device(device))
     try:
-        pull([("frames", runs[node.name], sink)])
+        pull([("frames", runs[node.name], target)])
     finally:
         node.close()
-    return [f.data.cpu() for f in sink.frames] if keep else []
+    return [f.data.cpu() for f in collected.frames] if collected is not None else []
 
 
 def node_types() -> dict[str, type[Node]]:

@@ -11,12 +11,13 @@ models) run in overlapping, cross-faded chunks, comes from ``vidfx.core.schedule
 render server and the Ray backend use the same rules, so a frame is made from the same
 inputs wherever it is rendered.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -46,7 +47,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class NodeRun:
     """One node during a run: its inputs, its output description and its frame cache."""
 
-    def __init__(self, node: Node, inputs: list["NodeRun"], device: torch.device):
+    def __init__(self, node: Node, inputs: list[NodeRun], device: torch.device):
         self.node = node
         self.inputs = inputs
         self.device = device
@@ -197,7 +198,7 @@ def pull(outputs: list[tuple[str, NodeRun, Sink]], progress: ProgressFn | None =
     written = {label: 0 for label, _, _ in outputs}
     opened = []
     try:
-        for label, run, sink in outputs:
+        for _, run, sink in outputs:
             sink.open(run.info)
             opened.append(sink)
         active = list(outputs)

@@ -1,10 +1,12 @@
 """Frame and ClipInfo: what flows through the graph, and what describes a stream."""
+
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -66,7 +68,7 @@ class ClipInfo:
     rotation: int = 0
     sample_aspect_ratio: Fraction | None = None
 
-    def replace(self, **changes: Any) -> "ClipInfo":
+    def replace(self, **changes: Any) -> ClipInfo:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -115,6 +117,7 @@ class Frame:
     def data(self) -> torch.Tensor:
         """The pixels as a (C, H, W) float32 tensor."""
         if self._data is None:
+            assert self._load is not None  # __init__ requires data or a loader
             self._data = self._load()
             self._load = None
         return self._data
@@ -124,7 +127,7 @@ class Frame:
         """Whether the tensor has been made already."""
         return self._data is not None
 
-    def with_data(self, data: torch.Tensor, **changes: Any) -> "Frame":
+    def with_data(self, data: torch.Tensor, **changes: Any) -> Frame:
         """A new frame with other pixels and the same index, pts and metadata (unless changed)."""
         return Frame(
             data,

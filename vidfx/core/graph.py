@@ -17,20 +17,21 @@ The YAML format (see docs/graph-format.md)::
 
 Relative paths inside the file are relative to the file's folder.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 
 from .engine import NodeRun, ProgressFn, RunSummary, build_runs, pull, resolve_device
-from .errors import GraphError, MediaError, ParamError, VidfxError
+from .errors import GraphError, VidfxError
 from .frame import Frame
-from .node import Node, SourceNode
+from .node import Node
 from .params import parse_text, resolve_params
 from .registry import create_node
 from .sink import Sink, file_sinks
@@ -143,7 +144,7 @@ class Graph:
             if state.get(name) == 2:
                 return
             if state.get(name) == 1:
-                cycle = path[path.index(name):] + [name]
+                cycle = path[path.index(name) :] + [name]
                 raise GraphError(f"the graph has a cycle: {' -> '.join(cycle)}")
             state[name] = 1
             for i in self.inputs_of[name]:
@@ -184,10 +185,11 @@ class Graph:
         runs = build_runs(order, dev)
         targets = []
         for out in graph.outputs:
-            if out.sink is None:
-                sink = file_sinks()(out.path, **out.options)
-            else:
+            if out.sink is not None:
                 sink = out.sink
+            else:
+                assert out.path is not None  # write() takes a path or a sink
+                sink = file_sinks()(out.path, **out.options)
             targets.append((out.label, runs[out.input], sink))
         try:
             written = pull(targets, progress)
@@ -199,15 +201,20 @@ class Graph:
             summary.messages.extend(node.messages)
         return summary
 
-    def _with_frame_range(self, frames: tuple[int | None, int | None]) -> "Graph":
+    def _with_frame_range(self, frames: tuple[int | None, int | None]) -> Graph:
         """A copy of this graph with a trim in front of every output."""
         start, end = frames
         g = Graph()
         g.nodes = dict(self.nodes)
         g.inputs_of = {k: list(v) for k, v in self.inputs_of.items()}
         for out in self.outputs:
-            trim = g.add("trim", out.input, name=g.fresh_name(f"frames_{out.input}"),
-                         start=start or 0, end=-1 if end is None else end)
+            trim = g.add(
+                "trim",
+                out.input,
+                name=g.fresh_name(f"frames_{out.input}"),
+                start=start or 0,
+                end=-1 if end is None else end,
+            )
             g.outputs.append(Output(trim, out.path, out.options, out.sink))
         return g
 
@@ -241,8 +248,10 @@ class Graph:
 
 # --- YAML ----------------------------------------------------------------------------------
 
-def load(path: str | Path, input: str | None = None, output: str | None = None,
-         set: dict[str, Any] | None = None) -> Graph:
+
+def load(
+    path: str | Path, input: str | None = None, output: str | None = None, set: dict[str, Any] | None = None
+) -> Graph:
     """Read a graph file. ``input``/``output`` replace the first input's/output's path;
     ``set`` maps ``"node.param"`` to a value (as ``--set``)."""
     path = Path(path)

@@ -1,10 +1,12 @@
 """Node: the unit of work. A node says which input frames it needs for output frame n,
 what its output looks like, and computes frames. It never touches files."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 

@@ -1,9 +1,11 @@
 """Typed node parameters: one schema for YAML, ``--set``, Python kwargs and OFX parameters."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -34,6 +36,8 @@ class Param:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown param kind {self.kind!r}")
+        if self.kind == "choice" and not self.choices:
+            raise ValueError(f"choice parameter {self.name!r} has no choices")
 
     def describe(self) -> str:
         """A one-line human description: type, range/choices, default."""
@@ -70,6 +74,7 @@ class Param:
             return str(value)
         if self.kind == "choice":
             value = str(value)
+            assert self.choices  # checked in __post_init__
             if value not in self.choices:
                 raise ParamError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
             return value
@@ -82,9 +87,7 @@ class Param:
         if self.choices:
             bad = [v for v in items if v not in self.choices]
             if bad:
-                raise ParamError(
-                    f"{where}: unknown value(s) {', '.join(bad)}; valid: {', '.join(self.choices)}"
-                )
+                raise ParamError(f"{where}: unknown value(s) {', '.join(bad)}; valid: {', '.join(self.choices)}")
         return items
 
     def _check_range(self, value: float, where: str) -> float:

@@ -1,4 +1,5 @@
 """Sink: where the frames of one graph output go (a file writer, a list in memory)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ class ListSink(Sink):
         self.info = info
 
     def write(self, frame: Frame) -> None:
-        frame.data  # materialise: the caller wants pixels
+        _ = frame.data  # materialise: the caller wants pixels
         self.frames.append(frame)
 
 

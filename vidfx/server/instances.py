@@ -6,6 +6,7 @@ the next request alone. Here that description is turned into a configured ``Node
 while the description is unchanged) and output frames are rendered from pixels in shared
 memory.
 """
+
 from __future__ import annotations
 
 import collections
@@ -187,8 +188,7 @@ def _fingerprint(t: torch.Tensor) -> bytes:
     """A cheap content key for a frame: shape plus a strided sample of its values."""
     flat = t.reshape(-1)
     step = max(1, flat.numel() // 4096)
-    return hashlib.blake2b(flat[::step].numpy().tobytes() + str(tuple(t.shape)).encode(),
-                           digest_size=16).digest()
+    return hashlib.blake2b(flat[::step].numpy().tobytes() + str(tuple(t.shape)).encode(), digest_size=16).digest()
 
 
 class Instance:
@@ -212,8 +212,9 @@ class Instance:
         self.inputs: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
         self.inputs_layout: tuple | None = None  # the layout key the stored frames' indices follow
 
-    def take_inputs(self, entries: list[tuple[int, int, str, np.ndarray | None]], index_of,
-                    layout_key: tuple) -> tuple[int, int]:
+    def take_inputs(
+        self, entries: list[tuple[int, int, str, np.ndarray | None]], index_of, layout_key: tuple
+    ) -> tuple[int, int]:
         """Store sent frames and check referenced ones; call with ``lock`` held.
 
         ``entries`` are (clip, time, fingerprint, planes or None); None means "the frame you
@@ -294,14 +295,15 @@ class Instance:
             if self.config_key is not None:
                 self.node = self._make_node(self.params)
             infos = [
-                ClipInfo(width=w, height=h, fps=fps, num_frames=r.count, channels=3, bit_depth=32,
-                         time_base=1 / fps)
+                ClipInfo(width=w, height=h, fps=fps, num_frames=r.count, channels=3, bit_depth=32, time_base=1 / fps)
                 for (w, h), r in zip(sizes, ranges)
             ]
             self.node.device = self.device
             self.out_info = self.node.configure(infos, self.device)
         self.config_key = key
-        if isinstance(self.node, SequenceNode) and (self.chunk_runner is None or self.chunk_runner.node is not self.node):
+        if isinstance(self.node, SequenceNode) and (
+            self.chunk_runner is None or self.chunk_runner.node is not self.node
+        ):
             self.chunk_runner = ChunkRunner(self.node)
         while len(self.configured) > 1:  # the other ready configuration
             _, (node, _) = self.configured.popitem(last=False)
@@ -323,6 +325,7 @@ class Instance:
     def render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
         """Output frame n as a (C, H, W) tensor; ``get_frame(k, index)`` gives input frames."""
         if self.chunk_runner is not None:
+
             def fetch(i: int) -> Frame:
                 if aborted.is_set():
                     raise RenderAborted()
@@ -396,8 +399,9 @@ def frame_from_planes(planes: np.ndarray, index: int) -> tuple[Frame, torch.Tens
     return Frame(rgb, index=index, pts=index), alpha
 
 
-def write_planes(out: np.ndarray, data: torch.Tensor, rgb_fallback: torch.Tensor | None,
-                 alpha_fallback: torch.Tensor | None) -> None:
+def write_planes(
+    out: np.ndarray, data: torch.Tensor, rgb_fallback: torch.Tensor | None, alpha_fallback: torch.Tensor | None
+) -> None:
     """Write a node's (C, H, W) output into a (4, H, W) float array (R, G, B, A planes).
 
     RGB keeps alpha from the source frame when sizes agree (else opaque); a one-channel
