@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace
+from typing import Any, Literal
 
 import av
+from av.codec.context import ThreadType
+from av.container import OutputContainer
+from av.packet import Packet
+from av.video.codeccontext import VideoCodecContext
 
 from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
@@ -25,6 +32,9 @@ from .audio import AudioMuxer
 from .convert import tensor_to_av
 from .image_seq import ImageSequenceWriter, is_sequence_path
 from .probe import MATRICES, PRIMARIES, RANGES, TRANSFERS, code_of
+
+# The FFmpeg encoders behind VIDEO_CODECS.
+Encoder = Literal["libx264", "libx265", "prores_ks", "dnxhd", "ffv1"]
 
 VIDEO_CODECS = ("h264", "h265", "prores_422hq", "prores_4444", "dnxhr_hqx", "ffv1")
 IMAGE_CODECS = ("png", "tiff", "exr")
@@ -84,12 +94,12 @@ CONTAINER_CODECS = {
 }
 
 
-def writer_options(values: dict | None = None, owner: str = "output") -> SimpleNamespace:
+def writer_options(values: dict[str, Any] | None = None, owner: str = "output") -> SimpleNamespace:
     """Validate output options against WRITER_PARAMS (ParamError naming ``owner``)."""
     return resolve_params(WRITER_PARAMS, dict(values or {}), owner=owner)
 
 
-def make_sink(path: str | os.PathLike, **options) -> Sink:
+def make_sink(path: str | os.PathLike[str], **options: Any) -> Sink:
     """The Sink for ``path``: an image-sequence writer for ``%d`` patterns, folders or image
     extensions (png/tif/tiff/exr), else a video file writer. Options: WRITER_PARAMS."""
     path = os.fspath(path)
@@ -104,7 +114,9 @@ def make_sink(path: str | os.PathLike, **options) -> Sink:
     return VideoWriter(path, opts)
 
 
-def encoder_setup(codec: str, channels: int, depth: int, width: int, height: int) -> tuple[str, str, dict]:
+def encoder_setup(
+    codec: str, channels: int, depth: int, width: int, height: int
+) -> tuple[Encoder, str, dict[str, str]]:
     """(FFmpeg encoder, pix_fmt, encoder options) for a vidfx codec name, channels and depth."""
     odd = width % 2 or height % 2
     if codec in ("h264", "h265"):
@@ -151,13 +163,13 @@ def _pick_depth(option: str, info: ClipInfo, codec: str) -> int:
 class VideoWriter(Sink):
     """Encodes frames into a video file (h264/h265/ProRes/DNxHR/FFV1) with optional audio."""
 
-    def __init__(self, path: str, options: SimpleNamespace | None = None, **values):
+    def __init__(self, path: str, options: SimpleNamespace | None = None, **values: Any):
         self.path = os.fspath(path)
         self.opts = options if options is not None else writer_options(values, f"output {path}")
         self.ext = os.path.splitext(self.path)[1].lower()
         self.temp: str | None = None
-        self.container = None
-        self.stream = None
+        self.container: OutputContainer | None = None
+        self.stream: av.VideoStream | None = None
         self.audio: AudioMuxer | None = None
         self.frames_written = 0
         self.fast_frames = 0  # frames encoded straight from the decoder's frame
@@ -201,7 +213,7 @@ class VideoWriter(Sink):
             ctx.time_base = self.time_base
             ctx.framerate = info.fps
             ctx.thread_count = self.opts.threads
-            ctx.thread_type = "AUTO"
+            ctx.thread_type = ThreadType.AUTO
             if info.sample_aspect_ratio:
                 ctx.sample_aspect_ratio = info.sample_aspect_ratio
             self._tag_colour(ctx)
@@ -211,11 +223,9 @@ class VideoWriter(Sink):
             if info.audio is not None and self.opts.audio != "none":
                 self.audio = AudioMuxer(info.audio, self.container, self.opts.audio, self.opts.audio_bitrate)
         except av.FFmpegError as exc:
-            self.abort()
-            raise MediaError(f"{self.path}: cannot set up {codec} encoder ({_why(exc)})") from None
+            raise self._failed(exc, f"cannot set up {codec} encoder") from None
         except OSError as exc:
-            self.abort()
-            raise MediaError(f"{self.path}: cannot create output ({exc.strerror or exc})") from None
+            raise self._failed(exc, "cannot create output") from None
         except Exception:
             self.abort()
             raise
@@ -224,11 +234,11 @@ class VideoWriter(Sink):
         self._end_pts = 0  # end of the last frame written (output time base)
         self._durations: dict[int, int] = {}
 
-    def _tag_colour(self, ctx) -> None:
+    def _tag_colour(self, ctx: VideoCodecContext) -> None:
         """Put the clip's colour tags on the encoder (and, in ``write``, on every frame:
         some encoders, ProRes among them, take them from the frames)."""
         colour = self.info.colour
-        tags = {}
+        tags: dict[str, int] = {}
         for attr, table, value in (
             ("color_primaries", PRIMARIES, colour.primaries),
             ("color_trc", TRANSFERS, colour.transfer),
@@ -286,8 +296,7 @@ class VideoWriter(Sink):
 
     def write(self, frame: Frame) -> None:
         """Encode one frame (and the audio that goes with it)."""
-        if self.container is None:
-            raise MediaError(f"{self.path}: writer is not open (or failed earlier)")
+        container, stream, _ = self._output()
         pts, duration = self._timing(frame)
         vf = self._to_av(frame)
         for attr, unset in UNSPECIFIED.items():  # untagged stays untagged (swscale tags frames)
@@ -297,27 +306,37 @@ class VideoWriter(Sink):
         vf.duration = duration
         self._durations[pts] = duration
         self._last_pts, self._end_pts = pts, pts + duration
-        self._guard(lambda: self._mux_video(self.stream.encode(vf)))
+        self._guard(lambda: self._mux_video(container, stream.encode(vf)))
         self.frames_written += 1
-        if self.audio is not None:
-            self._guard(lambda: self.audio.feed_until(float(pts * self.time_base)))
+        audio = self.audio
+        if audio is not None:
+            self._guard(lambda: audio.feed_until(float(pts * self.time_base)))
 
-    def _mux_video(self, packets) -> None:
+    def _output(self) -> tuple[OutputContainer, av.VideoStream, str]:
+        """The open container, its video stream and the temporary file they are written to;
+        MediaError if the writer is not open (or failed earlier)."""
+        if self.container is None or self.stream is None or self.temp is None:
+            raise MediaError(f"{self.path}: writer is not open (or failed earlier)")
+        return self.container, self.stream, self.temp
+
+    def _mux_video(self, container: OutputContainer, packets: list[Packet]) -> None:
         for packet in packets:
-            if packet.pts in self._durations:
+            if packet.pts is not None and packet.pts in self._durations:
                 packet.duration = self._durations.pop(packet.pts)
-            self._guard(lambda: self.container.mux(packet))
+            self._guard(partial(container.mux, packet))
 
-    def _guard(self, action) -> None:
+    def _guard(self, action: Callable[[], object]) -> None:
         """Run a muxing step; on failure remove the partial file and raise MediaError."""
         try:
             action()
-        except av.FFmpegError as exc:
-            self.abort()
-            raise MediaError(f"{self.path}: write failed ({_why(exc)})") from None
-        except OSError as exc:
-            self.abort()
-            raise MediaError(f"{self.path}: write failed ({exc.strerror or exc})") from None
+        except (av.FFmpegError, OSError) as exc:
+            raise self._failed(exc, "write failed") from None
+
+    def _failed(self, exc: av.FFmpegError | OSError, what: str) -> MediaError:
+        """Remove the partial file; the MediaError saying ``what`` failed and why."""
+        self.abort()
+        reason = _why(exc) if isinstance(exc, av.FFmpegError) else exc.strerror or exc
+        return MediaError(f"{self.path}: {what} ({reason})")
 
     def close(self) -> None:
         """Flush the encoders, finish the file and rename it into place."""
@@ -326,13 +345,15 @@ class VideoWriter(Sink):
         try:
             if self.frames_written == 0:
                 raise MediaError(f"{self.path}: no frames to write")
-            self._mux_video(self.stream.encode(None))
-            if self.audio is not None:
-                self._guard(lambda: self.audio.finish(float(self._end_pts * self.time_base)))
-            self._guard(self.container.close)
+            container, stream, temp = self._output()
+            self._mux_video(container, stream.encode(None))
+            audio = self.audio
+            if audio is not None:
+                self._guard(lambda: audio.finish(float(self._end_pts * self.time_base)))
+            self._guard(container.close)
             self.container = None
-            _check_written(self.temp, self.path)
-            os.replace(self.temp, self.path)
+            _check_written(temp, self.path)
+            os.replace(temp, self.path)
             self.temp = None
         except BaseException:
             self.abort()
@@ -380,7 +401,7 @@ class _FileSinks:
 
     params = WRITER_PARAMS
 
-    def __call__(self, path: str, **options) -> Sink:
+    def __call__(self, path: str, **options: Any) -> Sink:
         return make_sink(path, **options)
 
 
