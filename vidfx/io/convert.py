@@ -3,6 +3,8 @@ YUV matrix and range (never a guessed one when the file says which)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import av
 import numpy as np
 import torch
@@ -93,7 +95,7 @@ def _plane(frame: av.VideoFrame, index: int, dtype: str) -> np.ndarray:
     """A writable (H, W) numpy view of one plane (without the row padding)."""
     plane = frame.planes[index]
     item = np.dtype(dtype).itemsize
-    rows = np.frombuffer(plane, dtype=dtype).reshape(frame.height, plane.line_size // item)
+    rows = np.frombuffer(memoryview(plane), dtype=dtype).reshape(frame.height, plane.line_size // item)
     return rows[:, : frame.width]
 
 
@@ -109,7 +111,7 @@ def av_to_tensor(
     src = frame.format.name
     if src not in _PLANE_TYPES or len(_PLANE_TYPES[src][0]) != channels:
         target = rgb_format(channels, 32 if is_float(src) else bit_depth)
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if is_yuv(src):
             kwargs = dict(
                 src_colorspace=sws_matrix(colour, frame.height),
@@ -166,7 +168,7 @@ def tensor_to_av(data: torch.Tensor, pix_fmt: str, colour: ColourTags) -> av.Vid
         _plane(frame, index, dtype)[...] = chw[k]
     if src_fmt == pix_fmt:
         return frame
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if is_yuv(pix_fmt):
         kwargs = dict(
             dst_colorspace=sws_matrix(colour, height),

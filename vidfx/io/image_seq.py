@@ -11,6 +11,8 @@ import re
 from fractions import Fraction
 
 import av
+import torch
+from av.video.codeccontext import VideoCodecContext
 
 from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, ColourTags, EndOfStream, Frame
@@ -67,7 +69,7 @@ def list_sequence(path: str) -> list[str]:
             files = [path] if os.path.exists(path) else []
         else:
             width = match.group(1)
-            digits = r"\d{%d,}" % int(width) if width else r"\d+"
+            digits = rf"\d{{{int(width)},}}" if width else r"\d+"
             regex = re.compile(re.escape(name[: match.start()]) + f"({digits})" + re.escape(name[match.end() :]) + "$")
             if not os.path.isdir(folder):
                 raise MediaError(f"{path}: folder {folder} not found")
@@ -129,13 +131,12 @@ class ImageSequenceDecoder:
 
     def get(self, n: int) -> Frame:
         """Frame ``n``; EndOfStream past the last file."""
-        if self.info is None:
-            self.open()
+        info = self.info if self.info is not None else self.open()
         if n >= len(self.files):
             raise EndOfStream(len(self.files))
-        info, path = self.info, self.files[n]
+        path = self.files[n]
 
-        def load():
+        def load() -> torch.Tensor:
             vf = read_image(path)
             if (vf.width, vf.height) != (info.width, info.height):
                 raise MediaError(
@@ -197,15 +198,15 @@ class ImageSequenceWriter(Sink):
             pattern = f"{root}_%06d{ext}"
         self.pattern = pattern
         ext = os.path.splitext(pattern)[1].lower()
-        self.codec = codec or IMAGE_CODECS.get(ext)
-        if self.codec not in ("png", "tiff", "exr"):
+        chosen = codec or IMAGE_CODECS.get(ext)
+        if chosen is None or chosen not in ("png", "tiff", "exr"):
             raise MediaError(f"{pattern}: cannot write images of type {ext or '(none)'}")
+        self.codec: str = chosen
         self.bit_depth = bit_depth
         self.exr = exr
         self.start_number = start_number
         self.compression = compression
         self.written: list[str] = []
-        self._ctx = None
         self._info: ClipInfo | None = None
         self._count = 0
 
@@ -218,11 +219,12 @@ class ImageSequenceWriter(Sink):
         depth = info.bit_depth if self.bit_depth in ("auto", None) else int(self.bit_depth)
         self.pix_fmt = image_pix_fmt(self.codec, info.channels, depth)
 
-    def _context(self, width: int, height: int):
+    def _context(self, width: int, height: int) -> VideoCodecContext:
         ctx = av.CodecContext.create(self.codec, "w")
+        assert isinstance(ctx, VideoCodecContext)  # png, tiff and exr are picture codecs
         ctx.width, ctx.height, ctx.pix_fmt = width, height, self.pix_fmt
         ctx.time_base = Fraction(1, 25)
-        options = {}
+        options: dict[str, str] = {}
         if self.codec == "exr":
             options["format"] = self.exr
             options["compression"] = self.compression or "zip16"
@@ -233,6 +235,8 @@ class ImageSequenceWriter(Sink):
 
     def write(self, frame: Frame) -> None:
         """Encode and store one image (temporary name, then rename)."""
+        if self._info is None:
+            raise MediaError(f"{self.pattern}: writer is not open")
         data = frame.data
         vf = tensor_to_av(data, self.pix_fmt, self._info.colour)
         ctx = self._context(vf.width, vf.height)  # image encoders are cheap to open

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
@@ -11,7 +12,7 @@ from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import SourceNode
 from vidfx.core.params import Param
 
-from .image_seq import ImageSequenceDecoder, is_sequence_path, parse_fps
+from .image_seq import IMAGE_EXTENSIONS, ImageSequenceDecoder, is_sequence_path, parse_fps
 from .video_reader import VideoDecoder
 
 
@@ -31,19 +32,21 @@ class Read(SourceNode):
         Param("audio", "bool", True, doc="Pass the file's audio on to outputs."),
     )
 
-    def __init__(self, name: str | None = None, **values):
+    def __init__(self, name: str | None = None, **values: Any):
         super().__init__(name, **values)
-        self.decoder = None
+        self.decoder: ImageSequenceDecoder | VideoDecoder | None = None
 
     def configure(self, inputs: list[ClipInfo], device: torch.device) -> ClipInfo:
         """Open the file (MediaError naming it if that fails) and describe it."""
         self.close()  # configured again: start from a fresh file handle
         path = os.path.expanduser(self.p.path)
+        decoder: ImageSequenceDecoder | VideoDecoder
         if is_sequence_path(path) and not _is_video_file(path):
-            self.decoder = ImageSequenceDecoder(path, parse_fps(self.p.fps))
+            decoder = ImageSequenceDecoder(path, parse_fps(self.p.fps))
         else:
-            self.decoder = VideoDecoder(path, self.p.threads)
-        info = self.decoder.open()
+            decoder = VideoDecoder(path, self.p.threads)
+        self.decoder = decoder
+        info = decoder.open()
         if not self.p.audio:
             info = info.replace(audio=None)
         self.info = info
@@ -62,12 +65,10 @@ class Read(SourceNode):
 
 
 def _is_video_file(path: str) -> bool:
-    return os.path.isfile(path) and not path.lower().endswith(
-        (".png", ".tif", ".tiff", ".exr", ".jpg", ".jpeg", ".dpx", ".bmp")
-    )
+    return os.path.isfile(path) and not path.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def open_source(path: str, **params) -> Read:
+def open_source(path: str | os.PathLike[str], **params: Any) -> Read:
     """A configured ``read`` node for ``path`` (params: fps, threads, audio)."""
     node = Read(path=os.fspath(path), **params)
     node.configure([], torch.device("cpu"))

@@ -12,6 +12,8 @@ import os
 from fractions import Fraction
 
 import av
+from av.container import InputContainer
+from av.stream import Stream
 
 from vidfx.core.errors import MediaError
 from vidfx.core.frame import AudioRef, ClipInfo, ColourTags
@@ -77,7 +79,7 @@ def code_of(table: dict[int, str], name: str | None) -> int | None:
     return None
 
 
-def open_input(path: str | os.PathLike) -> av.container.InputContainer:
+def open_input(path: str | os.PathLike[str]) -> InputContainer:
     """Open a media file for reading; MediaError (one line, naming the file) if we cannot."""
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -100,7 +102,7 @@ def _reason(exc: Exception) -> str:
     return text.split(": '")[0].strip()
 
 
-def count_frames(container: av.container.InputContainer, stream: av.VideoStream, path: str) -> int:
+def count_frames(container: InputContainer, stream: av.VideoStream, path: str) -> int:
     """The number of frames the decoder will output for ``stream``.
 
     Uses the demuxer's index where it is complete (MP4/MOV), skipping entries marked
@@ -128,7 +130,7 @@ def count_frames(container: av.container.InputContainer, stream: av.VideoStream,
     return count
 
 
-def _audio_ref(path: str, container: av.container.InputContainer, video_start: float) -> AudioRef | None:
+def _audio_ref(path: str, container: InputContainer, video_start: float) -> AudioRef | None:
     """The first audio stream, windowed to start with the first video frame.
 
     ``start`` is the first frame's time on the file's timeline (audio and video share it),
@@ -140,10 +142,11 @@ def _audio_ref(path: str, container: av.container.InputContainer, video_start: f
     ctx = a.codec_context
     if not ctx.sample_rate:
         return None
-    audio_start = float(a.start_time * a.time_base) if a.start_time is not None else 0.0
+    tb = time_base(a)
+    audio_start = float(a.start_time * tb) if a.start_time is not None else 0.0
     duration = None
     if a.duration:
-        duration = max(0.0, audio_start + float(a.duration * a.time_base) - video_start)
+        duration = max(0.0, audio_start + float(a.duration * tb) - video_start)
     return AudioRef(
         path=path,
         stream_index=a.index,
@@ -156,7 +159,7 @@ def _audio_ref(path: str, container: av.container.InputContainer, video_start: f
     )
 
 
-def _first_frame(container, stream, path: str):
+def _first_frame(container: InputContainer, stream: av.VideoStream, path: str) -> av.VideoFrame:
     """Decode the first picture (rotation side data, real pix_fmt; proves the codec works)."""
     try:
         for packet in container.demux(stream):
@@ -169,7 +172,13 @@ def _first_frame(container, stream, path: str):
     raise MediaError(f"{path}: video stream has no decodable frames")
 
 
-def stream_rate(stream, path: str | os.PathLike) -> Fraction:
+def time_base(stream: Stream) -> Fraction:
+    """The time base of a stream being read (the demuxer gives every stream one)."""
+    assert stream.time_base is not None, "a demuxed stream always has a time base"
+    return stream.time_base
+
+
+def stream_rate(stream: av.VideoStream, path: str | os.PathLike[str]) -> Fraction:
     """A video stream's frame rate as an exact fraction: the average rate, else FFmpeg's
     guess, else the base rate; a stream with none of them is a MediaError naming ``path``."""
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -178,7 +187,7 @@ def stream_rate(stream, path: str | os.PathLike) -> Fraction:
     return Fraction(rate.numerator, rate.denominator)
 
 
-def probe(path: str | os.PathLike) -> ClipInfo:
+def probe(path: str | os.PathLike[str]) -> ClipInfo:
     """Describe the first video stream of ``path`` (and its first audio stream).
 
     ``fps`` is the exact average rate (a Fraction); ``num_frames`` is what decoding gives;
@@ -204,16 +213,17 @@ def probe(path: str | os.PathLike) -> ClipInfo:
             raise MediaError(f"{path}: video stream has no frames (truncated or corrupt?)")
         first = _first_frame(container, stream, path)
         pix_fmt = first.format.name
-        video_start = float(first.pts * stream.time_base) if first.pts is not None else 0.0
+        tb = time_base(stream)
+        video_start = float(first.pts * tb) if first.pts is not None else 0.0
         rotation = int(first.rotation or 0) % 360
         width, height = first.width, first.height
         if rotation in (90, 270):
             width, height = height, width
         colour = ColourTags(
-            primaries=PRIMARIES.get(_known(first.color_primaries, ctx.color_primaries)),
-            transfer=TRANSFERS.get(_known(first.color_trc, ctx.color_trc)),
-            matrix=MATRICES.get(_known(first.colorspace, ctx.colorspace)) if not is_rgb(pix_fmt) else None,
-            range=RANGES.get(_known(first.color_range, ctx.color_range)) or _implied_range(pix_fmt),
+            primaries=_tag(PRIMARIES, first.color_primaries, ctx.color_primaries),
+            transfer=_tag(TRANSFERS, first.color_trc, ctx.color_trc),
+            matrix=_tag(MATRICES, first.colorspace, ctx.colorspace) if not is_rgb(pix_fmt) else None,
+            range=_tag(RANGES, first.color_range, ctx.color_range) or _implied_range(pix_fmt),
         )
         sar = ctx.sample_aspect_ratio
         channels = 4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3
@@ -225,7 +235,7 @@ def probe(path: str | os.PathLike) -> ClipInfo:
             channels=channels,
             bit_depth=bit_depth_of(pix_fmt),
             colour=colour,
-            time_base=Fraction(stream.time_base.numerator, stream.time_base.denominator),
+            time_base=Fraction(tb.numerator, tb.denominator),
             audio=_audio_ref(path, container, video_start),
             source=path,
             pix_fmt=pix_fmt,
@@ -237,11 +247,12 @@ def probe(path: str | os.PathLike) -> ClipInfo:
         container.close()
 
 
-def _known(*codes: int | None) -> int | None:
-    """The first colour code that is set (0 reserved/RGB and 2 "unspecified" do not count)."""
+def _tag(table: dict[int, str], *codes: int | None) -> str | None:
+    """The name in ``table`` of the first colour code that is set (0 reserved/RGB and
+    2 "unspecified" do not count); None if none is set or the code has no name."""
     for code in codes:
-        if code not in (None, 0, 2):
-            return code
+        if code is not None and code not in (0, 2):
+            return table.get(code)
     return None
 
 

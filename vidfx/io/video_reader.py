@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 import av
+from av.container import InputContainer
 
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 
@@ -34,11 +35,11 @@ class VideoDecoder:
         self.path = os.fspath(path)
         self.threads = threads
         self.info: ClipInfo | None = None
-        self._container = None
+        self._container: InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
         self._next = 0  # index of the frame the iterator yields next
         self._recent: OrderedDict[int, Frame] = OrderedDict()
-        self._pts_of: list[int] = []  # source pts of every frame decoded so far, by index
+        self._pts_of: list[int | None] = []  # source pts of every frame decoded so far, by index
         self._length: int | None = None
         self.decode_errors = 0
 
@@ -58,21 +59,22 @@ class VideoDecoder:
 
     # --- decoding -------------------------------------------------------------------
     def _restart(self, seek_pts: int | None = None, first_index: int = 0) -> None:
-        if self._container is None:
-            self._container = open_input(self.path)
-            stream = self._container.streams.video[0]
+        container = self._container
+        if container is None:
+            container = self._container = open_input(self.path)
+            stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads
             stream.codec_context.thread_count = self.threads
-        stream = self._container.streams.video[0]
+        stream = container.streams.video[0]
         if seek_pts is not None:
-            self._container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
         stream.codec_context.flush_buffers()
-        self._frames = self._decode(stream)
+        self._frames = self._decode(container, stream)
         self._next = first_index
 
-    def _decode(self, stream) -> Iterator[av.VideoFrame]:
+    def _decode(self, container: InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
         try:
-            for packet in self._container.demux(stream):
+            for packet in container.demux(stream):
                 try:
                     yield from packet.decode()
                 except av.InvalidDataError:
@@ -84,8 +86,14 @@ class VideoDecoder:
             except av.FFmpegError:
                 pass
 
+    def _next_decoded(self) -> av.VideoFrame | None:
+        """The next frame the decoder gives (None at the end of the stream)."""
+        assert self._frames is not None, "decoding starts in open()"
+        return next(self._frames, None)
+
     def _wrap(self, n: int, vf: av.VideoFrame) -> Frame:
         info = self.info
+        assert info is not None, "frames are wrapped after open()"
         pts = vf.pts
         if pts is None:
             pts = round(n / info.fps / info.time_base) if info.time_base else n
@@ -101,9 +109,8 @@ class VideoDecoder:
 
     def _advance(self, vf: av.VideoFrame | None = None) -> Frame:
         """Wrap the next decoded frame (or ``vf``, already taken from the iterator)."""
-        assert self._frames is not None
         if vf is None:
-            vf = next(self._frames, None)
+            vf = self._next_decoded()
         if vf is None:
             self._length = self._next
             raise EndOfStream(self._length)
@@ -146,8 +153,8 @@ class VideoDecoder:
         self._recent.clear()
         if n < len(self._pts_of) and len(index_of) == len(self._pts_of):
             self._restart(seek_pts=self._pts_of[n])
-            vf = next(self._frames, None)
-            i = index_of.get(vf.pts) if vf is not None else None
+            vf = self._next_decoded()
+            i = index_of.get(vf.pts) if vf is not None and vf.pts is not None else None
             if i is not None and i <= n:
                 self._next = i
                 self._advance(vf)
