@@ -563,7 +563,9 @@ static void add_instance_fields(Instance *inst, vfx_buf *b, double time) {
   vfx_buf_fieldf(b, "fps", "%.10g", fps > 0 ? fps : 25.0);
 }
 
-static int server_failed(Instance *inst, int rc, const char *err) {
+/* An action failed (rc: a VFX_ code): show `err` through the host's message suite, except
+ * after a host abort, which is not an error to report. */
+static OfxStatus action_failed(Instance *inst, int rc, const char *err) {
   if (rc == VFX_EABORT) return kOfxStatFailed;
   char text[1200];
   snprintf(text, sizeof text, "vidfx %s: %s", inst->node->name, err);
@@ -635,7 +637,7 @@ static OfxStatus on_region_of_definition(Instance *inst, OfxPropertySetHandle in
   int ow, oh;
   char err[1024];
   int rc = query_out_size(inst, time, w, h, &ow, &oh, err, sizeof err);
-  if (rc != VFX_OK) return server_failed(inst, rc, err);
+  if (rc != VFX_OK) return action_failed(inst, rc, err);
   double fx = (double)ow / w[0], fy = (double)oh / h[0];
   double r[4] = {rod[0].x1 * fx, rod[0].y1 * fy, rod[0].x1 * fx + ow, rod[0].y1 * fy + oh};
   g_prop->propSetDoubleN(out, kOfxImageEffectPropRegionOfDefinition, 4, r);
@@ -714,7 +716,7 @@ static OfxStatus on_frames_needed(Instance *inst, OfxPropertySetHandle in, OfxPr
   int counts[MAX_INPUTS] = {0};
   char err[1024];
   int rc = query_frames(inst, time, times, counts, err, sizeof err);
-  if (rc != VFX_OK) return server_failed(inst, rc, err);
+  if (rc != VFX_OK) return action_failed(inst, rc, err);
   for (int k = 0; k < inst->node->inputs; k++) {
     /* merge consecutive frames into (first, last) ranges */
     double *ranges = malloc(sizeof(double) * 2 * (size_t)(counts[k] + 1));
@@ -1033,177 +1035,189 @@ static int host_aborted(void *ctx) {
   return g_fx->abort ? g_fx->abort(a->effect) : 0;
 }
 
+/* One render's state, from the fetched inputs to the copied output; released by render_release. */
+typedef struct Render {
+  Instance *inst;
+  double time;
+  OfxRectI win;                /* the host's render window */
+  double *times[MAX_INPUTS];   /* host times needed from each input (malloc'd) */
+  int counts[MAX_INPUTS];
+  Image *images[MAX_INPUTS];   /* the fetched frames, counts[k] per input */
+  int cur[MAX_INPUTS];         /* index of the image at `time` (or nearest) per input */
+  int w[MAX_INPUTS], h[MAX_INPUTS]; /* that image's size */
+  int ow, oh;                  /* the output size the server makes from those */
+  ShmBuf *buf;                 /* inputs not held by the server, then the output */
+  size_t out_off;              /* where the output lives in buf */
+  Image out;
+  char err[1024];
+} Render;
+
+/* Ask the server which frames are needed, fetch them from the host (hashing those sent at
+ * the same time before, to see whether the server still holds their content), and ask for the
+ * output size. Returns a VFX_ code, with r->err set on failure. */
+static int fetch_inputs(Render *r) {
+  Instance *inst = r->inst;
+  int rc = query_frames(inst, r->time, r->times, r->counts, r->err, sizeof r->err);
+  if (rc != VFX_OK) return rc;
+  for (int k = 0; k < inst->node->inputs; k++) {
+    int count = r->counts[k];
+    if (count == 0) {
+      snprintf(r->err, sizeof r->err, "no frames to render from");
+      return VFX_EOTHER;
+    }
+    r->images[k] = calloc((size_t)count, sizeof(Image));
+    if (!r->images[k]) {
+      snprintf(r->err, sizeof r->err, "out of memory");
+      return VFX_EOTHER;
+    }
+    for (int i = 0; i < count; i++) {
+      Image *im = &r->images[k][i];
+      double t = r->times[k][i];
+      if (fetch_image(inst->inputs[k], t, im, r->err, sizeof r->err) != 0) return VFX_EOTHER;
+      /* a frame time sent before may be held by the server: hash it now to compare contents
+       * (a new one is hashed while it is copied) */
+      if (sent_time(inst, k, t)) {
+        im->fp = fingerprint(im);
+        im->hashed = 1;
+      }
+      if (fabs(t - r->time) < fabs(r->times[k][r->cur[k]] - r->time)) r->cur[k] = i;
+    }
+    r->w[k] = img_w(&r->images[k][r->cur[k]]);
+    r->h[k] = img_h(&r->images[k][r->cur[k]]);
+  }
+  return query_out_size(inst, r->time, r->w, r->h, &r->ow, &r->oh, r->err, sizeof r->err);
+}
+
+/* Lay out a shared buffer (inputs to send, then the output) and copy the inputs into it,
+ * fingerprinting them on the way. With `reuse`, frames the server holds are not copied. */
+static int copy_inputs(Render *r, int reuse) {
+  Instance *inst = r->inst;
+  size_t total = 0;
+  for (int k = 0; k < inst->node->inputs; k++)
+    for (int i = 0; i < r->counts[k]; i++) {
+      Image *im = &r->images[k][i];
+      im->reuse = reuse && im->hashed && sent_has(inst, k, im);
+      im->offset = total;
+      if (!im->reuse) total += (size_t)img_w(im) * img_h(im) * 16;
+    }
+  r->out_off = total;
+  total += (size_t)r->ow * r->oh * 16;
+  r->buf = pool_acquire(inst, total, r->err, sizeof r->err);
+  if (!r->buf) return VFX_EOTHER;
+  for (int k = 0; k < inst->node->inputs; k++)
+    for (int i = 0; i < r->counts[k]; i++) {
+      Image *im = &r->images[k][i];
+      if (im->reuse) continue;
+      CopyJob job = {0};
+      job.img = im;
+      job.planes = (float *)((char *)r->buf->ptr + im->offset);
+      run_copy(&job);
+      im->fp = combine_bands(im, job.band);
+      im->hashed = 1;
+    }
+  return VFX_OK;
+}
+
+/* Send the `render` request for the frames in r->buf and wait (abortable by the host). */
+static int request_render(Render *r, vfx_reply *rep) {
+  Instance *inst = r->inst;
+  char rid[96];
+  snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));
+  vfx_buf req;
+  vfx_buf_init(&req, "render");
+  add_instance_fields(inst, &req, r->time);
+  vfx_buf_fieldf(&req, "time", "%.17g", r->time);
+  vfx_buf_field(&req, "id", rid);
+  vfx_buf_field(&req, "shm", r->buf->name + 1);
+  vfx_buf_fieldf(&req, "shm_size", "%zu", r->buf->size);
+  vfx_buf_fieldf(&req, "out", "%d,%d,%zu", r->ow, r->oh, r->out_off);
+  for (int k = 0; k < inst->node->inputs; k++)
+    for (int i = 0; i < r->counts[k]; i++) {
+      char key[48];
+      const Image *im = &r->images[k][i];
+      snprintf(key, sizeof key, "in.%d.%d", k, i);
+      long long offset = im->reuse ? -1 : (long long)im->offset; /* -1: use the frame the server holds */
+      vfx_buf_fieldf(&req, key, "%.17g,%d,%d,%lld,%016llx", im->time, img_w(im), img_h(im), offset,
+                     (unsigned long long)im->fp);
+    }
+  AbortCtx actx = {inst->effect};
+  int rc = vfx_request(&req, rep, VFX_START_WAIT, host_aborted, &actx, rid, r->err, sizeof r->err);
+  vfx_buf_free(&req);
+  return rc;
+}
+
+/* Copy the server's result into the host's output image, inside the render window. */
+static int copy_output(Render *r) {
+  if (fetch_image(r->inst->output, r->time, &r->out, r->err, sizeof r->err) != 0) return VFX_EOTHER;
+  const Image *src0 = &r->images[0][r->cur[0]];
+  double fx = (double)r->ow / r->w[0], fy = (double)r->oh / r->h[0];
+  const OfxRectI *b = &r->out.bounds;
+  CopyJob job = {0};
+  job.kind = 1;
+  job.out = &r->out;
+  job.planes = (float *)((char *)r->buf->ptr + r->out_off);
+  job.ow = r->ow;
+  job.oh = r->oh;
+  job.ox = (int)lround(src0->bounds.x1 * fx);
+  job.oy = (int)lround(src0->bounds.y1 * fy);
+  job.win.x1 = r->win.x1 > b->x1 ? r->win.x1 : b->x1;
+  job.win.x2 = r->win.x2 < b->x2 ? r->win.x2 : b->x2;
+  job.win.y1 = r->win.y1 > b->y1 ? r->win.y1 : b->y1;
+  job.win.y2 = r->win.y2 < b->y2 ? r->win.y2 : b->y2;
+  if (job.win.x2 > job.win.x1 && job.win.y2 > job.win.y1) run_copy(&job);
+  return VFX_OK;
+}
+
+static void render_release(Render *r) {
+  if (r->out.handle) g_fx->clipReleaseImage(r->out.handle);
+  for (int k = 0; k < r->inst->node->inputs; k++) {
+    if (r->images[k])
+      for (int i = 0; i < r->counts[k]; i++)
+        if (r->images[k][i].handle) g_fx->clipReleaseImage(r->images[k][i].handle);
+    free(r->images[k]);
+    free(r->times[k]);
+  }
+  if (r->buf) pool_return(r->inst, r->buf);
+}
+
 static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
-  NodeDesc *n = inst->node;
-  double time = 0;
-  OfxRectI win = {0, 0, 0, 0};
-  g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
-  g_prop->propGetIntN(in, kOfxImageEffectPropRenderWindow, 4, &win.x1);
-  char err[1024] = "";
-  int rc;
-  OfxStatus status = kOfxStatFailed;
-
-  double *times[MAX_INPUTS] = {0};
-  int counts[MAX_INPUTS] = {0};
-  Image *images[MAX_INPUTS] = {0};
-  Image out = {0};
-  ShmBuf *buf = NULL;
-  vfx_buf req = {0};
-  vfx_reply rep = {0};
-
   static int timing = -1;
   if (timing < 0) timing = getenv("VIDFX_OFX_TIMING") != NULL;
   double t0 = timing ? mono_ms() : 0, t_fetch = 0, t_copy_in = 0, t_server = 0;
-  rc = query_frames(inst, time, times, counts, err, sizeof err);
-  if (rc != VFX_OK) return server_failed(inst, rc, err);
 
-  /* fetch input images: the needed frames of every input */
-  int cur[MAX_INPUTS] = {0}; /* index of the image at `time` (or nearest) per input */
-  for (int k = 0; k < n->inputs; k++) {
-    images[k] = calloc((size_t)(counts[k] ? counts[k] : 1), sizeof(Image));
-    if (!images[k]) {
-      snprintf(err, sizeof err, "out of memory");
-      goto fail;
-    }
-    for (int i = 0; i < counts[k]; i++) {
-      if (fetch_image(inst->inputs[k], times[k][i], &images[k][i], err, sizeof err) != 0) goto fail;
-      /* a frame time sent before may be reusable: compare contents; a new one is hashed
-       * while it is copied */
-      if (sent_time(inst, k, times[k][i])) {
-        images[k][i].fp = fingerprint(&images[k][i]);
-        images[k][i].hashed = 1;
-      }
-      if (fabs(times[k][i] - time) < fabs(times[k][cur[k]] - time)) cur[k] = i;
-    }
-    if (counts[k] == 0) {
-      snprintf(err, sizeof err, "no frames to render from");
-      goto fail;
-    }
-  }
-  int w[MAX_INPUTS], h[MAX_INPUTS];
-  for (int k = 0; k < n->inputs; k++) {
-    w[k] = img_w(&images[k][cur[k]]);
-    h[k] = img_h(&images[k][cur[k]]);
-  }
-  int ow, oh;
-  rc = query_out_size(inst, time, w, h, &ow, &oh, err, sizeof err);
-  if (rc != VFX_OK) goto server_fail;
+  Render r = {0};
+  r.inst = inst;
+  g_prop->propGetDouble(in, kOfxPropTime, 0, &r.time);
+  g_prop->propGetIntN(in, kOfxImageEffectPropRenderWindow, 4, &r.win.x1);
+  vfx_reply rep = {0};
+  int rc = fetch_inputs(&r);
   if (timing) t_fetch = mono_ms();
-
-  size_t out_off = 0;
-  char rid[96];
-  for (int attempt = 0;; attempt++) {
-    /* first try: pixels only for frames the server does not hold; if it lost some (a
-     * restart, an eviction) it answers `missing` and everything is sent again */
-    size_t total = 0;
-    for (int k = 0; k < n->inputs; k++)
-      for (int i = 0; i < counts[k]; i++) {
-        Image *im = &images[k][i];
-        im->reuse = attempt == 0 && im->hashed && sent_has(inst, k, im);
-        im->offset = total;
-        if (!im->reuse) total += (size_t)img_w(im) * img_h(im) * 16;
-      }
-    out_off = total;
-    total += (size_t)ow * oh * 16;
-    buf = pool_acquire(inst, total, err, sizeof err);
-    if (!buf) goto fail;
-    for (int k = 0; k < n->inputs; k++)
-      for (int i = 0; i < counts[k]; i++) {
-        if (images[k][i].reuse) continue;
-        CopyJob job = {0};
-        job.img = &images[k][i];
-        job.planes = (float *)((char *)buf->ptr + images[k][i].offset);
-        run_copy(&job);
-        images[k][i].fp = combine_bands(&images[k][i], job.band);
-        images[k][i].hashed = 1;
-      }
+  /* pixels only for frames the server does not hold */
+  if (rc == VFX_OK) rc = copy_inputs(&r, 1);
+  if (timing) t_copy_in = mono_ms();
+  if (rc == VFX_OK) rc = request_render(&r, &rep);
+  if (rc == VFX_EREPLY && vfx_reply_get(&rep, "missing")) {
+    /* the server lost frames it held (a restart, an eviction): send every frame once more */
+    sent_clear(inst);
+    vfx_reply_free(&rep);
+    pool_return(inst, r.buf);
+    r.buf = NULL;
+    rc = copy_inputs(&r, 0);
     if (timing) t_copy_in = mono_ms();
-    snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));
-    vfx_buf_init(&req, "render");
-    add_instance_fields(inst, &req, time);
-    vfx_buf_fieldf(&req, "time", "%.17g", time);
-    vfx_buf_field(&req, "id", rid);
-    vfx_buf_field(&req, "shm", buf->name + 1);
-    vfx_buf_fieldf(&req, "shm_size", "%zu", buf->size);
-    vfx_buf_fieldf(&req, "out", "%d,%d,%zu", ow, oh, out_off);
-    for (int k = 0; k < n->inputs; k++)
-      for (int i = 0; i < counts[k]; i++) {
-        char key[48];
-        Image *im = &images[k][i];
-        snprintf(key, sizeof key, "in.%d.%d", k, i);
-        if (im->reuse)
-          vfx_buf_fieldf(&req, key, "%.17g,%d,%d,-1,%016llx", im->time, img_w(im), img_h(im),
-                         (unsigned long long)im->fp);
-        else
-          vfx_buf_fieldf(&req, key, "%.17g,%d,%d,%zu,%016llx", im->time, img_w(im), img_h(im), im->offset,
-                         (unsigned long long)im->fp);
-      }
-    AbortCtx actx = {inst->effect};
-    rc = vfx_request(&req, &rep, VFX_START_WAIT, host_aborted, &actx, rid, err, sizeof err);
-    if (rc == VFX_EREPLY && attempt == 0 && vfx_reply_get(&rep, "missing")) {
-      sent_clear(inst);
-      vfx_buf_free(&req);
-      vfx_reply_free(&rep);
-      pool_return(inst, buf);
-      buf = NULL;
-      continue;
-    }
-    break;
+    if (rc == VFX_OK) rc = request_render(&r, &rep);
   }
-  if (rc != VFX_OK) goto server_fail;
-  for (int k = 0; k < n->inputs; k++)
-    for (int i = 0; i < counts[k]; i++) sent_add(inst, k, &images[k][i]);
-  if (timing) t_server = mono_ms();
-
-  /* copy the result into the host's output image, for the render window */
-  if (fetch_image(inst->output, time, &out, err, sizeof err) != 0) goto fail;
-  {
-    const Image *src0 = &images[0][cur[0]];
-    double fx = (double)ow / w[0], fy = (double)oh / h[0];
-    int ox = (int)lround(src0->bounds.x1 * fx), oy = (int)lround(src0->bounds.y1 * fy);
-    CopyJob job = {0};
-    job.kind = 1;
-    job.out = &out;
-    job.planes = (float *)((char *)buf->ptr + out_off);
-    job.ow = ow;
-    job.oh = oh;
-    job.ox = ox;
-    job.oy = oy;
-    job.win.x1 = win.x1 > out.bounds.x1 ? win.x1 : out.bounds.x1;
-    job.win.x2 = win.x2 < out.bounds.x2 ? win.x2 : out.bounds.x2;
-    job.win.y1 = win.y1 > out.bounds.y1 ? win.y1 : out.bounds.y1;
-    job.win.y2 = win.y2 < out.bounds.y2 ? win.y2 : out.bounds.y2;
-    if (job.win.x2 > job.win.x1 && job.win.y2 > job.win.y1) run_copy(&job);
+  if (rc == VFX_OK) {
+    for (int k = 0; k < inst->node->inputs; k++)
+      for (int i = 0; i < r.counts[k]; i++) sent_add(inst, k, &r.images[k][i]);
+    if (timing) t_server = mono_ms();
+    rc = copy_output(&r);
   }
-  if (timing)
+  if (rc == VFX_OK && timing)
     fprintf(stderr, "vidfx.ofx timing: fetch %.1f ms, copy in %.1f ms, server %.1f ms, copy out %.1f ms\n",
             t_fetch - t0, t_copy_in - t_fetch, t_server - t_copy_in, mono_ms() - t_server);
-  status = kOfxStatOK;
-  goto done;
-
-server_fail:
-  status = server_failed(inst, rc, err);
-  goto done;
-fail:
-  if (err[0]) {
-    char text[1200];
-    snprintf(text, sizeof text, "vidfx %s: %s", n->name, err);
-    post_error(inst->effect, text);
-  }
-  status = kOfxStatFailed;
-done:
-  if (out.handle) g_fx->clipReleaseImage(out.handle);
-  for (int k = 0; k < n->inputs; k++) {
-    if (images[k])
-      for (int i = 0; i < counts[k]; i++)
-        if (images[k][i].handle) g_fx->clipReleaseImage(images[k][i].handle);
-    free(images[k]);
-    free(times[k]);
-  }
-  if (buf) pool_return(inst, buf);
-  vfx_buf_free(&req);
+  render_release(&r);
   vfx_reply_free(&rep);
-  return status;
+  return rc == VFX_OK ? kOfxStatOK : action_failed(inst, rc, r.err);
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */

@@ -197,20 +197,24 @@ static int connect_server(void) {
   return fd;
 }
 
-/* MSG_NOSIGNAL: a dead server must give EPIPE, never a SIGPIPE that kills the host. */
-static int send_all(int fd, const void *data, size_t n) {
-  const char *p = data;
-  while (n) {
-    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+/* Send n bytes from `out`, or (out NULL) receive n bytes into `in`; -1 on an error or a closed
+ * connection. MSG_NOSIGNAL: a dead server must give EPIPE, never a SIGPIPE that kills the host. */
+static int transfer_all(int fd, const char *out, char *in, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = out ? send(fd, out + done, n - done, MSG_NOSIGNAL) : recv(fd, in + done, n - done, 0);
+    if (k == 0 && !out) return -1;
     if (k < 0) {
       if (errno == EINTR) continue;
       return -1;
     }
-    p += k;
-    n -= (size_t)k;
+    done += (size_t)k;
   }
   return 0;
 }
+
+static int send_all(int fd, const void *data, size_t n) { return transfer_all(fd, data, NULL, n); }
+static int recv_all(int fd, void *data, size_t n) { return transfer_all(fd, NULL, data, n); }
 
 static int send_message(int fd, const vfx_buf *b) {
   uint32_t len = (uint32_t)b->len;
@@ -237,21 +241,6 @@ static int wait_readable(int fd, vfx_abort_fn should_abort, void *ctx, double ti
     if (should_abort && should_abort(ctx)) return 0;
     if (timeout_s > 0 && now_s() - start > timeout_s) return -1;
   }
-}
-
-static int recv_all(int fd, void *data, size_t n) {
-  char *p = data;
-  while (n) {
-    ssize_t k = recv(fd, p, n, 0);
-    if (k == 0) return -1;
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
 }
 
 static void send_abort(const char *id) {
