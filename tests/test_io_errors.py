@@ -64,7 +64,7 @@ def test_damaged_packets_are_skipped_not_fatal(tmp_path):
     frames = 0
     try:
         while True:
-            reader.read(frames).data
+            _ = reader.read(frames).data  # decode and convert every frame
             frames += 1
     except EndOfStream as end:
         assert end.length == frames

@@ -13,14 +13,22 @@ sample precision, and encodes AAC (or PCM) with timestamps counted in samples fr
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from fractions import Fraction
+from typing import Literal
 
 import av
+from av.audio.stream import AudioStream
+from av.container import InputContainer, OutputContainer
+from av.packet import Packet
 
 from vidfx.core.errors import MediaError
 from vidfx.core.frame import AudioRef
 
-from .probe import open_input
+from .probe import open_input, time_base
+
+# The audio encoders a clip is re-encoded with.
+AudioEncoder = Literal["aac", "pcm_s16le"]
 
 # Which audio codecs a container can take as a stream copy.
 COPY_OK = {
@@ -29,10 +37,18 @@ COPY_OK = {
     "matroska": None,  # anything
 }
 # What to re-encode to when copying is not possible.
-ENCODE_TO = {"mp4": "aac", "mov": "aac", "matroska": "aac", "mxf": "pcm_s16le", "avi": "pcm_s16le"}
+ENCODE_TO: dict[str, AudioEncoder] = {
+    "mp4": "aac",
+    "mov": "aac",
+    "matroska": "aac",
+    "mxf": "pcm_s16le",
+    "avi": "pcm_s16le",
+}
+# The encoder an explicit ``audio=`` mode asks for.
+MODE_ENCODER: dict[str, AudioEncoder] = {"aac": "aac", "pcm": "pcm_s16le"}
 
 
-def container_kind(container: av.container.OutputContainer) -> str:
+def container_kind(container: OutputContainer) -> str:
     """A short name for the output format family (``mp4``, ``mov``, ``matroska``...)."""
     name = container.format.name
     for kind in ("mp4", "mov", "matroska", "mxf", "avi"):
@@ -45,7 +61,7 @@ class AudioMuxer:
     """Adds the audio stream of ``ref`` to an output container and feeds it in step with
     the video (``feed_until``) so packets are interleaved, then ``finish``es the window."""
 
-    def __init__(self, ref: AudioRef, output: av.container.OutputContainer, mode: str = "auto", bitrate: int = 192_000):
+    def __init__(self, ref: AudioRef, output: OutputContainer, mode: str = "auto", bitrate: int = 192_000):
         self.ref = ref
         self.output = output
         kind = container_kind(output)
@@ -56,19 +72,22 @@ class AudioMuxer:
         # auto copies only where an edit list can hide the pre-roll (MP4/MOV): Matroska
         # would shift every stream by it instead
         self.copy = mode == "copy" or (mode == "auto" and ref.copyable and can_copy and kind in ("mp4", "mov"))
-        self.input = open_input(ref.path)
+        source = open_input(ref.path)
+        self.input: InputContainer | None = source
         try:
-            self.src = self.input.streams[ref.stream_index]
+            src = source.streams[ref.stream_index]
         except IndexError:
             raise MediaError(f"{ref.path}: audio stream {ref.stream_index} not found") from None
-        if self.src.type != "audio":
+        if not isinstance(src, AudioStream):
             raise MediaError(f"{ref.path}: stream {ref.stream_index} is not audio")
+        self.src = src
         self.end: float | None = ref.start + ref.duration if ref.duration is not None else None
+        self.stream: AudioStream
         if self.copy:
-            self.stream = output.add_stream_from_template(self.src)
-            self._shift = round(ref.start / self.src.time_base)
+            self.stream = output.add_stream_from_template(src)
+            self._shift = round(ref.start / time_base(src))
         else:
-            codec = {"aac": "aac", "pcm": "pcm_s16le"}.get(mode) or ENCODE_TO.get(kind, "aac")
+            codec = MODE_ENCODER.get(mode) or ENCODE_TO.get(kind, "aac")
             if codec == "pcm_s16le" and kind == "mp4":
                 raise MediaError("PCM audio cannot be stored in .mp4; use .mov/.mkv or audio=aac")
             rate = self.src.codec_context.sample_rate
@@ -78,12 +97,12 @@ class AudioMuxer:
                 self.stream.bit_rate = bitrate
             self.stream.time_base = Fraction(1, rate)
             self._rate = rate
-            self._resampler = None
+            self._resampler: av.AudioResampler | None = None
             self._fifo = av.AudioFifo()
             self._written = 0  # samples sent to the encoder
-        self._packets = self.input.demux(self.src)
-        self._preroll = None
-        self._frames = None
+        self._packets = source.demux(src)
+        self._preroll: Packet | None = None
+        self._frames: Iterator[av.AudioFrame] | None = None
         self._done = False
 
     # --- feeding ------------------------------------------------------------------------
@@ -120,7 +139,7 @@ class AudioMuxer:
             self._feed_encode(until)
 
     def _feed_copy(self, until: float) -> None:
-        tb = self.src.time_base
+        tb = time_base(self.src)
         start = self.ref.start
         for packet in self._iter_packets():
             if packet.pts is None:
@@ -141,24 +160,25 @@ class AudioMuxer:
             if t - start >= until:
                 return
 
-    def _mux_copy(self, packet) -> None:
-        packet.pts -= self._shift
+    def _mux_copy(self, packet: Packet) -> None:
+        if packet.pts is not None:
+            packet.pts -= self._shift
         if packet.dts is not None:
             packet.dts -= self._shift
         packet.stream = self.stream
         self.output.mux(packet)
 
-    def _iter_packets(self):
+    def _iter_packets(self) -> Iterator[Packet[AudioStream]]:
+        """The source's audio packets that hold data, until its end or a damaged tail."""
         while True:
             try:
                 packet = next(self._packets, None)
             except av.FFmpegError:
                 return
-            if packet is None or packet.size == 0:
-                if packet is None:
-                    return
-                continue
-            yield packet
+            if packet is None:
+                return
+            if packet.size:
+                yield packet
 
     def _feed_encode(self, until: float) -> None:
         rate = self._rate
@@ -172,12 +192,12 @@ class AudioMuxer:
             self._take(frame)
         self._drain_fifo(final=False)
 
-    def _next_decoded(self):
+    def _next_decoded(self) -> av.AudioFrame | None:
         if self._frames is None:
             self._frames = self._decoded()
         return next(self._frames, None)
 
-    def _decoded(self):
+    def _decoded(self) -> Iterator[av.AudioFrame]:
         for packet in self._iter_packets():
             try:
                 frames = packet.decode()
@@ -192,8 +212,8 @@ class AudioMuxer:
     def _take(self, frame: av.AudioFrame) -> None:
         """Cut one decoded frame to the window and queue its samples for encoding."""
         rate = self._rate
-        if frame.pts is None:
-            return
+        if frame.pts is None or frame.time_base is None:
+            return  # cannot be placed on the timeline
         t0 = frame.pts * frame.time_base  # exact Fraction
         first = round((Fraction(self.ref.start).limit_denominator(10**9) - t0) * frame.sample_rate)
         last = frame.samples
@@ -225,6 +245,7 @@ class AudioMuxer:
         size = self.stream.codec_context.frame_size or 1024
         while self._fifo.samples >= size or (final and self._fifo.samples > 0):
             frame = self._fifo.read(min(size, self._fifo.samples))
+            assert frame is not None, "the FIFO holds at least that many samples"
             frame.pts = self._written
             frame.time_base = Fraction(1, self._rate)
             self._written += frame.samples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from vidfx.core.frame import EndOfStream
 from vidfx.core.sink import Sink
@@ -12,7 +13,7 @@ from .writer import make_sink
 
 
 def copy_media(
-    src: str | os.PathLike, dst: str | os.PathLike, touch_pixels: bool = False, **options
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], touch_pixels: bool = False, **options: Any
 ) -> tuple[int, Sink]:
     """Read every frame of ``src`` and write it to ``dst`` (``options``: WRITER_PARAMS).
 
@@ -28,7 +29,7 @@ def copy_media(
         while True:
             frame = reader.read(n)
             if touch_pixels:
-                frame.data
+                _ = frame.data  # make the tensor now, so the writer converts it
             sink.write(frame)
             n += 1
     except EndOfStream as end:

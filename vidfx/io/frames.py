@@ -17,7 +17,7 @@ from vidfx.core.errors import MediaError
 from .probe import open_input, stream_rate
 
 
-def rgb_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def rgb_frames(path: str | os.PathLike[str], max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield the first video stream's frames, in order, as (H, W, 3) uint8 RGB arrays.
 
     Stops after ``max_frames`` frames when given. A file that cannot be opened or has no
@@ -32,7 +32,7 @@ def rgb_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterat
                 return
 
 
-def frame_rate(path: str | os.PathLike) -> Fraction:
+def frame_rate(path: str | os.PathLike[str]) -> Fraction:
     """The first video stream's frame rate as an exact fraction, by the same rule as
     :func:`~vidfx.io.probe.probe` (average, else guessed, else base rate; none is a MediaError)."""
     with open_input(path) as container:
