@@ -1,4 +1,5 @@
 """jumpcut: keypoint interpolation, attention, cuts, the node's length/audio, bad input, offline models."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,16 @@ from vidfx.jumpcut.interpolate import interpolate_face, interpolate_keypoints, t
 from vidfx.jumpcut.keypoints import Keypoints
 
 TALKING = Path(__file__).resolve().parents[2] / "shared" / "data" / "talking"
-needs_data = pytest.mark.skipif(not (TALKING / "3.mp4").exists(), reason="talking-head clips not available")
+
+
+@pytest.fixture(scope="module")
+def talking_data() -> Path:
+    """The talking-head clips of the development data (CI has them): without them a test fails."""
+    assert (TALKING / "3.mp4").is_file(), f"talking-head clips missing: {TALKING}"
+    return TALKING
+
+
+needs_data = pytest.mark.usefixtures("talking_data")
 
 
 def rot_y(deg: float) -> np.ndarray:
@@ -37,6 +47,7 @@ def clip3():
 
 
 # --- interpolation ------------------------------------------------------------------------------
+
 
 def test_interpolated_keypoints_equal_the_cut_frames_at_the_ends():
     fa = face_points(0) + [200, 220, 0]
@@ -85,13 +96,13 @@ def test_end_velocities_keep_the_ends_exact_and_follow_a_moving_head():
 
 # --- attention ----------------------------------------------------------------------------------
 
+
 @needs_data
 def test_attention_prefers_the_source_whose_keypoints_match_the_target(clip3):
     from vidfx.jumpcut.keypoints import MediaPipeDetector
     from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS, CropContext, crop_box, load_net
 
-    if not os.path.exists(DEFAULT_WEIGHTS):
-        pytest.skip("shipped synthesizer weights missing")
+    assert os.path.exists(DEFAULT_WEIGHTS), f"shipped synthesizer weights missing: {DEFAULT_WEIGHTS}"
     net = load_net()
     frames = [clip3[0][i] for i in (5, 25, 45, 65)]  # four different head poses / mouth shapes
     det = MediaPipeDetector(with_body=True)
@@ -101,8 +112,14 @@ def test_attention_prefers_the_source_whose_keypoints_match_the_target(clip3):
     src_map = torch.stack([ctx.keymap(i) for i in range(4)])[None]
     for target in range(4):
         with torch.no_grad():
-            _, aux = net(src_img, src_map, ctx.keymap(target)[None], src_img[:, target],
-                         torch.from_numpy(ctx.flow(kps[target], [0, 1, 2, 3]))[None], flow_frame=src_img[:, target])
+            _, aux = net(
+                src_img,
+                src_map,
+                ctx.keymap(target)[None],
+                src_img[:, target],
+                torch.from_numpy(ctx.flow(kps[target], [0, 1, 2, 3]))[None],
+                flow_frame=src_img[:, target],
+            )
         # attention mass each source receives from the target's face positions
         side = int(round(aux["attention"].shape[1] ** 0.5))
         face = torch.nn.functional.adaptive_avg_pool2d(ctx.keymap(target)[2][None, None], side).flatten()
@@ -140,6 +157,7 @@ def test_flow_candidate_upgrade_keeps_the_output_and_the_candidate_can_win():
 
 # --- cuts ---------------------------------------------------------------------------------------
 
+
 def test_timecodes_frames_and_seconds():
     fps = Fraction(25)
     assert timecode_to_frame("120", fps) == 120
@@ -159,24 +177,51 @@ def test_edl_and_otio_cut_lists(tmp_path):
         "001  AX       V     C        00:00:00:00 00:00:02:00 01:00:00:00 01:00:02:00\n"
         "* FROM CLIP NAME: take1.mov\n"
         "002  AX       V     C        00:00:03:00 00:00:05:00 01:00:02:00 01:00:04:00\n"
-        "003  AX       V     C        00:00:07:10 00:00:08:00 01:00:04:00 01:00:04:15\n")
+        "003  AX       V     C        00:00:07:10 00:00:08:00 01:00:04:00 01:00:04:15\n"
+    )
     assert read_edl(str(edl), Fraction(25)) == [50, 100]
     timeline = {
-        "OTIO_SCHEMA": "Timeline.1", "name": "t",
-        "tracks": {"OTIO_SCHEMA": "Stack.1", "children": [{
-            "OTIO_SCHEMA": "Track.1", "kind": "Video", "children": [
-                {"OTIO_SCHEMA": "Clip.2", "name": "a", "source_range": {
-                    "OTIO_SCHEMA": "TimeRange.1",
-                    "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 0},
-                    "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 40}}},
-                {"OTIO_SCHEMA": "Clip.2", "name": "b", "source_range": {
-                    "OTIO_SCHEMA": "TimeRange.1",
-                    "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 90},
-                    "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 30}}},
-                {"OTIO_SCHEMA": "Clip.2", "name": "c", "source_range": {
-                    "OTIO_SCHEMA": "TimeRange.1",
-                    "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 200},
-                    "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 10}}}]}]}}
+        "OTIO_SCHEMA": "Timeline.1",
+        "name": "t",
+        "tracks": {
+            "OTIO_SCHEMA": "Stack.1",
+            "children": [
+                {
+                    "OTIO_SCHEMA": "Track.1",
+                    "kind": "Video",
+                    "children": [
+                        {
+                            "OTIO_SCHEMA": "Clip.2",
+                            "name": "a",
+                            "source_range": {
+                                "OTIO_SCHEMA": "TimeRange.1",
+                                "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 0},
+                                "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 40},
+                            },
+                        },
+                        {
+                            "OTIO_SCHEMA": "Clip.2",
+                            "name": "b",
+                            "source_range": {
+                                "OTIO_SCHEMA": "TimeRange.1",
+                                "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 90},
+                                "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 30},
+                            },
+                        },
+                        {
+                            "OTIO_SCHEMA": "Clip.2",
+                            "name": "c",
+                            "source_range": {
+                                "OTIO_SCHEMA": "TimeRange.1",
+                                "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 200},
+                                "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 10},
+                            },
+                        },
+                    ],
+                }
+            ],
+        },
+    }
     path = tmp_path / "cut.otio"
     path.write_text(json.dumps(timeline))
     assert read_otio(str(path), Fraction(25)) == [40, 70]
@@ -185,8 +230,14 @@ def test_edl_and_otio_cut_lists(tmp_path):
     tl = otio.schema.Timeline(name="edit")
     track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
     for start, dur in ((0, 48), (100, 24), (300, 12)):
-        track.append(otio.schema.Clip(name=f"c{start}", source_range=otio.opentime.TimeRange(
-            otio.opentime.RationalTime(start, 24), otio.opentime.RationalTime(dur, 24))))
+        track.append(
+            otio.schema.Clip(
+                name=f"c{start}",
+                source_range=otio.opentime.TimeRange(
+                    otio.opentime.RationalTime(start, 24), otio.opentime.RationalTime(dur, 24)
+                ),
+            )
+        )
     tl.tracks.append(track)
     made = tmp_path / "made.otio"
     otio.adapters.write_to_file(tl, str(made))
@@ -204,6 +255,7 @@ def test_auto_detection_finds_a_jump_cut_and_nothing_in_continuous_video(clip3):
 
 
 # --- the node -----------------------------------------------------------------------------------
+
 
 def run_node(clip, fps=25, **params):
     from vidfx.core.registry import create_node
@@ -231,8 +283,7 @@ def test_transition_keeps_the_frame_count_and_passes_other_frames(clip3):
 def test_ours_runs_through_the_engine(clip3):
     from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
 
-    if not os.path.exists(DEFAULT_WEIGHTS):
-        pytest.skip("shipped synthesizer weights missing")
+    assert os.path.exists(DEFAULT_WEIGHTS), f"shipped synthesizer weights missing: {DEFAULT_WEIGHTS}"
     frames, fps = clip3
     clip = frames[:24] + frames[44:64]
     node, out = run_node(clip, fps=fps, cuts=["24"], frames=4, adapt_steps=1, context=4)
@@ -249,10 +300,13 @@ def test_audio_duration_and_frame_count_survive_the_writer(tmp_path):
 
     src = TALKING / "3.mp4"
     dst = tmp_path / "smoothed.mp4"
-    graph = from_dict({"inputs": {"src": str(src)},
-                       "nodes": {"jc": {"type": "jumpcut", "input": "src", "cuts": [60], "frames": 6,
-                                        "method": "crossfade"}},
-                       "outputs": [{"input": "jc", "path": str(dst), "preset": "ultrafast"}]})
+    graph = from_dict(
+        {
+            "inputs": {"src": str(src)},
+            "nodes": {"jc": {"type": "jumpcut", "input": "src", "cuts": [60], "frames": 6, "method": "crossfade"}},
+            "outputs": [{"input": "jc", "path": str(dst), "preset": "ultrafast"}],
+        }
+    )
     graph.run()
 
     def durations(path):
@@ -271,6 +325,7 @@ def test_audio_duration_and_frame_count_survive_the_writer(tmp_path):
 
 # --- bad input ----------------------------------------------------------------------------------
 
+
 def test_cut_at_the_ends_and_close_cuts_fall_back_and_are_reported():
     frames = [np.full((64, 64, 3), i * 4, np.uint8) for i in range(40)]
     node, out = run_node(frames, cuts=["0", "39", "15", "18"], frames=6, method="flow")
@@ -284,8 +339,7 @@ def test_cut_at_the_ends_and_close_cuts_fall_back_and_are_reported():
 def test_no_face_falls_back_to_crossfade_without_crashing():
     from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
 
-    if not os.path.exists(DEFAULT_WEIGHTS):
-        pytest.skip("shipped synthesizer weights missing")
+    assert os.path.exists(DEFAULT_WEIGHTS), f"shipped synthesizer weights missing: {DEFAULT_WEIGHTS}"
     rng = np.random.default_rng(0)
     frames = [(rng.random((96, 96, 3)) * 40 + i * 3).astype(np.uint8) for i in range(30)]
     node, out = run_node(frames, cuts=["15"], frames=4, method="ours", adapt_steps=0)
@@ -300,8 +354,7 @@ def test_no_face_falls_back_to_crossfade_without_crashing():
 def test_several_faces_fall_back_to_crossfade(clip3):
     from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
 
-    if not os.path.exists(DEFAULT_WEIGHTS):
-        pytest.skip("shipped synthesizer weights missing")
+    assert os.path.exists(DEFAULT_WEIGHTS), f"shipped synthesizer weights missing: {DEFAULT_WEIGHTS}"
     frames, _ = clip3
     two = [np.concatenate([f[:, 32:224], f[:, 32:224]], 1) for f in frames[:24]]
     node, out = run_node(two, cuts=["12"], frames=4, method="ours", adapt_steps=0)
@@ -310,6 +363,7 @@ def test_several_faces_fall_back_to_crossfade(clip3):
 
 
 # --- models load offline ------------------------------------------------------------------------
+
 
 @needs_data
 def test_landmark_models_load_offline_and_find_the_face(clip3):
@@ -332,3 +386,53 @@ def test_a_glitched_end_detection_cannot_fling_the_keypoints():
     mids = interpolate_keypoints(ka, kb, transition_times(12), "smoothstep", glitch, kb, span=13)
     size = np.ptp(fa[:, :2], axis=0).max()
     assert max(np.abs(m.face - fa).max() for m in mids) < 0.2 * size
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+@needs_data
+def test_training_writes_weights_checkpoint_and_args_and_resumes(clip3, tmp_path):
+    import av
+
+    from vidfx.jumpcut import train
+    from vidfx.jumpcut.synthesize import load_net
+    from vidfx.ops.weights import load_checkpoint
+
+    data = tmp_path / "clips"
+    data.mkdir()
+    with av.open(str(data / "short.mp4"), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"crf": "12"})
+        s.width = s.height = 256
+        for f in clip3[0][:20]:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    run = tmp_path / "run"
+    args = [
+        "--data",
+        str(data),
+        "--out",
+        str(run / "prior.pt"),
+        "--checkpoint",
+        str(run / "last.ckpt"),
+        "--size",
+        "128",
+        "--exclude",
+        "0,0,0",
+        "--cache",
+        "",
+        "--batch",
+        "1",
+        "--save-every",
+        "1",
+        "--threads",
+        "1",
+    ]
+    assert train.main(args + ["--steps", "1"]) == 0
+    assert load_checkpoint(run / "last.ckpt")["step"] == 1
+    record = json.loads((run / "args.json").read_text())
+    assert record["args"]["steps"] == 1 and "vidfx_version" in record
+    assert train.main(args + ["--steps", "2"]) == 0  # resumes from the checkpoint
+    assert load_checkpoint(run / "last.ckpt")["step"] == 2
+    assert load_net(str(run / "prior.pt")).cfg.size == 128
+    assert sorted(p.name for p in run.iterdir()) == ["args.json", "last.ckpt", "prior.pt"]

@@ -13,6 +13,7 @@ Following Wang et al. 2024 ("Jump Cut Smoothing for Talking Heads"):
 The output is composed at any resolution: flows and weights are upsampled and applied to the
 full-resolution source frames, so the model runs at ``size`` (e.g. 128) but keeps source detail.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vidfx.ops.weights import Weights
+
 from .keymap import KEYMAP_CHANNELS
+
+FAMILY = "jumpcut"  # the family tag in jumpcut weights files
 
 
 @dataclass
@@ -39,7 +44,7 @@ class SynthConfig:
     flow_candidate: bool = False
 
     @classmethod
-    def paper(cls) -> "SynthConfig":
+    def paper(cls) -> SynthConfig:
         """A larger configuration in the spirit of the paper (GPU training)."""
         return cls(size=256, dim=128, value_dim=128, base=64, style_dim=256)
 
@@ -59,8 +64,9 @@ class Encoder(nn.Module):
     def __init__(self, cin: int, base: int, cout: int):
         super().__init__()
         self.first = conv(cin, base, 2)
-        self.down = nn.Sequential(conv(base, base * 2, 2), conv(base * 2, base * 2), conv(base * 2, base * 2, 2),
-                                  conv(base * 2, base * 2))
+        self.down = nn.Sequential(
+            conv(base, base * 2, 2), conv(base * 2, base * 2), conv(base * 2, base * 2, 2), conv(base * 2, base * 2)
+        )
         self.out = nn.Conv2d(base * 2, cout, 1)
 
     def forward(self, x):
@@ -98,7 +104,7 @@ class CrossModalAttention(nn.Module):
         b, s, nk, d = k_feat.shape
         q = self.q(q_feat)
         k = self.k(k_feat).reshape(b, s * nk, d)
-        logits = q @ k.transpose(1, 2) * (d ** -0.5) * self.log_temp.exp() * 4.0
+        logits = q @ k.transpose(1, 2) * (d**-0.5) * self.log_temp.exp() * 4.0
         if bias is not None:
             logits = logits + bias.reshape(b, -1, s * nk)
         attn = logits.softmax(-1)
@@ -115,11 +121,14 @@ class SynthNet(nn.Module):
         self.kp_enc = Encoder(KEYMAP_CHANNELS, cfg.base // 2, cfg.dim)
         self.img_enc = Encoder(3 + KEYMAP_CHANNELS, cfg.base // 2, cfg.value_dim)
         self.attn = CrossModalAttention(cfg.dim)
-        self.style = nn.Sequential(nn.Linear(cfg.value_dim, cfg.style_dim), nn.LeakyReLU(0.2),
-                                   nn.Linear(cfg.style_dim, cfg.style_dim))
+        self.style = nn.Sequential(
+            nn.Linear(cfg.value_dim, cfg.style_dim), nn.LeakyReLU(0.2), nn.Linear(cfg.style_dim, cfg.style_dim)
+        )
         s = cfg.num_sources
         c8 = cfg.value_dim + cfg.dim + 3 * s
-        self.dec8 = nn.ModuleList([ModConv(c8, cfg.base * 2, cfg.style_dim), ModConv(cfg.base * 2, cfg.base * 2, cfg.style_dim)])
+        self.dec8 = nn.ModuleList(
+            [ModConv(c8, cfg.base * 2, cfg.style_dim), ModConv(cfg.base * 2, cfg.base * 2, cfg.style_dim)]
+        )
         self.dec4 = nn.ModuleList([ModConv(cfg.base * 2, cfg.base, cfg.style_dim)])
         self.dec2 = nn.ModuleList([ModConv(cfg.base + cfg.base // 2, cfg.base, cfg.style_dim)])
         self.num_whole = 2 if cfg.flow_candidate else 1  # whole-frame candidates: crossfade (+ flow)
@@ -131,8 +140,9 @@ class SynthNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, src_img, src_map, tgt_map, fade, kp_flow, out_sources=None, use_fade: bool = True,
-                flow_frame=None):
+    def forward(
+        self, src_img, src_map, tgt_map, fade, kp_flow, out_sources=None, use_fade: bool = True, flow_frame=None
+    ):
         """Predict the target frame.
 
         src_img (B, S, 3, R, R), src_map (B, S, C, R, R), tgt_map (B, C, R, R), fade (B, 3, R, R): the
@@ -156,17 +166,22 @@ class SynthNet(nn.Module):
         v_feat, _ = self.img_enc(torch.cat([src_img, src_map], 2).flatten(0, 1))
         h4, w4 = q_feat.shape[-2:]
         nq = h4 * w4
-        ys, xs = torch.meshgrid(torch.linspace(-1 + 1 / h4, 1 - 1 / h4, h4), torch.linspace(-1 + 1 / w4, 1 - 1 / w4, w4),
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1 + 1 / h4, 1 - 1 / h4, h4), torch.linspace(-1 + 1 / w4, 1 - 1 / w4, w4), indexing="ij"
+        )
         grid = torch.stack([xs, ys], -1).reshape(1, 1, 1, nq, 2).to(q_feat)
         # keypoint geometry in the keys: a key is favoured where the keypoints say the query's point
         # lies in that source, and sources whose keypoints sit closer to the target's are favoured
         kp_small = F.adaptive_avg_pool2d(kp_flow.flatten(1, 2), (h4, w4)).reshape(b, s, 2, nq).permute(0, 3, 1, 2)
         dist2 = ((grid - kp_small.unsqueeze(-2)) ** 2).sum(-1)  # (B, Nq, S, Nk)
         disp = (kp_small - grid.reshape(1, nq, 1, 2)).abs().sum(-1)  # (B, Nq, S)
-        bias = -dist2 / GEO_SIGMA ** 2 - disp.unsqueeze(-1) / CHOICE_SCALE
-        gathered, attn = self.attn(q_feat.flatten(2).transpose(1, 2), k_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1),
-                                   v_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1), bias)
+        bias = -dist2 / GEO_SIGMA**2 - disp.unsqueeze(-1) / CHOICE_SCALE
+        gathered, attn = self.attn(
+            q_feat.flatten(2).transpose(1, 2),
+            k_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1),
+            v_feat.flatten(2).transpose(1, 2).reshape(b, s, nq, -1),
+            bias,
+        )
         # per-source weight and expected sampling position (in -1..1 coordinates)
         w_src = attn.sum(-1)  # (B, Nq, S)
         pos = (attn.unsqueeze(-1) * grid).sum(-2) / (w_src.unsqueeze(-1) + 1e-6)  # (B, Nq, S, 2)
@@ -185,20 +200,27 @@ class SynthNet(nn.Module):
         x = F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False)
         # the keypoint (mesh) warp is the starting flow; the generator refines it
         coarse = kp_flow
-        warped = torch.stack([F.grid_sample(src_img[:, i], coarse[:, i].permute(0, 2, 3, 1), align_corners=False,
-                                            padding_mode="border") for i in range(s)], 1)
+        warped = torch.stack(
+            [
+                F.grid_sample(
+                    src_img[:, i], coarse[:, i].permute(0, 2, 3, 1), align_corners=False, padding_mode="border"
+                )
+                for i in range(s)
+            ],
+            1,
+        )
         x = torch.cat([x, tgt_map, warped.flatten(1, 2), fade_small], 1)
         for layer in self.dec1:
             x = layer(x, style)
         out = self.head(x)
-        flows = coarse + 0.1 * out[:, :2 * s].reshape(b, s, 2, r, r)
+        flows = coarse + 0.1 * out[:, : 2 * s].reshape(b, s, 2, r, r)
         w_map = F.interpolate(to_map(w_src), size=(r, r), mode="bilinear", align_corners=False)
-        fade_logit = out[:, 3 * s:3 * s + 1] if use_fade else torch.full_like(out[:, :1], -1e4)
+        fade_logit = out[:, 3 * s : 3 * s + 1] if use_fade else torch.full_like(out[:, :1], -1e4)
         whole_logits = [fade_logit]
         if self.num_whole > 1:
-            whole_logits.append(out[:, 3 * s + 5:3 * s + 6] if use_fade else torch.full_like(out[:, :1], -1e4))
-        logits = torch.cat([out[:, 2 * s:3 * s] + torch.log(w_map + 1e-4)] + whole_logits, 1)
-        resid, gate = out[:, 3 * s + 1:3 * s + 4], torch.sigmoid(out[:, 3 * s + 4:3 * s + 5] - 3.0)
+            whole_logits.append(out[:, 3 * s + 5 : 3 * s + 6] if use_fade else torch.full_like(out[:, :1], -1e4))
+        logits = torch.cat([out[:, 2 * s : 3 * s] + torch.log(w_map + 1e-4)] + whole_logits, 1)
+        resid, gate = out[:, 3 * s + 1 : 3 * s + 4], torch.sigmoid(out[:, 3 * s + 4 : 3 * s + 5] - 3.0)
         if out_sources is None:
             big_src, big_fade, size = src_img, fade, (r, r)
         else:
@@ -207,18 +229,32 @@ class SynthNet(nn.Module):
             flows = up(flows.flatten(1, 2)).reshape(b, s, 2, *size)
             logits, resid, gate = up(logits), up(resid), up(gate)
         weights = logits.softmax(1)
-        frames = torch.stack([F.grid_sample(big_src[:, i], flows[:, i].permute(0, 2, 3, 1), align_corners=False,
-                                            padding_mode="border") for i in range(s)], 1)
-        blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s:s + 1] * big_fade
+        frames = torch.stack(
+            [
+                F.grid_sample(
+                    big_src[:, i], flows[:, i].permute(0, 2, 3, 1), align_corners=False, padding_mode="border"
+                )
+                for i in range(s)
+            ],
+            1,
+        )
+        blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s : s + 1] * big_fade
         if self.num_whole > 1:
-            blend = blend + weights[:, s + 1:s + 2] * flow_frame
+            blend = blend + weights[:, s + 1 : s + 2] * flow_frame
         image = blend + gate * torch.tanh(resid)
-        return image, {"attention": attn, "weights": weights, "gate": gate, "coarse_warped": warped, "attn_pos": pos,
-                       "kp_pos": kp_small, "source_weights": w_src,
-                       "coarse_weights": w_map / (w_map.sum(1, keepdim=True) + 1e-6)}
+        return image, {
+            "attention": attn,
+            "weights": weights,
+            "gate": gate,
+            "coarse_warped": warped,
+            "attn_pos": pos,
+            "kp_pos": kp_small,
+            "source_weights": w_src,
+            "coarse_weights": w_map / (w_map.sum(1, keepdim=True) + 1e-6),
+        }
 
     @classmethod
-    def with_flow_candidate(cls, net: "SynthNet") -> "SynthNet":
+    def with_flow_candidate(cls, net: SynthNet) -> SynthNet:
         """``net`` upgraded with the flow candidate, behaving exactly as before except that the
         crossfade's blend weight is now shared equally by crossfade and flow (new input weights zero,
         the flow logit a copy of the crossfade logit, both log 2 lower); fine-tune it from there."""
@@ -232,20 +268,20 @@ class SynthNet(nn.Module):
                 value.copy_(old)
             elif name == "dec1.0.conv.weight":  # new input channels (the flow frame) start at zero
                 value.zero_()
-                value[:, :old.shape[1]] = old
+                value[:, : old.shape[1]] = old
             elif name == "dec1.0.affine.weight":
                 value.zero_()
-                value[:old.shape[0]] = old
+                value[: old.shape[0]] = old
             elif name == "dec1.0.affine.bias":
                 value.fill_(1.0)
-                value[:old.shape[0]] = old
+                value[: old.shape[0]] = old
             elif name.startswith("head."):
                 fade = 3 * net.cfg.num_sources
-                value[:old.shape[0]] = old
-                value[old.shape[0]:] = old[fade:fade + 1]
+                value[: old.shape[0]] = old
+                value[old.shape[0] :] = old[fade : fade + 1]
                 if name == "head.bias":  # two equal logits, each log 2 lower: same total weight as before
                     value[fade] -= math.log(2.0)
-                    value[old.shape[0]:] -= math.log(2.0)
+                    value[old.shape[0] :] -= math.log(2.0)
             else:
                 raise KeyError(name)
         new.train(net.training)
@@ -254,3 +290,8 @@ class SynthNet(nn.Module):
     def config_dict(self) -> dict:
         """The config as a plain dict (saved next to the weights)."""
         return asdict(self.cfg)
+
+
+def build_synthnet(weights: Weights) -> SynthNet:
+    """The (untrained) SynthNet of a jumpcut weights file's config; for ``vidfx.ops.weights``."""
+    return SynthNet(SynthConfig(**weights.config))

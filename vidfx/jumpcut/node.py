@@ -15,6 +15,7 @@ Bad input never crashes a run: no face, several faces, a cut at the first/last f
 closer than the transition length, non-RGB input -> a crossfade (or a skipped cut), with a
 message in the log and the run summary (``node.messages``) and a row in ``node.report``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,18 @@ from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import HostHints, Node
 from vidfx.core.params import Param
 
-from .cuts import NEIGHBOURHOOD, check_cuts, cut_score, frame_differences, parse_cuts, seconds_to_frames, thumbnail
-from .cuts import HARD_DIFF, MIN_DIFF, RATIO
+from .cuts import (
+    HARD_DIFF,
+    MIN_DIFF,
+    NEIGHBOURHOOD,
+    RATIO,
+    check_cuts,
+    cut_score,
+    frame_differences,
+    parse_cuts,
+    seconds_to_frames,
+    thumbnail,
+)
 from .interpolate import EASINGS
 from .synthesize import METHODS, make_transition
 
@@ -57,21 +68,31 @@ class JumpCutNode(Node):
     # cut at the transition's centre and its length is the transition's duration.
     host = HostHints(context="cut_transition", hidden=("cuts", "frames", "seconds"))
     params = (
-        Param("cuts", "list", ["auto"], "'auto', or frame numbers / timecodes (HH:MM:SS:FF, 12.5s) / an .otio "
-                                        "or .edl file; a cut is the first frame after it"),
+        Param(
+            "cuts",
+            "list",
+            ["auto"],
+            "'auto', or frame numbers / timecodes (HH:MM:SS:FF, 12.5s) / an .otio "
+            "or .edl file; a cut is the first frame after it",
+        ),
         Param("seconds", "float", 0.5, "transition length in seconds (centred on each cut)", min=0.05, max=10),
         Param("frames", "int", 0, "transition length in frames (overrides seconds when > 0)", min=0, max=1000),
-        Param("method", "choice", "ours", "ours (synthesizer), flow (DIS interpolation) or crossfade",
-              choices=METHODS),
-        Param("context", "int", 12, "real frames used beyond each end of a transition (sources, adaptation)",
-              min=1, max=64),
-        Param("adapt_steps", "int", 10, "per-video adaptation steps of the synthesizer (0 = prior only)",
-              min=0, max=2000),
+        Param("method", "choice", "ours", "ours (synthesizer), flow (DIS interpolation) or crossfade", choices=METHODS),
+        Param(
+            "context",
+            "int",
+            12,
+            "real frames used beyond each end of a transition (sources, adaptation)",
+            min=1,
+            max=64,
+        ),
+        Param(
+            "adapt_steps", "int", 10, "per-video adaptation steps of the synthesizer (0 = prior only)", min=0, max=2000
+        ),
         Param("detector", "choice", "auto", "keypoint model", choices=("auto", "mediapipe", "dlib")),
         Param("ease", "choice", "smoothstep", "keypoint easing through the transition", choices=EASINGS),
         Param("weights", "str", "", "synthesizer weights file (empty: the shipped prior)"),
-        Param("sensitivity", "float", RATIO, "auto cut detection: frame change / local motion ratio",
-              min=1.2, max=50),
+        Param("sensitivity", "float", RATIO, "auto cut detection: frame change / local motion ratio", min=1.2, max=50),
     )
 
     def __init__(self, name: str | None = None, **values):
@@ -92,20 +113,24 @@ class JumpCutNode(Node):
         self.length = self.p.frames or seconds_to_frames(self.p.seconds, info.fps)
         self.half = self.length // 2
         if self.length >= info.num_frames - 1:
-            raise ParamError(f"{self.name}.seconds: a {self.length}-frame transition does not fit in "
-                             f"{info.num_frames} frames")
+            raise ParamError(
+                f"{self.name}.seconds: a {self.length}-frame transition does not fit in {info.num_frames} frames"
+            )
         cuts = parse_cuts(self.p.cuts, info.fps)
         self._auto = cuts is None
         self._channels = info.channels
         if not self._auto:
             self._plan = self._build_plan(cuts)
         if self.p.method == "ours":
-            from .synthesize import SynthOptions, Synthesizer, load_net
             from .keypoints import make_detector
+            from .synthesize import Synthesizer, SynthOptions, shared_net
 
             opts = SynthOptions(adapt_steps=self.p.adapt_steps, easing=self.p.ease)
-            self.synthesizer = Synthesizer(load_net(self.p.weights or None),
-                                           make_detector(self.p.detector, video_mode=False, with_body=True), opts)
+            self.synthesizer = Synthesizer(
+                shared_net(self.p.weights or None),
+                make_detector(self.p.detector, video_mode=False, with_body=True),
+                opts,
+            )
         return info  # same length, timing and audio
 
     def _build_plan(self, cuts: list[int]) -> list[Transition]:
@@ -184,8 +209,9 @@ class JumpCutNode(Node):
                 continue
             d = frame_differences([self._thumbs[i] for i in idx])
             pos = idx.index(k)
-            self._decided[k] = bool(d[pos] >= HARD_DIFF or (d[pos] >= MIN_DIFF and
-                                                            cut_score(d, pos) >= self.p.sensitivity))
+            self._decided[k] = bool(
+                d[pos] >= HARD_DIFF or (d[pos] >= MIN_DIFF and cut_score(d, pos) >= self.p.sensitivity)
+            )
         for i in [i for i in self._thumbs if i < n - self._auto_radius() - 2]:
             del self._thumbs[i]  # bounded memory on long videos
         cuts = sorted(k for k, v in self._decided.items() if v)

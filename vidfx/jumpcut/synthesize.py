@@ -5,6 +5,7 @@ runs at its working size on that crop, its flows and blend weights are applied t
 full-resolution crop, and the result is feathered into a crossfade of the full frames (outside
 the crop a talking-head background barely moves).
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,13 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidfx.core.errors import ModelError
+from vidfx.ops.weights import build_model, load_model
 
 from .baselines import crossfade, dis_flow, flow_blend, flow_interpolate
 from .interpolate import interpolate_keypoints, transition_times
 from .keymap import render_keymap
 from .keypoints import FaceTopology, KeypointDetector, Keypoints, make_detector, smooth_sequence
-from .model import SynthConfig, SynthNet
+from .model import FAMILY, SynthNet, build_synthnet
 
 log = logging.getLogger("vidfx.jumpcut")
 
@@ -37,8 +38,13 @@ class FallbackToCrossfade(Exception):
     """Raised by the synthesizer when it cannot work on this input (no face, several faces...)."""
 
 
-def make_transition(method: str, before: list[np.ndarray], after: list[np.ndarray], num_frames: int,
-                    synthesizer: "Synthesizer | None" = None) -> tuple[list[np.ndarray], dict]:
+def make_transition(
+    method: str,
+    before: list[np.ndarray],
+    after: list[np.ndarray],
+    num_frames: int,
+    synthesizer: Synthesizer | None = None,
+) -> tuple[list[np.ndarray], dict]:
     """``num_frames`` frames between ``before[-1]`` (frame A) and ``after[0]`` (frame B).
 
     ``before``/``after`` are float32 (H, W, 3) 0..1 frames on each side of the gap, in time
@@ -63,6 +69,7 @@ def make_transition(method: str, before: list[np.ndarray], after: list[np.ndarra
 
 
 # --- crops and examples -------------------------------------------------------------------------
+
 
 def crop_box(kps: list[Keypoints], height: int, width: int, margin: float = 1.8) -> tuple[int, int, int]:
     """Square (x0, y0, side) around the union of the faces in ``kps``, ``margin`` times its larger
@@ -125,8 +132,10 @@ def keypoint_flow(target: Keypoints, sources: list[Keypoints], size: int, step: 
     ta = _anchors(target)
     if "face" in ta:
         k = np.linspace(0, size, 7)
-        border = np.array([(x, 0) for x in k] + [(x, size) for x in k] + [(0, y) for y in k[1:-1]] +
-                          [(size, y) for y in k[1:-1]], np.float64)
+        border = np.array(
+            [(x, 0) for x in k] + [(x, size) for x in k] + [(0, y) for y in k[1:-1]] + [(size, y) for y in k[1:-1]],
+            np.float64,
+        )
         body = np.zeros((0, 2))
         if "body" in ta:
             keep = ta["body_vis"] & ((ta["body"] > -0.2 * size) & (ta["body"] < 1.2 * size)).all(1)
@@ -167,8 +176,14 @@ class CropContext:
     Frames are float32 0..1 or uint8 (H, W, 3) arrays.
     """
 
-    def __init__(self, frames: list[np.ndarray], kps: list[Keypoints], box: tuple[int, int, int],
-                 topology: FaceTopology, size: int):
+    def __init__(
+        self,
+        frames: list[np.ndarray],
+        kps: list[Keypoints],
+        box: tuple[int, int, int],
+        topology: FaceTopology,
+        size: int,
+    ):
         self.frames, self.kps, self.box, self.topology, self.size = frames, kps, box, topology, size
         self._img: dict[int, torch.Tensor] = {}
         self._map: dict[int, torch.Tensor] = {}
@@ -177,12 +192,14 @@ class CropContext:
     def full_crop(self, i: int) -> np.ndarray:
         """Frame ``i`` cropped, at full resolution (float32 H, W, 3)."""
         x0, y0, side = self.box
-        return self.frames[i][y0:y0 + side, x0:x0 + side]
+        return self.frames[i][y0 : y0 + side, x0 : x0 + side]
 
     def image(self, i: int) -> torch.Tensor:
         """Frame ``i`` cropped and resized to the working size, (3, R, R)."""
         if i not in self._img:
-            small = cv2.resize(np.ascontiguousarray(self.full_crop(i)), (self.size, self.size), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(
+                np.ascontiguousarray(self.full_crop(i)), (self.size, self.size), interpolation=cv2.INTER_AREA
+            )
             img = torch.from_numpy(small).permute(2, 0, 1).float()
             self._img[i] = img / 255.0 if small.dtype == np.uint8 else img
         return self._img[i]
@@ -215,157 +232,20 @@ class CropContext:
         return self._map[i]
 
 
-def make_example(ctx: CropContext, sources: list[int], a: int, b: int, t: int, use_real: bool,
-                 easing: str) -> dict[str, torch.Tensor]:
-    """One training example: predict real frame ``t`` (a < t < b) from ``sources``.
-
-    The target keypoints are frame t's own (``use_real``) or, as at a real cut, interpolated
-    between frames a and b (with the end velocities from frames a-1 and b+1). The whole-frame
-    candidates are the dissolve of frames a and b at t and their DIS flow interpolation.
-    """
-    tau = (t - a) / (b - a)
-    tgt_kp = ctx.kps[t] if use_real else interpolate_keypoints(
-        ctx.kps[a], ctx.kps[b], [tau], easing, ctx.kps[a - 1], ctx.kps[b + 1], span=b - a)[0]
-    tgt_map = ctx.keymap(t) if use_real else ctx.render(tgt_kp)
-    img_a, img_b = ctx.image(a), ctx.image(b)
-    return {
-        "flow_frame": ctx.flow_frame(a, b, tau),
-        "kp_flow": torch.from_numpy(ctx.flow(tgt_kp, sources)),
-        "src_img": torch.stack([ctx.image(i) for i in sources]),
-        "src_map": torch.stack([ctx.keymap(i) for i in sources]),
-        "tgt_map": tgt_map,
-        "fade": (1 - tau) * img_a + tau * img_b,
-        "target": ctx.image(t),
-    }
-
-
-def sample_indices(rng: random.Random, usable: list[bool], max_gap: int, max_offset: int,
-                   tries: int = 50, long_gap_prob: float = 0.0) -> tuple[list[int], int, int, int] | None:
-    """Random (sources, a, b, t) with a < t < b, sources [a-k1, a, b, b+k2], every index usable;
-    the gap (frames between a and b) is ``max_gap`` with probability ``long_gap_prob``, else uniform."""
-    n = len(usable)
-    for _ in range(tries):
-        gap = max_gap if rng.random() < long_gap_prob else rng.randint(1, max_gap)
-        k1, k2 = rng.randint(1, max_offset), rng.randint(1, max_offset)
-        lo, hi = k1, n - 1 - gap - 1 - k2
-        if hi < lo:
-            continue
-        a = rng.randint(lo, hi)
-        b = a + gap + 1
-        t = rng.randint(a + 1, b - 1)
-        idx = [a - k1, a, b, b + k2, t]
-        if all(usable[i] for i in idx):
-            return idx[:4], a, b, t
-    return None
-
-
-def collate(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack examples into a batch."""
-    return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
-
-
-def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Charbonnier (smooth L1) + L2 photometric loss, plus an image-gradient term for edges."""
-    diff = pred - target
-    charb = torch.sqrt(diff * diff + 1e-6).mean()
-    l2 = (diff * diff).mean()
-    gx = (pred[..., :, 1:] - pred[..., :, :-1]) - (target[..., :, 1:] - target[..., :, :-1])
-    gy = (pred[..., 1:, :] - pred[..., :-1, :]) - (target[..., 1:, :] - target[..., :-1, :])
-    return charb + 10 * l2 + 0.5 * (gx.abs().mean() + gy.abs().mean())
-
-
-class SimpleAdam:
-    """Plain Adam for the short per-video adaptation. (torch.optim's first use imports
-    torch._dynamo, which alone takes many seconds on a busy CPU: too much for a 60 s budget.)"""
-
-    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        """Forget the gradients."""
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """One Adam update."""
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
-
-
-def attention_loss(aux: dict, target: torch.Tensor) -> torch.Tensor:
-    """Teach the cross-modal attention correspondence and source choice directly (cheap to learn
-    on a CPU budget): within each source its expected position should be where the keypoint warp
-    says, and across sources its weight should follow how well each warped source matches."""
-    pos_loss = (aux["attn_pos"] - aux["kp_pos"]).abs().mean()
-    b, nq, s = aux["source_weights"].shape
-    side = int(round(nq ** 0.5))
-    err = F.adaptive_avg_pool2d((aux["coarse_warped"] - target[:, None]).abs().mean(2), side)  # (B, S, h, w)
-    # the best source at a position: the one whose keypoints there are closest to the target's
-    # (least warping) and whose warp matches best
-    ys, xs = torch.meshgrid(torch.linspace(-1 + 1 / side, 1 - 1 / side, side),
-                            torch.linspace(-1 + 1 / side, 1 - 1 / side, side), indexing="ij")
-    ident = torch.stack([xs, ys], -1).reshape(1, nq, 1, 2)
-    disp = (aux["kp_pos"] - ident).abs().sum(-1)  # (B, Nq, S)
-    score = err.flatten(2).transpose(1, 2) / 0.01 + disp / 0.02
-    best = (-score).softmax(-1).detach()
-    choice = -(best * torch.log(aux["source_weights"] + 1e-6)).sum(-1).mean()
-    return 2.0 * pos_loss + 0.2 * choice
-
-
-def train_steps(net: SynthNet, opt, contexts: list[tuple[CropContext, list[bool]]], steps: int,
-                batch: int, rng: random.Random, real_prob: float, easing: str, max_gap: int = 12,
-                max_offset: int = 6, fade_dropout: float = 0.5, long_gap_prob: float = 0.0) -> float:
-    """Run ``steps`` optimisation steps on examples drawn from ``contexts``; mean loss."""
-    net.train()
-    total = 0.0
-    for _ in range(steps):
-        examples = []
-        while len(examples) < batch:
-            ctx, usable = contexts[rng.randrange(len(contexts))]
-            pick = sample_indices(rng, usable, max_gap, max_offset, long_gap_prob=long_gap_prob)
-            if pick is None:
-                continue
-            sources, a, b, t = pick
-            examples.append(make_example(ctx, sources, a, b, t, rng.random() < real_prob, easing))
-        x = collate(examples)
-        pred, aux = net(x["src_img"], x["src_map"], x["tgt_map"], x["fade"], x["kp_flow"],
-                        use_fade=rng.random() >= fade_dropout, flow_frame=x["flow_frame"])
-        # the attention's own correspondences must explain the target too (trains the attention directly)
-        coarse = (aux["coarse_weights"][:, :, None] * (aux["coarse_warped"] - x["target"][:, None]).abs()).sum(1).mean()
-        loss = loss_fn(pred, x["target"]) + 0.5 * coarse + attention_loss(aux, x["target"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        total += loss.item()
-    net.eval()
-    return total / max(1, steps)
-
-
 # --- the synthesizer ----------------------------------------------------------------------------
 
+
 def load_net(path: str | None = None) -> SynthNet:
-    """The synthesizer network with weights from ``path`` (default: the shipped prior)."""
-    path = path or DEFAULT_WEIGHTS
-    if not os.path.exists(path):
-        raise ModelError(f"jumpcut: synthesizer weights {path} are missing")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        net = SynthNet(SynthConfig(**ckpt["config"]))
-        net.load_state_dict(ckpt["model"])
-    except Exception as exc:  # corrupt or incompatible file
-        raise ModelError(f"jumpcut: cannot load synthesizer weights {path}: {exc}") from exc
-    net.eval()
+    """A synthesizer network of its own (to train or adapt) with weights from ``path`` (default:
+    the shipped prior), in eval mode; ModelError naming the file if it is missing or corrupt."""
+    net, _ = build_model(path or DEFAULT_WEIGHTS, FAMILY, build_synthnet)
+    return net
+
+
+def shared_net(path: str | None = None) -> SynthNet:
+    """The synthesizer network from ``path`` (default: the shipped prior) shared through the
+    process-wide cache of ``vidfx.ops.weights``: for inference only (``Synthesizer`` adapts a copy)."""
+    net, _ = load_model(path or DEFAULT_WEIGHTS, FAMILY, build_synthnet)
     return net
 
 
@@ -396,13 +276,14 @@ class Synthesizer:
         self.last_info: dict = {}
 
     @classmethod
-    def load(cls, weights: str | None = None, adapt_steps: int | None = None, detector: str = "auto",
-             **options) -> "Synthesizer":
+    def load(
+        cls, weights: str | None = None, adapt_steps: int | None = None, detector: str = "auto", **options
+    ) -> Synthesizer:
         """The shipped prior (or ``weights``) with a keypoint detector (``auto``, ``mediapipe``, ``dlib``)."""
         opts = SynthOptions(**options)
         if adapt_steps is not None:
             opts.adapt_steps = adapt_steps
-        return cls(load_net(weights), make_detector(detector, video_mode=False, with_body=True), opts)
+        return cls(shared_net(weights), make_detector(detector, video_mode=False, with_body=True), opts)
 
     def keypoints(self, frames: list[np.ndarray]) -> list[Keypoints]:
         """Detected keypoints of float frames."""
@@ -440,15 +321,20 @@ class Synthesizer:
         times = transition_times(num_frames)
         prev_a = kps[ia - 1] if ia >= 1 else None
         next_b = kps[ib + 1] if ib + 1 < len(kps) else None
-        targets = interpolate_keypoints(kps[ia], kps[ib], times, o.easing, prev_a, next_b,
-                                        span=num_frames + 1 if o.velocity else None)
+        targets = interpolate_keypoints(
+            kps[ia], kps[ib], times, o.easing, prev_a, next_b, span=num_frames + 1 if o.velocity else None
+        )
         src_img = torch.stack([ctx.image(i) for i in sources])[None]
         src_map = torch.stack([ctx.keymap(i) for i in sources])[None]
-        big = torch.stack([torch.from_numpy(np.ascontiguousarray(ctx.full_crop(i))).permute(2, 0, 1) for i in sources])[None]
+        big = torch.stack([torch.from_numpy(np.ascontiguousarray(ctx.full_crop(i))).permute(2, 0, 1) for i in sources])[
+            None
+        ]
         a_full, b_full = frames[ia], frames[ib]
         feather = _feather_mask(box[2])
         x0, y0, side = box
-        to_crop = lambda img: torch.from_numpy(np.ascontiguousarray(img[y0:y0 + side, x0:x0 + side])).permute(2, 0, 1)[None]  # noqa: E731
+        to_crop = lambda img: torch.from_numpy(np.ascontiguousarray(img[y0 : y0 + side, x0 : x0 + side])).permute(
+            2, 0, 1
+        )[None]  # noqa: E731
         with_flow = net.num_whole > 1
         flow_full = flow_interpolate(a_full, b_full, times) if with_flow else None
         out = []
@@ -456,24 +342,39 @@ class Synthesizer:
             for i, (t, kp) in enumerate(zip(times, targets)):
                 fade_full = (1 - t) * a_full + t * b_full
                 kp_flow = torch.from_numpy(ctx.flow(kp, sources))[None]
-                pred, _ = net(src_img, src_map, ctx.render(kp)[None], to_crop(fade_full), kp_flow, out_sources=big,
-                              flow_frame=to_crop(flow_full[i]) if with_flow else None)
+                pred, _ = net(
+                    src_img,
+                    src_map,
+                    ctx.render(kp)[None],
+                    to_crop(fade_full),
+                    kp_flow,
+                    out_sources=big,
+                    flow_frame=to_crop(flow_full[i]) if with_flow else None,
+                )
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
                 # outside the crop: the whole-frame candidates, equally weighted
                 frame = 0.5 * (fade_full + flow_full[i]) if with_flow else fade_full.copy()
-                region = frame[y0:y0 + side, x0:x0 + side]
-                frame[y0:y0 + side, x0:x0 + side] = feather * crop + (1 - feather) * region
+                region = frame[y0 : y0 + side, x0 : x0 + side]
+                frame[y0 : y0 + side, x0 : x0 + side] = feather * crop + (1 - feather) * region
                 out.append(frame.astype(np.float32))
         clock.append(time.perf_counter())
-        self.last_info = {"box": box, "sources": sources,
-                          "seconds": {"keypoints": clock[1] - clock[0], "adaptation": clock[2] - clock[1],
-                                      "synthesis": clock[3] - clock[2]}}
+        self.last_info = {
+            "box": box,
+            "sources": sources,
+            "seconds": {
+                "keypoints": clock[1] - clock[0],
+                "adaptation": clock[2] - clock[1],
+                "synthesis": clock[3] - clock[2],
+            },
+        }
         return out
 
     def _adapt(self, ctx: CropContext, split: int) -> SynthNet:
         """A copy of the prior fine-tuned on the real frames on each side of the cut (never across it)."""
+        from .train import SimpleAdam, train_steps  # imported here: train.py imports this module
+
         o = self.opt
-        net = copy.deepcopy(self.net)
+        net = copy.deepcopy(self.net).requires_grad_(True)  # self.net may be the shared, frozen prior
         opt = SimpleAdam(net.parameters(), lr=o.adapt_lr)
         n = len(ctx.frames)
         sides = []
@@ -484,8 +385,9 @@ class Synthesizer:
         if not sides:
             return net
         rng = random.Random(o.seed)
-        train_steps(net, opt, sides, o.adapt_steps, o.adapt_batch, rng, real_prob=0.3, easing=o.easing,
-                    max_gap=6, max_offset=3)
+        train_steps(
+            net, opt, sides, o.adapt_steps, o.adapt_batch, rng, real_prob=0.3, easing=o.easing, max_gap=6, max_offset=3
+        )
         return net
 
 

@@ -9,6 +9,7 @@ real frames stay unseen.
 Resumes from ``--checkpoint`` if it exists; writes the shipped weights (``--out``) at the end and
 at every checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,187 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from vidfx.ops import weights as ops_weights
 
 from .evaluate import eval_gaps
+from .interpolate import interpolate_keypoints
 from .keypoints import MediaPipeDetector, smooth_sequence
-from .model import SynthConfig, SynthNet
-from .synthesize import DEFAULT_WEIGHTS, CropContext, crop_box, load_net, train_steps
+from .model import FAMILY, SynthConfig, SynthNet
+from .synthesize import DEFAULT_WEIGHTS, CropContext, crop_box, load_net
 from .video import read_clip
 
 log = logging.getLogger("vidfx.jumpcut.train")
+
+
+# --- training examples, losses and steps (also used by the per-transition adaptation) ------------
+
+
+def make_example(
+    ctx: CropContext, sources: list[int], a: int, b: int, t: int, use_real: bool, easing: str
+) -> dict[str, torch.Tensor]:
+    """One training example: predict real frame ``t`` (a < t < b) from ``sources``.
+
+    The target keypoints are frame t's own (``use_real``) or, as at a real cut, interpolated
+    between frames a and b (with the end velocities from frames a-1 and b+1). The whole-frame
+    candidates are the dissolve of frames a and b at t and their DIS flow interpolation.
+    """
+    tau = (t - a) / (b - a)
+    tgt_kp = (
+        ctx.kps[t]
+        if use_real
+        else interpolate_keypoints(ctx.kps[a], ctx.kps[b], [tau], easing, ctx.kps[a - 1], ctx.kps[b + 1], span=b - a)[0]
+    )
+    tgt_map = ctx.keymap(t) if use_real else ctx.render(tgt_kp)
+    img_a, img_b = ctx.image(a), ctx.image(b)
+    return {
+        "flow_frame": ctx.flow_frame(a, b, tau),
+        "kp_flow": torch.from_numpy(ctx.flow(tgt_kp, sources)),
+        "src_img": torch.stack([ctx.image(i) for i in sources]),
+        "src_map": torch.stack([ctx.keymap(i) for i in sources]),
+        "tgt_map": tgt_map,
+        "fade": (1 - tau) * img_a + tau * img_b,
+        "target": ctx.image(t),
+    }
+
+
+def sample_indices(
+    rng: random.Random, usable: list[bool], max_gap: int, max_offset: int, tries: int = 50, long_gap_prob: float = 0.0
+) -> tuple[list[int], int, int, int] | None:
+    """Random (sources, a, b, t) with a < t < b, sources [a-k1, a, b, b+k2], every index usable;
+    the gap (frames between a and b) is ``max_gap`` with probability ``long_gap_prob``, else uniform."""
+    n = len(usable)
+    for _ in range(tries):
+        gap = max_gap if rng.random() < long_gap_prob else rng.randint(1, max_gap)
+        k1, k2 = rng.randint(1, max_offset), rng.randint(1, max_offset)
+        lo, hi = k1, n - 1 - gap - 1 - k2
+        if hi < lo:
+            continue
+        a = rng.randint(lo, hi)
+        b = a + gap + 1
+        t = rng.randint(a + 1, b - 1)
+        idx = [a - k1, a, b, b + k2, t]
+        if all(usable[i] for i in idx):
+            return idx[:4], a, b, t
+    return None
+
+
+def collate(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack examples into a batch."""
+    return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Charbonnier (smooth L1) + L2 photometric loss, plus an image-gradient term for edges."""
+    diff = pred - target
+    charb = torch.sqrt(diff * diff + 1e-6).mean()
+    l2 = (diff * diff).mean()
+    gx = (pred[..., :, 1:] - pred[..., :, :-1]) - (target[..., :, 1:] - target[..., :, :-1])
+    gy = (pred[..., 1:, :] - pred[..., :-1, :]) - (target[..., 1:, :] - target[..., :-1, :])
+    return charb + 10 * l2 + 0.5 * (gx.abs().mean() + gy.abs().mean())
+
+
+class SimpleAdam:
+    """Plain Adam for the short per-video adaptation. (torch.optim's first use imports
+    torch._dynamo, which alone takes many seconds on a busy CPU: too much for a 60 s budget.)"""
+
+    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        """Forget the gradients."""
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam update."""
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
+
+
+def attention_loss(aux: dict, target: torch.Tensor) -> torch.Tensor:
+    """Teach the cross-modal attention correspondence and source choice directly (cheap to learn
+    on a CPU budget): within each source its expected position should be where the keypoint warp
+    says, and across sources its weight should follow how well each warped source matches."""
+    pos_loss = (aux["attn_pos"] - aux["kp_pos"]).abs().mean()
+    b, nq, s = aux["source_weights"].shape
+    side = int(round(nq**0.5))
+    err = F.adaptive_avg_pool2d((aux["coarse_warped"] - target[:, None]).abs().mean(2), side)  # (B, S, h, w)
+    # the best source at a position: the one whose keypoints there are closest to the target's
+    # (least warping) and whose warp matches best
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1 + 1 / side, 1 - 1 / side, side),
+        torch.linspace(-1 + 1 / side, 1 - 1 / side, side),
+        indexing="ij",
+    )
+    ident = torch.stack([xs, ys], -1).reshape(1, nq, 1, 2)
+    disp = (aux["kp_pos"] - ident).abs().sum(-1)  # (B, Nq, S)
+    score = err.flatten(2).transpose(1, 2) / 0.01 + disp / 0.02
+    best = (-score).softmax(-1).detach()
+    choice = -(best * torch.log(aux["source_weights"] + 1e-6)).sum(-1).mean()
+    return 2.0 * pos_loss + 0.2 * choice
+
+
+def train_steps(
+    net: SynthNet,
+    opt,
+    contexts: list[tuple[CropContext, list[bool]]],
+    steps: int,
+    batch: int,
+    rng: random.Random,
+    real_prob: float,
+    easing: str,
+    max_gap: int = 12,
+    max_offset: int = 6,
+    fade_dropout: float = 0.5,
+    long_gap_prob: float = 0.0,
+) -> float:
+    """Run ``steps`` optimisation steps on examples drawn from ``contexts``; mean loss."""
+    net.train()
+    total = 0.0
+    for _ in range(steps):
+        examples = []
+        while len(examples) < batch:
+            ctx, usable = contexts[rng.randrange(len(contexts))]
+            pick = sample_indices(rng, usable, max_gap, max_offset, long_gap_prob=long_gap_prob)
+            if pick is None:
+                continue
+            sources, a, b, t = pick
+            examples.append(make_example(ctx, sources, a, b, t, rng.random() < real_prob, easing))
+        x = collate(examples)
+        pred, aux = net(
+            x["src_img"],
+            x["src_map"],
+            x["tgt_map"],
+            x["fade"],
+            x["kp_flow"],
+            use_fade=rng.random() >= fade_dropout,
+            flow_frame=x["flow_frame"],
+        )
+        # the attention's own correspondences must explain the target too (trains the attention directly)
+        coarse = (aux["coarse_weights"][:, :, None] * (aux["coarse_warped"] - x["target"][:, None]).abs()).sum(1).mean()
+        loss = loss_fn(pred, x["target"]) + 0.5 * coarse + attention_loss(aux, x["target"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item()
+    net.eval()
+    return total / max(1, steps)
+
+
+# --- data ----------------------------------------------------------------------------------------
 
 
 def load_clip(path: str, size: int, cache_dir: str | None, mode: str = "video", sigma: float = 1.0):
@@ -56,8 +230,17 @@ def load_clip(path: str, size: int, cache_dir: str | None, mode: str = "video", 
     return frames, smooth_sequence(kps, sigma)
 
 
-def build_contexts(clips: list[str], size: int, work_size: int, chunk: int, exclude: tuple[int, int, int],
-                   cache_dir: str | None, topology, mode: str = "video", sigma: float = 1.0):
+def build_contexts(
+    clips: list[str],
+    size: int,
+    work_size: int,
+    chunk: int,
+    exclude: tuple[int, int, int],
+    cache_dir: str | None,
+    topology,
+    mode: str = "video",
+    sigma: float = 1.0,
+):
     """Crop contexts (chunks of ``chunk`` frames, overlapping by half) with their usable-frame masks."""
     contexts = []
     for path in clips:
@@ -84,10 +267,8 @@ def build_contexts(clips: list[str], size: int, work_size: int, chunk: int, excl
 
 
 def save_weights(net: SynthNet, path: str) -> None:
-    """Write the shipped weights file (config + fp32 state dict) atomically."""
-    tmp = path + ".tmp"
-    torch.save({"config": net.config_dict(), "model": net.state_dict()}, tmp)
-    os.replace(tmp, path)
+    """Write the shipped-format weights file (config + fp32 state dict) atomically."""
+    ops_weights.save_weights(path, FAMILY, net, net.config_dict())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,14 +290,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=0, help="stop after this many minutes (0 = no limit)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default=None, help="start from these weights (when there is no checkpoint yet)")
-    ap.add_argument("--flow-candidate", action="store_true",
-                    help="add the DIS flow-interpolated frame as a blend candidate (upgrades --init weights)")
-    ap.add_argument("--long-gap-prob", type=float, default=0.0,
-                    help="share of examples with the longest gap (the transition length the node uses)")
-    ap.add_argument("--keypoints", choices=("video", "static"), default="static",
-                    help="MediaPipe tracking ('video') or per-frame ('static', as the synthesizer) detection")
-    ap.add_argument("--smooth-sigma", type=float, default=0.0,
-                    help="temporal keypoint smoothing (0 = raw, as the synthesizer)")
+    ap.add_argument(
+        "--flow-candidate",
+        action="store_true",
+        help="add the DIS flow-interpolated frame as a blend candidate (upgrades --init weights)",
+    )
+    ap.add_argument(
+        "--long-gap-prob",
+        type=float,
+        default=0.0,
+        help="share of examples with the longest gap (the transition length the node uses)",
+    )
+    ap.add_argument(
+        "--keypoints",
+        choices=("video", "static"),
+        default="static",
+        help="MediaPipe tracking ('video') or per-frame ('static', as the synthesizer) detection",
+    )
+    ap.add_argument(
+        "--smooth-sigma", type=float, default=0.0, help="temporal keypoint smoothing (0 = raw, as the synthesizer)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -126,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         print(f"vidfx train jumpcut: no *.mp4 in {args.data}", file=sys.stderr)
         return 3
+    ops_weights.write_run_args(os.path.dirname(os.path.abspath(args.checkpoint)), args)
     cfg = SynthConfig() if args.config == "small" else SynthConfig.paper()
     cfg.flow_candidate = args.flow_candidate
     net = SynthNet(cfg)
@@ -138,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     step = 0
     if os.path.exists(args.checkpoint):
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        ckpt = ops_weights.load_checkpoint(args.checkpoint)
         net = SynthNet(SynthConfig(**ckpt["config"]))  # the checkpoint's own architecture
         opt = torch.optim.Adam(net.parameters(), lr=args.lr)
         net.load_state_dict(ckpt["model"])
@@ -147,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("resumed from %s at step %d", args.checkpoint, step)
     topology = MediaPipeDetector(with_body=False).topology
     exclude = tuple(int(v) for v in args.exclude.split(","))
-    contexts = build_contexts(clips, args.size, cfg.size, 40, exclude, args.cache, topology, args.keypoints,
-                              args.smooth_sigma)
+    contexts = build_contexts(
+        clips, args.size, cfg.size, 40, exclude, args.cache, topology, args.keypoints, args.smooth_sigma
+    )
     rng = random.Random(args.seed + step)
     t_start = time.time()
     losses = []
@@ -158,14 +353,16 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = float(args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / args.steps))))
         t0 = time.time()
-        loss = train_steps(net, opt, contexts, n, args.batch, rng, args.real_prob, "smoothstep",
-                           long_gap_prob=args.long_gap_prob)
+        loss = train_steps(
+            net, opt, contexts, n, args.batch, rng, args.real_prob, "smoothstep", long_gap_prob=args.long_gap_prob
+        )
         step += n
         losses.append(loss)
         log.info("step %d loss %.4f (%.2f s/step)", step, loss, (time.time() - t0) / n)
-        tmp = args.checkpoint + ".tmp"
-        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step, "config": net.config_dict()}, tmp)
-        os.replace(tmp, args.checkpoint)
+        ops_weights.save_checkpoint(
+            args.checkpoint,
+            {"model": net.state_dict(), "opt": opt.state_dict(), "step": step, "config": net.config_dict()},
+        )
         save_weights(net, args.out)
         if args.time_limit and time.time() - t_start > args.time_limit * 60:
             log.info("time limit reached at step %d", step)

@@ -1,4 +1,5 @@
 """Loading shipped weights and running the CamVid model on pictures of any size."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,52 +7,41 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vidfx.core.errors import ModelError
+from vidfx.ops import weights as ops_weights
 
 from .arch import MBConvUNet, SegNetConfig
 
+FAMILY = "segment"  # the family tag in segment weights files
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "camvid_mbconv_unet.pt"
 DEFAULT_SCALE = 0.5  # processing scale relative to the input (the shipped weights store theirs)
 
 
 def save_weights(path: str | Path, model: MBConvUNet, extra: dict | None = None) -> None:
-    """Save a model as {config, state_dict, meta} (plain tensors/dicts, loadable with weights_only)."""
-    # Floating-point tensors are stored as float16 (half the size; load_model casts back).
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    torch.save({"config": model.config.to_dict(), "state_dict": state, "meta": extra or {}}, str(path))
+    """Save a segment weights file (``vidfx.ops.weights`` format) with meta ``extra``.
+    Floating-point tensors are stored as float16 (half the size; loading casts back)."""
+    ops_weights.save_weights(path, FAMILY, model, model.config.to_dict(), extra, half=True)
+
+
+def build_segnet(weights: ops_weights.Weights) -> MBConvUNet:
+    """The (untrained) MBConvUNet of a segment weights file, with the file's meta as ``.meta``."""
+    model = MBConvUNet(SegNetConfig(**weights.config))
+    model.meta = dict(weights.meta)
+    return model
 
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> MBConvUNet:
-    """The trained model from ``path`` (default: the shipped weights), in eval mode.
-
-    Raises ModelError naming the file if it is missing or not a valid weights file.
-    """
-    path = Path(path) if path else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise ModelError(f"segment: weights file not found: {path}")
-    try:
-        blob = torch.load(str(path), map_location="cpu", weights_only=True)
-        model = MBConvUNet(SegNetConfig(**blob["config"]))
-        model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()})
-    except Exception as exc:  # corrupt pickle, wrong keys, wrong shapes
-        raise ModelError(f"segment: cannot load weights {path}: {type(exc).__name__}: {exc}") from None
-    model.meta = dict(blob.get("meta", {}))
-    return model.to(device).eval()
-
-
-_CACHE: dict[tuple, MBConvUNet] = {}
+    """A model of its own from ``path`` (default: the shipped weights), in eval mode, to train
+    or change. Raises ModelError naming the file if it is missing or not a valid weights file."""
+    model, _ = ops_weights.build_model(path or DEFAULT_WEIGHTS, FAMILY, build_segnet, device)
+    return model
 
 
 def load_model_shared(path: str | Path | None = None, device: torch.device | str = "cpu") -> MBConvUNet:
-    """Like ``load_model`` but returns one shared (read-only, eval-mode) model per file,
-    device and modification time, so many nodes in a process load the weights once."""
-    path = Path(path) if path else DEFAULT_WEIGHTS
-    key = (str(path.resolve()), path.stat().st_mtime_ns if path.is_file() else None, str(device))
-    if key not in _CACHE:
-        _CACHE[key] = load_model(path, device)
-    return _CACHE[key]
+    """The model from ``path`` (default: the shipped weights) shared through the process-wide
+    cache of ``vidfx.ops.weights``: for inference only, never change it."""
+    model, _ = ops_weights.load_model(path or DEFAULT_WEIGHTS, FAMILY, build_segnet, device)
+    return model
 
 
 def weights_scale(model: MBConvUNet) -> float:

@@ -4,6 +4,7 @@ Class-weighted cross-entropy (void ignored), random scale/crop/flip/colour augme
 AdamW with warm-up and cosine decay, periodic checkpoints (resume with ``--resume``) and
 model selection on the val split only (CamVid test is never read here).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from vidfx.ops.weights import load_checkpoint, save_checkpoint, write_run_args
 
 from .arch import CONFIGS, MBConvUNet, SegNetConfig
 from .data import DEFAULT_CAMVID, NUM_CLASSES, VOID, AugmentConfig, augment, class_weights, load_split
@@ -51,10 +54,11 @@ class AugmentedBatches(torch.utils.data.IterableDataset):
             torch.set_num_threads(1)
         rng = np.random.default_rng(self.seed + 100003 * (info.id if info else 0))
         while True:
-            batch = [augment(self.images[i], self.labels[i], self.aug, rng)
-                     for i in rng.integers(0, len(self.images), self.batch)]
-            yield (torch.from_numpy(np.stack([b[0] for b in batch])),
-                   torch.from_numpy(np.stack([b[1] for b in batch])))
+            batch = [
+                augment(self.images[i], self.labels[i], self.aug, rng)
+                for i in rng.integers(0, len(self.images), self.batch)
+            ]
+            yield (torch.from_numpy(np.stack([b[0] for b in batch])), torch.from_numpy(np.stack([b[1] for b in batch])))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -68,8 +72,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--iters", type=int, default=20000, help="schedule length in steps")
-    p.add_argument("--minutes", type=float, default=0,
-                   help="if > 0, the schedule follows wall-clock training time instead of --iters")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=0,
+        help="if > 0, the schedule follows wall-clock training time instead of --iters",
+    )
     p.add_argument("--crop", default="256x192", help="training crop WxH")
     p.add_argument("--scale-min", type=float, default=0.45)
     p.add_argument("--scale-max", type=float, default=0.9)
@@ -78,9 +86,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--val-every", type=float, default=4.0, help="minutes between val/checkpoints")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="augmentation worker processes (0 = in the training process)")
-    p.add_argument("--snapshot-every", type=float, default=0,
-                   help="minutes between weights snapshots OUT/snap_<step>.pt (0 = none); "
-                        "with no val split at hand, select among them later with `vidfx eval segment --split val`")
+    p.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=0,
+        help="minutes between weights snapshots OUT/snap_<step>.pt (0 = none); "
+        "with no val split at hand, select among them later with `vidfx eval segment --split val`",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -95,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_run_args(out, args)
     log = open(out / "log.txt", "a")
 
     def say(msg: str) -> None:
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     step, elapsed, best = 0, 0.0, {"miou": -1.0}
     if args.resume and (out / "last.pt").is_file():
-        ck = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        ck = load_checkpoint(out / "last.pt", device)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         step, elapsed, best = ck["step"], ck["elapsed"], ck["best"]
@@ -144,12 +157,23 @@ def main(argv: list[str] | None = None) -> int:
             say(f"step {step} val scale {s}: mIoU {miou:.2f} per-class {np.round(iou * 100, 1).tolist()}")
             if miou > best["miou"]:
                 best = {"miou": miou, "scale": s, "step": step}
-                save_weights(out / "best.pt", model, {"scale": s, "val_miou": miou, "step": step,
-                                                     "train_minutes": round(elapsed / 60, 1)})
+                save_weights(
+                    out / "best.pt",
+                    model,
+                    {"scale": s, "val_miou": miou, "step": step, "train_minutes": round(elapsed / 60, 1)},
+                )
                 say(f"new best {best}")
-        torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "step": step,
-                    "elapsed": elapsed, "best": best, "args": vars(args)}, out / "last.tmp")
-        (out / "last.tmp").replace(out / "last.pt")
+        save_checkpoint(
+            out / "last.pt",
+            {
+                "model": model.state_dict(),
+                "optim": optim.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "best": best,
+                "args": vars(args),
+            },
+        )
         (out / "best.json").write_text(json.dumps(best))
 
     def snapshot() -> None:
@@ -158,9 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     stream = AugmentedBatches(train_images, train_labels, aug, args.batch, args.seed + step)
-    batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers,
-                                               prefetch_factor=4 if args.workers else None,
-                                               persistent_workers=bool(args.workers)))
+    batches = iter(
+        torch.utils.data.DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=args.workers,
+            prefetch_factor=4 if args.workers else None,
+            persistent_workers=bool(args.workers),
+        )
+    )
     model.train()
     last_val = last_snap = elapsed
     warmup = 0.02
@@ -170,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         frac = progress()
-        lr = args.lr * (frac / warmup if frac < warmup else 0.5 * (1 + math.cos(math.pi * (frac - warmup) / (1 - warmup))))
+        lr = args.lr * (
+            frac / warmup if frac < warmup else 0.5 * (1 + math.cos(math.pi * (frac - warmup) / (1 - warmup)))
+        )
         for group in optim.param_groups:
             group["lr"] = lr
         logits = model(x)
