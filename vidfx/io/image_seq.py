@@ -159,19 +159,11 @@ def image_pix_fmt(codec: str, channels: int, bit_depth: int) -> str:
     """The pixel format one image codec stores for C channels at a bit depth."""
     if codec == "exr":
         return {1: "grayf32le", 3: "gbrpf32le", 4: "gbrapf32le"}[channels]
-    deep = bit_depth > 8
-    if codec == "png":
-        return {
-            1: "gray16be" if deep else "gray",
-            3: "rgb48be" if deep else "rgb24",
-            4: "rgba64be" if deep else "rgba",
-        }[channels]
-    if codec == "tiff":
-        return {
-            1: "gray16le" if deep else "gray",
-            3: "rgb48le" if deep else "rgb24",
-            4: "rgba64le" if deep else "rgba",
-        }[channels]
+    if codec in ("png", "tiff"):
+        if bit_depth <= 8:
+            return {1: "gray", 3: "rgb24", 4: "rgba"}[channels]
+        order = "be" if codec == "png" else "le"  # PNG stores 16-bit samples big-endian
+        return {1: f"gray16{order}", 3: f"rgb48{order}", 4: f"rgba64{order}"}[channels]
     raise MediaError(f"image codec {codec!r} is not supported")
 
 
