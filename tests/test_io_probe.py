@@ -10,6 +10,7 @@ import pytest
 from vidfx.core.errors import MediaError
 from vidfx.io import probe
 from vidfx.io.frames import frame_rate, rgb_frames
+from vidfx.io.pixfmt import bit_depth_of, has_alpha, is_float, is_grey, is_rgb, is_yuv
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_media"
@@ -147,3 +148,24 @@ def test_rgb_frames_decodes_every_frame_in_order():
     first_three = list(rgb_frames(path, max_frames=3))
     assert len(first_three) == 3 and all((a == b).all() for a, b in zip(first_three, frames))
     assert frame_rate(path) == probe(path).fps
+
+
+@pytest.mark.parametrize(
+    "pix_fmt, depth, alpha, grey, yuv, floating, rgb",
+    [
+        ("yuv420p", 8, False, False, True, False, False),
+        ("yuva444p12le", 12, True, False, True, False, False),
+        ("gray16le", 16, False, True, False, False, True),
+        ("gbrapf32le", 32, True, False, False, True, True),
+        ("rgba", 8, True, False, False, False, True),
+        ("not_a_format", 8, False, False, False, False, False),
+    ],
+)
+def test_pixel_format_facts(pix_fmt, depth, alpha, grey, yuv, floating, rgb):
+    assert bit_depth_of(pix_fmt) == depth
+    assert (has_alpha(pix_fmt), is_grey(pix_fmt)) == (alpha, grey)
+    assert (is_yuv(pix_fmt), is_float(pix_fmt), is_rgb(pix_fmt)) == (yuv, floating, rgb)
+
+
+def test_pixel_format_facts_of_no_format():
+    assert (bit_depth_of(None), has_alpha(None), is_grey(None)) == (8, False, False)
