@@ -1,20 +1,19 @@
 """End to end: `vidfx run` with a vsr node on sample media (short, small)."""
+
 import subprocess
 import sys
 from pathlib import Path
 
 import av
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_media" / "motion_320x180.mp4"
 VIDFX = Path(sys.executable).parent / "vidfx"
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="sample media not generated")
 def test_vidfx_run_vsr(tmp_path):
-    if not (ROOT / "vidfx" / "vsr" / "weights" / "tiny_x4.pt").exists():
-        pytest.skip("tiny_x4.pt not shipped yet")
+    assert SAMPLE.is_file(), f"sample media missing: {SAMPLE}"
+    assert (ROOT / "vidfx" / "vsr" / "weights" / "tiny_x4.pt").is_file(), "shipped weights tiny_x4.pt missing"
     graph = tmp_path / "g.yaml"
     out = tmp_path / "up.mp4"
     graph.write_text(f"""
@@ -38,16 +37,15 @@ outputs:
 
 
 def test_vidfx_run_vsr_missing_weights_is_one_line_error(tmp_path):
-    if not SAMPLE.exists():
-        pytest.skip("sample media not generated")
+    assert SAMPLE.is_file(), f"sample media missing: {SAMPLE}"
     graph = tmp_path / "g.yaml"
     graph.write_text(f"""
 inputs:
   src: {SAMPLE}
 nodes:
-  up: {{type: vsr, input: src, weights: {tmp_path / 'missing.pt'}}}
+  up: {{type: vsr, input: src, weights: {tmp_path / "missing.pt"}}}
 outputs:
-  - path: {tmp_path / 'x.mp4'}
+  - path: {tmp_path / "x.mp4"}
 """)
     res = subprocess.run([str(VIDFX), "run", str(graph), "--quiet"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 3

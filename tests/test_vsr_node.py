@@ -1,5 +1,6 @@
 """The vsr node: engine chunking (static scene across a chunk border), tiling, weights
 files, and bad input."""
+
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,50 +12,43 @@ import torch
 import vidfx
 from vidfx.core.errors import MediaError, ModelError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
+from vidfx.ops.flow import DISFlow
+from vidfx.ops.weights import FORMAT, build_model
 from vidfx.vsr.arch import VideoSR
-from vidfx.vsr.config import make_config
 from vidfx.vsr.data import DEFAULT_DATA, camera_clip
-from vidfx.vsr.node import VSRNode, upscale_clip
-from vidfx.vsr.flow import DISFlow
-from vidfx.vsr.weights import load_weights, save_weights, shipped_weights
+from vidfx.vsr.node import FAMILY, VSRNode, build_vsr, shipped_weights, upscale_clip
 
 SHIPPED = shipped_weights("tiny_x4")
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_media" / "motion_320x180.mp4"
 
 
+def load_weights(path) -> tuple[VideoSR, dict]:
+    """A fresh (uncached) model and meta from a vsr weights file."""
+    return build_model(path, FAMILY, build_vsr)
+
+
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> str:
-    """The shipped tiny x4 weights, or (before they exist) a random tiny model."""
-    if SHIPPED.exists():
-        return str(SHIPPED)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "random_x4.pt"
-    save_weights(VideoSR(make_config("tiny", 4)), path)
-    return str(path)
+def weights() -> str:
+    """The shipped tiny x4 weights (a missing file fails the tests that use it)."""
+    assert SHIPPED.is_file(), f"shipped weights missing: {SHIPPED}"
+    return str(SHIPPED)
 
 
 def _photo(h: int, w: int, frames: int = 1, seed: int = 0) -> np.ndarray:
-    """A real picture (a moving-camera clip from a training photo, or a synthetic one)."""
+    """A real picture: a moving-camera clip (frames, h, w, 3) of a training photo."""
     files = sorted((DEFAULT_DATA / "train_hr").glob("*.jpg"))
-    rng = np.random.default_rng(seed)
-    if files:
-        img = cv2.imread(str(files[seed % len(files)]))[..., ::-1]
-        clip = camera_clip(np.ascontiguousarray(img), frames, max(h, w), rng)[:, :h, :w]
-    else:
-        yy, xx = np.mgrid[0:h, 0:w] / 7.0
-        base = np.stack([np.sin(xx), np.cos(yy), np.sin(xx + yy)], -1) * 0.4 + 0.5
-        clip = np.stack([np.roll(base, k, axis=1) for k in range(frames)]).astype(np.float32)
-    return clip
+    assert files, f"shared data missing: {DEFAULT_DATA / 'train_hr'}"
+    img = cv2.imread(str(files[seed % len(files)]))[..., ::-1]
+    return camera_clip(np.ascontiguousarray(img), frames, max(h, w), np.random.default_rng(seed))[:, :h, :w]
 
 
 def test_shipped_weights_load_offline():
-    if not SHIPPED.exists():
-        pytest.skip("tiny_x4.pt not shipped yet")
+    assert SHIPPED.is_file(), f"shipped weights missing: {SHIPPED}"
     assert SHIPPED.stat().st_size < 5_000_000
     model, meta = load_weights(SHIPPED)
     assert model.cfg.scale == 4 and model.cfg.channels == 32
     blob = torch.load(SHIPPED, map_location="cpu", weights_only=True)  # no pickled code
-    assert blob["format"] == "vidfx-vsr-1"
+    assert blob["format"] == FORMAT and blob["family"] == "vsr"
     node = VSRNode()  # default weights = the shipped file
     assert node.weights_path() == SHIPPED
 
@@ -105,8 +99,9 @@ def test_tiled_equals_untiled(weights):
 
 def _configured(weights, w=33, h=21, c=3, **params):
     node = VSRNode(weights=weights, **params)
-    info = node.configure([ClipInfo(width=w, height=h, fps=Fraction(25), num_frames=3, channels=c)],
-                          torch.device("cpu"))
+    info = node.configure(
+        [ClipInfo(width=w, height=h, fps=Fraction(25), num_frames=3, channels=c)], torch.device("cpu")
+    )
     return node, info
 
 
@@ -187,11 +182,27 @@ def test_missing_and_corrupt_weights(tmp_path):
     torch.save({"hello": torch.zeros(2)}, wrong)
     with pytest.raises(ModelError, match="wrong.pt"):
         _configured(str(wrong))
-    if SHIPPED.exists():
-        truncated = tmp_path / "truncated.pt"
-        truncated.write_bytes(SHIPPED.read_bytes()[:2000])
-        with pytest.raises(ModelError, match="truncated.pt"):
-            _configured(str(truncated))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(SHIPPED.read_bytes()[:2000])
+    with pytest.raises(ModelError, match="truncated.pt"):
+        _configured(str(truncated))
+    other = tmp_path / "segment.pt"
+    other.write_bytes(Path(vidfx.__file__).parent.joinpath("segment", "weights", "camvid_mbconv_unet.pt").read_bytes())
+    with pytest.raises(ModelError, match="segment.pt holds 'segment' weights"):
+        _configured(str(other))
+
+
+def test_configured_nodes_share_one_model_and_leave_it_unchanged(weights):
+    """Nodes configured on the same file and device share the cached model; the CPU
+    channels-last copy is built for the cache, not converted in place."""
+    (a, _), (b, _) = _configured(weights), _configured(weights)
+    assert a.model is b.model
+    assert not any(p.requires_grad for p in a.model.parameters())
+    fresh, _ = load_weights(weights)
+    conv = next(m for m in a.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for (name, p), q in zip(a.model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(p, q), name
 
 
 def test_shipped_x2_weights_beat_bicubic():
@@ -201,12 +212,11 @@ def test_shipped_x2_weights_beat_bicubic():
     assert VSRNode(scale=2).weights_path() == path
     model, _ = load_weights(path)
     assert model.cfg.scale == 2
+    from vidfx.ops.resample import imresize
     from vidfx.vsr.metrics import psnr_y, quantize
-    from vidfx.vsr.resize import imresize
 
     files = sorted((DEFAULT_DATA / "train_hr").glob("*.jpg"))
-    if not files:
-        pytest.skip("no shared data")
+    assert files, f"shared data missing: {DEFAULT_DATA / 'train_hr'}"
     img = cv2.imread(str(files[5]))[..., ::-1]  # files[5::10] is the held-out split
     hr = torch.from_numpy(np.ascontiguousarray(img[:192, :192])).permute(2, 0, 1).float() / 255
     lr = imresize(hr, 0.5).clamp(0, 1)
