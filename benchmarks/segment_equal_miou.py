@@ -15,6 +15,7 @@ evaluation only; ``val`` is the split used for selection.
 
     .venv/bin/python benchmarks/segment_equal_miou.py --splits val,test --frames 8 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segment_flicker import labels_of  # noqa: E402
 
+from vidfx.ops.colour import grey_u8  # noqa: E402
 from vidfx.segment.data import DEFAULT_CAMVID, NUM_CLASSES, VOID, load_split  # noqa: E402
 from vidfx.segment.metrics import confusion_matrix, iou_per_class  # noqa: E402
 from vidfx.segment.smoothing import flicker, flicker_motion  # noqa: E402
@@ -59,8 +61,9 @@ def camera_views(shape: tuple[int, int], frames: int, rng: np.random.Generator) 
     return maps
 
 
-def filmed_clip(image: np.ndarray, label: np.ndarray, frames: int, rng: np.random.Generator
-                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+def filmed_clip(
+    image: np.ndarray, label: np.ndarray, frames: int, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """RGB frames (uint8), their grey versions (for the flicker metric) and their exact label
     maps for one annotated frame."""
     h, w = label.shape
@@ -69,9 +72,10 @@ def filmed_clip(image: np.ndarray, label: np.ndarray, frames: int, rng: np.rando
         pic = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         noisy = pic.astype(np.float32) + rng.normal(0, 2.0, pic.shape)
         pictures.append(np.clip(noisy, 0, 255).round().astype(np.uint8))
-        labels.append(cv2.warpAffine(label, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                                     borderValue=VOID))
-    return pictures, [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pictures], labels
+        labels.append(
+            cv2.warpAffine(label, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=VOID)
+        )
+    return pictures, [grey_u8(f) for f in pictures], labels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for split in args.splits.split(","):
         images, labels, _ = load_split(args.dataset, split)
         if args.limit:
-            images, labels = images[:args.limit], labels[:args.limit]
+            images, labels = images[: args.limit], labels[: args.limit]
         rng = np.random.default_rng(args.seed)
         # Filmed one at a time (the rng is only used here, so the order and the numbers are the
         # same as filming them all first) so memory holds one clip, not the whole split.
@@ -110,12 +114,21 @@ def main(argv: list[str] | None = None) -> int:
         for smoothing in settings:
             conf = confs[smoothing]
             iou = iou_per_class(conf) * 100
-            row = {"split": split, "clips": len(images), "frames": args.frames, "smoothing": smoothing,
-                   "miou": float(np.nanmean(iou)), "pixel_accuracy": float(np.trace(conf) / conf.sum() * 100),
-                   "flicker_pct": float(np.mean(flickers[smoothing]) * 100)}
+            row = {
+                "split": split,
+                "clips": len(images),
+                "frames": args.frames,
+                "smoothing": smoothing,
+                "miou": float(np.nanmean(iou)),
+                "pixel_accuracy": float(np.trace(conf) / conf.sum() * 100),
+                "flicker_pct": float(np.mean(flickers[smoothing]) * 100),
+            }
             rows.append(row)
-            print(f"| {split} | {len(images)} | {smoothing:g} | {row['miou']:.2f} | {row['pixel_accuracy']:.2f} | "
-                  f"{row['flicker_pct']:.2f} |", flush=True)
+            print(
+                f"| {split} | {len(images)} | {smoothing:g} | {row['miou']:.2f} | {row['pixel_accuracy']:.2f} | "
+                f"{row['flicker_pct']:.2f} |",
+                flush=True,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

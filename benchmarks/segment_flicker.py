@@ -7,6 +7,7 @@ occluded pixels left out), averaged over frame pairs. Runs the node through the 
 
     .venv/bin/python benchmarks/segment_flicker.py [--frames 40] [--smoothing 0.6] [--modes camvid,person]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import vidfx  # noqa: E402
 from vidfx.io.frames import rgb_frames  # noqa: E402
+from vidfx.ops.colour import grey_u8  # noqa: E402
 from vidfx.segment.node import SegmentNode  # noqa: E402
 from vidfx.segment.smoothing import flicker, flicker_motion  # noqa: E402
 
@@ -66,17 +68,27 @@ def main(argv: list[str] | None = None) -> int:
         raw_all, smooth_all = [], []
         for path in sorted(CLIPS.glob("*.mp4")):
             frames = read_clip(path, args.frames, args.long_side)
-            greys = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+            greys = [grey_u8(f) for f in frames]
             motion = flicker_motion(greys)  # once per clip, shared by both label sequences
             raw = flicker(labels_of(frames, mode, 0.0, args.scale), motion=motion)
             smooth = flicker(labels_of(frames, mode, args.smoothing, args.scale), motion=motion)
             red = (1 - smooth / raw) * 100 if raw > 0 else 0.0
             raw_all.append(raw)
             smooth_all.append(smooth)
-            rows.append({"clip": path.stem, "mode": mode, "frames": len(frames), "raw": raw, "smoothed": smooth,
-                         "reduction_pct": red})
-            print(f"{path.stem:<22} {mode:<7} {len(frames):>6} {raw * 100:>14.2f} {smooth * 100:>11.2f} {red:>9.1f}%",
-                  flush=True)
+            rows.append(
+                {
+                    "clip": path.stem,
+                    "mode": mode,
+                    "frames": len(frames),
+                    "raw": raw,
+                    "smoothed": smooth,
+                    "reduction_pct": red,
+                }
+            )
+            print(
+                f"{path.stem:<22} {mode:<7} {len(frames):>6} {raw * 100:>14.2f} {smooth * 100:>11.2f} {red:>9.1f}%",
+                flush=True,
+            )
         r, s = float(np.mean(raw_all)), float(np.mean(smooth_all))
         print(f"{'MEAN':<22} {mode:<7} {'':>6} {r * 100:>14.2f} {s * 100:>11.2f} {(1 - s / r) * 100:>9.1f}%")
         rows.append({"clip": "MEAN", "mode": mode, "raw": r, "smoothed": s, "reduction_pct": (1 - s / r) * 100})

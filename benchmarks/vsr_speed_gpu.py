@@ -3,12 +3,14 @@ fp16/fp32 and whole-frame/tiled processing; prints one line per setting.
 
     python benchmarks/vsr_speed_gpu.py      # needs CUDA; run from the repository root
 """
+
 import time
 
 import cv2
 import torch
 
 import vidfx
+from vidfx.ops.flow import DISFlow
 
 cap = cv2.VideoCapture("sample_media/motion_320x180.mp4")
 frames = []
@@ -28,8 +30,13 @@ for precision in ("fp16", "fp32"):
         out = vidfx.apply("vsr", frames, device="cuda", precision=precision, tile=tile)
         dt = time.perf_counter() - t
         assert len(out) == 40 and out[0].shape == (3, 1080, 1920)
-        print(f"vsr tiny x4 cuda {precision} tile {tile}: {dt / 40:.4f} s/frame over 40 frames "
-              f"(engine, chunk 20/4, DIS flow on CPU), peak GPU mem {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB", flush=True)
+        print(
+            f"vsr tiny x4 cuda {precision} tile {tile}: {dt / 40:.4f} s/frame over 40 frames "
+            f"(engine, chunk 20/4, DIS flow on CPU), peak GPU mem {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB",
+            flush=True,
+        )
 # flow alone, for the share of the time
-from vidfx.vsr.flow import DISFlow
-f = DISFlow(); t = time.perf_counter(); f.clip(frames[:20]); print(f"DIS flow 480x270: {(time.perf_counter() - t) / 20:.4f} s/frame (both directions)")
+f = DISFlow()
+t = time.perf_counter()
+f.clip(frames[:20])
+print(f"DIS flow 480x270: {(time.perf_counter() - t) / 20:.4f} s/frame (both directions)")

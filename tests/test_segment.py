@@ -1,5 +1,6 @@
 """Tests of the segment feature: the modified MBConv block, the U-Net, mIoU, weights,
 temporal smoothing, and the ``segment`` node on synthetic and real frames."""
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -11,13 +12,13 @@ import torch
 
 from vidfx.core.errors import MediaError, ModelError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
+from vidfx.ops.warp import backward_warp_np
 from vidfx.segment.arch import CONFIGS, MBConvUNet, ModifiedMBConv, SegNetConfig
 from vidfx.segment.data import CLASS_NAMES, DEFAULT_CAMVID, NUM_CLASSES, VOID, class_weights
 from vidfx.segment.metrics import confusion_matrix, iou_per_class, mean_iou
 from vidfx.segment.model import DEFAULT_WEIGHTS, load_model, predict_logits, save_weights
 from vidfx.segment.node import SegmentNode
-from vidfx.segment.smoothing import TemporalSmoother, backward_warp, consistent_mask, flicker, flicker_motion
-
+from vidfx.segment.smoothing import TemporalSmoother, consistent_mask, flicker, flicker_motion
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -145,7 +146,7 @@ def shifted_frames(n: int, h: int = 48, w: int = 64, step: int = 2, seed: int = 
     frames = []
     for i in range(n):
         x = n * step - i * step
-        frames.append(np.clip(big[:, x:x + w] * 255, 0, 255).astype(np.uint8))
+        frames.append(np.clip(big[:, x : x + w] * 255, 0, 255).astype(np.uint8))
     return frames
 
 
@@ -153,7 +154,7 @@ def test_warp_follows_a_known_translation():
     values = np.tile(np.arange(20, dtype=np.float32), (5, 1))
     flow = np.zeros((5, 20, 2), np.float32)
     flow[..., 0] = 3  # sample 3 px to the right
-    out = backward_warp(values, flow)
+    out = backward_warp_np(values, flow)
     assert np.allclose(out[:, :17], values[:, 3:])
     # Forward and backward flows that cancel are consistent; ones that do not are not.
     zero = np.zeros_like(flow)
@@ -210,8 +211,8 @@ def synthetic_clip(n: int = 6, h: int = 72, w: int = 96) -> list[torch.Tensor]:
     for i in range(n):
         f = torch.zeros(3, h, w)
         f[:, : h // 3] = torch.tensor([0.6, 0.7, 0.9])[:, None, None]
-        f[:, h // 3:] = 0.35
-        f[:, h // 2: h // 2 + 12, 10 + 3 * i: 30 + 3 * i] = 0.05
+        f[:, h // 3 :] = 0.35
+        f[:, h // 2 : h // 2 + 12, 10 + 3 * i : 30 + 3 * i] = 0.05
         frames.append(f)
     return frames
 
@@ -233,8 +234,7 @@ def test_node_outputs(output, channels):
 
 def test_node_sky_matte_on_camvid_frame():
     path = DEFAULT_CAMVID / "val"
-    if not path.is_dir():
-        pytest.skip("CamVid not available")
+    assert path.is_dir(), f"CamVid (development data) missing: {path}"
     import cv2
 
     name = sorted(path.iterdir())[10]
@@ -283,8 +283,9 @@ def test_grey_and_rgba_input():
 
 def test_two_channel_input_is_a_media_error():
     with pytest.raises(MediaError, match="channels"):
-        SegmentNode().configure([ClipInfo(width=8, height=8, fps=Fraction(25), num_frames=1, channels=2)],
-                                torch.device("cpu"))
+        SegmentNode().configure(
+            [ClipInfo(width=8, height=8, fps=Fraction(25), num_frames=1, channels=2)], torch.device("cpu")
+        )
 
 
 def test_tiny_frames():
@@ -332,14 +333,33 @@ def test_train_checkpoints_resumes_and_eval_writes_json(tmp_path):
 
     data = tiny_camvid(tmp_path / "camvid")
     out = tmp_path / "run"
-    common = ["--dataset", str(data), "--out", str(out), "--config", "cpu_small", "--batch", "2",
-              "--crop", "64x64", "--val-scales", "1.0", "--threads", "1"]
+    common = [
+        "--dataset",
+        str(data),
+        "--out",
+        str(out),
+        "--config",
+        "cpu_small",
+        "--batch",
+        "2",
+        "--crop",
+        "64x64",
+        "--val-scales",
+        "1.0",
+        "--threads",
+        "1",
+    ]
     assert train.main(common + ["--iters", "2"]) == 0
     assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
+    assert json.loads((out / "args.json").read_text())["args"]["iters"] == 2
     assert train.main(common + ["--iters", "3", "--resume"]) == 0
     assert "resumed at step 2" in (out / "log.txt").read_text()
     result_file = tmp_path / "result.json"
-    assert evaluate.main(["--dataset", str(data), "--weights", str(out / "best.pt"), "--json", str(result_file),
-                          "--threads", "1"]) == 0
+    assert (
+        evaluate.main(
+            ["--dataset", str(data), "--weights", str(out / "best.pt"), "--json", str(result_file), "--threads", "1"]
+        )
+        == 0
+    )
     result = json.loads(result_file.read_text())
     assert set(CLASS_NAMES) == set(result["per_class"]) and 0 <= result["miou"] <= 100 and result["fps"] > 0

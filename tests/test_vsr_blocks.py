@@ -1,16 +1,25 @@
 """VSR building blocks and the network: shapes, gradients, BlurPool shift-equivariance,
-the high-frequency shuttle split, ablation switches, resize and degradations."""
+the high-frequency shuttle split, ablation switches, and degradations."""
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from vidfx.vsr.arch import (BidirectionalPropagation, DecoderLevel, EncoderLevel, FeatureExtractor,
-                            PropagationBranch, Upsampler, VideoSR, grow)
-from vidfx.vsr.blocks import BlurPool, LowPass, ResBlock, TemporalAttention, flow_warp, hf_split
+from vidfx.vsr.arch import (
+    BidirectionalPropagation,
+    DecoderLevel,
+    EncoderLevel,
+    FeatureExtractor,
+    PropagationBranch,
+    Upsampler,
+    VideoSR,
+    grow,
+)
+from vidfx.vsr.blocks import BlurPool, LowPass, ResBlock, TemporalAttention, hf_split
 from vidfx.vsr.config import VSRConfig, make_config
 from vidfx.vsr.degrade import degrade
 from vidfx.vsr.losses import PatchDiscriminator, charbonnier, r1_penalty
-from vidfx.vsr.resize import imresize, imresize_np
 
 torch.manual_seed(0)
 
@@ -25,17 +34,20 @@ def _check_grads(module: torch.nn.Module, out: torch.Tensor, inp: torch.Tensor |
         assert inp.grad is not None and torch.isfinite(inp.grad).all() and inp.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("make, shape, out_shape", [
-    (lambda: LowPass(4), (2, 4, 11, 13), (2, 4, 11, 13)),
-    (lambda: BlurPool(4), (2, 4, 12, 14), (2, 4, 6, 7)),
-    (lambda: ResBlock(8), (2, 8, 10, 10), (2, 8, 10, 10)),
-    (lambda: FeatureExtractor(8, 2), (2, 3, 10, 12), (2, 8, 10, 12)),
-    (lambda: PropagationBranch(16, 8, 1), (2, 16, 10, 12), (2, 8, 10, 12)),
-    (lambda: EncoderLevel(8, 12, 1, True), (2, 8, 10, 12), (2, 12, 5, 6)),
-    (lambda: EncoderLevel(8, 12, 1, False), (2, 8, 10, 12), (2, 12, 5, 6)),
-    (lambda: TemporalAttention(8, 2, 1), (2, 5, 8, 6, 7), (2, 5, 8, 6, 7)),
-    (lambda: PatchDiscriminator(8), (2, 3, 32, 32), (2, 1, 4, 4)),
-])
+@pytest.mark.parametrize(
+    "make, shape, out_shape",
+    [
+        (lambda: LowPass(4), (2, 4, 11, 13), (2, 4, 11, 13)),
+        (lambda: BlurPool(4), (2, 4, 12, 14), (2, 4, 6, 7)),
+        (lambda: ResBlock(8), (2, 8, 10, 10), (2, 8, 10, 10)),
+        (lambda: FeatureExtractor(8, 2), (2, 3, 10, 12), (2, 8, 10, 12)),
+        (lambda: PropagationBranch(16, 8, 1), (2, 16, 10, 12), (2, 8, 10, 12)),
+        (lambda: EncoderLevel(8, 12, 1, True), (2, 8, 10, 12), (2, 12, 5, 6)),
+        (lambda: EncoderLevel(8, 12, 1, False), (2, 8, 10, 12), (2, 12, 5, 6)),
+        (lambda: TemporalAttention(8, 2, 1), (2, 5, 8, 6, 7), (2, 5, 8, 6, 7)),
+        (lambda: PatchDiscriminator(8), (2, 3, 32, 32), (2, 1, 4, 4)),
+    ],
+)
 def test_block_shapes_and_gradients(make, shape, out_shape):
     m = make()
     x = torch.rand(shape, requires_grad=True)
@@ -74,23 +86,27 @@ def test_temporal_attention_band_mask():
     assert not torch.allclose(y1[:, 3], y2[:, 3], atol=1e-4)
 
 
-def test_propagation_and_flow_warp():
+def test_propagation():
     p = BidirectionalPropagation(8, 1)
     feats = torch.rand(2, 4, 8, 6, 7, requires_grad=True)
     flow = torch.randn(2, 4, 2, 6, 7)
     y = p(feats, flow, flow)
     assert y.shape == feats.shape
     _check_grads(p, y, feats)
-    # zero flow is the identity; an integer flow is a shift
-    x = torch.rand(1, 3, 6, 7)
-    assert torch.allclose(flow_warp(x, torch.zeros(1, 2, 6, 7)), x, atol=1e-5)
-    f = torch.zeros(1, 2, 6, 7)
-    f[:, 0] = 1.0
-    assert torch.allclose(flow_warp(x, f)[..., :-1], x[..., 1:], atol=1e-5)
 
 
-@pytest.mark.parametrize("scale, off", [(2, None), (4, None), (4, "use_unet"), (4, "use_attention"),
-                                        (4, "use_propagation"), (4, "use_blurpool"), (4, "use_hf_shuttle")])
+@pytest.mark.parametrize(
+    "scale, off",
+    [
+        (2, None),
+        (4, None),
+        (4, "use_unet"),
+        (4, "use_attention"),
+        (4, "use_propagation"),
+        (4, "use_blurpool"),
+        (4, "use_hf_shuttle"),
+    ],
+)
 def test_network_shapes_gradients_and_switches(scale, off):
     cfg = make_config("tiny", scale, **({off: False} if off else {}))
     m = VideoSR(cfg)
@@ -121,7 +137,13 @@ def test_base_and_paper_configs_build():
         cfg = make_config(size, 4)
         assert VSRConfig.from_dict(cfg.to_dict()) == cfg
     m = VideoSR(make_config("base", 2))
-    assert m(torch.rand(1, 2, 3, 8, 8), torch.zeros(1, 2, 2, 8, 8), torch.zeros(1, 2, 2, 8, 8)).shape == (1, 2, 3, 16, 16)
+    assert m(torch.rand(1, 2, 3, 8, 8), torch.zeros(1, 2, 2, 8, 8), torch.zeros(1, 2, 2, 8, 8)).shape == (
+        1,
+        2,
+        3,
+        16,
+        16,
+    )
 
 
 def test_grow_adds_blocks_without_changing_the_function():
@@ -172,6 +194,14 @@ def test_hf_shuttle_split_sums_back():
     assert hf_split(const, lp)[1].abs().max() < 1e-6
 
 
+def test_lowpass_is_the_trained_4x4_binomial_with_replicate_padding():
+    # the shipped weights were trained with exactly this filter (pad 1 before, 2 after)
+    f = torch.randn(2, 6, 17, 19)
+    k = torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64
+    ref = F.conv2d(F.pad(f, (1, 2, 1, 2), mode="replicate"), k.expand(6, 1, 4, 4), groups=6)
+    assert torch.equal(LowPass(6)(f), ref)
+
+
 def test_losses():
     a, b = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     assert charbonnier(a, a) < 2e-3 < charbonnier(a, b)
@@ -179,24 +209,6 @@ def test_losses():
     r1 = r1_penalty(d, torch.rand(2, 3, 32, 32))
     r1.backward()
     assert torch.isfinite(r1) and r1 > 0
-
-
-def test_matlab_imresize():
-    # constant stays constant, shape is ceil(n * scale), a linear ramp stays linear inside
-    x = torch.full((3, 20, 24), 0.25)
-    assert torch.allclose(imresize(x, 0.25), torch.full((3, 5, 6), 0.25), atol=1e-6)
-    ramp = torch.arange(64, dtype=torch.float32).repeat(8, 1)[None]
-    y = imresize(ramp, 0.25)[0, 0]
-    d = y[3:-3].diff()
-    assert torch.allclose(d, torch.full_like(d, 4.0), atol=1e-3)
-    # imresize((1:8)', 0.5): 8-tap antialiased cubic, mirrored borders; first value worked
-    # out by hand from MATLAB's contributions() = 1.4492; the result is antisymmetric
-    col = torch.arange(1, 9, dtype=torch.float32)[:, None]
-    out = imresize(col, size=(4, 1))[:, 0]
-    assert abs(out[0].item() - 1.4492) < 1e-3
-    assert torch.allclose(out + out.flip(0), torch.full((4,), 9.0), atol=1e-4)
-    img = np.random.rand(16, 12, 3).astype(np.float32)
-    assert imresize_np(img, 0.5).shape == (8, 6, 3)
 
 
 @pytest.mark.parametrize("mode", ["bi", "bd", "realistic"])

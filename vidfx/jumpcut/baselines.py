@@ -2,10 +2,15 @@
 
 Images are float32 (H, W, 3) numpy arrays in 0..1; ``times`` are in (0, 1), 0 = frame A.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from ..ops.colour import grey_u8
+from ..ops.flow import DISFlow
+from ..ops.warp import backward_warp_np
 
 
 def crossfade(a: np.ndarray, b: np.ndarray, times) -> list[np.ndarray]:
@@ -21,21 +26,12 @@ def dis_flow(a: np.ndarray, b: np.ndarray, max_side: int = 512) -> np.ndarray:
     h, w = a.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
-    ga = cv2.cvtColor(cv2.resize((a * 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-    gb = cv2.cvtColor(cv2.resize((b * 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(ga, gb, None)
+    ga = grey_u8(cv2.resize((a * 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA))
+    gb = grey_u8(cv2.resize((b * 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA))
+    flow = DISFlow("medium")(ga, gb)
     if scale != 1.0:
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / scale
     return flow.astype(np.float32)
-
-
-def backward_warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Sample ``img`` at x + flow(x) (bilinear, edges replicated)."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
 
 
 def flow_interpolate(a: np.ndarray, b: np.ndarray, times, max_side: int = 512) -> list[np.ndarray]:
@@ -54,6 +50,6 @@ def flow_blend(a: np.ndarray, b: np.ndarray, f01: np.ndarray, f10: np.ndarray, t
     """The frame at time ``t`` from the two end frames and their flows (see ``flow_interpolate``)."""
     ft0 = -(1 - t) * t * f01 + t * t * f10
     ft1 = (1 - t) ** 2 * f01 - t * (1 - t) * f10
-    wa = backward_warp(a, ft0)
-    wb = backward_warp(b, ft1)
+    wa = backward_warp_np(a, ft0)
+    wb = backward_warp_np(b, ft1)
     return ((1 - t) * wa + t * wb).astype(np.float32)

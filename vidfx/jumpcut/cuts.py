@@ -3,11 +3,11 @@
 A cut at frame ``c`` means frames ``c-1`` and ``c`` come from different takes (``c`` is the first
 frame after the cut), so valid cuts are 1..num_frames-1.
 """
+
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from fractions import Fraction
 
@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from vidfx.core.errors import MediaError, ParamError
+from vidfx.ops.colour import grey_u8
 
 # Auto detection, tuned on the development talking-head clips (no false cut on the continuous
 # clips; a jump cut that removes >= ~0.3 s of a talking head is usually found, subtler ones not).
@@ -26,6 +27,7 @@ NEIGHBOURHOOD = 6
 
 
 # --- parsing ------------------------------------------------------------------------------------
+
 
 def timecode_to_frame(tc: str, fps: Fraction) -> int:
     """``HH:MM:SS:FF`` (``;`` before FF = SMPTE drop-frame), ``HH:MM:SS.sss``, ``12.5s`` or ``120``."""
@@ -145,10 +147,11 @@ def parse_cuts(items: list[str], fps: Fraction) -> list[int] | None:
 
 # --- auto detection -----------------------------------------------------------------------------
 
+
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
     """Small grey picture used for cut detection (input uint8 or float 0..1 RGB)."""
     img = rgb if rgb.dtype == np.uint8 else np.clip(rgb * 255.0, 0, 255).astype(np.uint8)
-    grey = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
+    grey = grey_u8(img)
     return cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
@@ -190,8 +193,13 @@ def check_cuts(cuts: list[int], num_frames: int, length: int) -> tuple[list[int]
         if c <= 0 or c >= num_frames:
             bad.append((c, f"cut at frame {c} is at or outside the clip's ends (0..{num_frames - 1}); ignored"))
         elif c - half < 1 or c + (length - half) >= num_frames:
-            bad.append((c, f"cut at frame {c} is too close to the clip's start or end for a {length}-frame "
-                           "transition; crossfade over the frames available"))
+            bad.append(
+                (
+                    c,
+                    f"cut at frame {c} is too close to the clip's start or end for a {length}-frame "
+                    "transition; crossfade over the frames available",
+                )
+            )
         else:
             usable.append(c)
     close = set()
@@ -199,12 +207,12 @@ def check_cuts(cuts: list[int], num_frames: int, length: int) -> tuple[list[int]
         if b - a < length:
             close.update((a, b))
     for c in sorted(close):
-        bad.append((c, f"cut at frame {c} is closer than the transition length ({length}) to another cut; "
-                       "crossfade fallback"))
+        bad.append(
+            (c, f"cut at frame {c} is closer than the transition length ({length}) to another cut; crossfade fallback")
+        )
     return [c for c in usable if c not in close], bad
 
 
 def seconds_to_frames(seconds: float, fps: Fraction) -> int:
     """A duration in seconds as a whole, even-rounded number of frames (at least 2)."""
     return max(2, int(math.floor(seconds * float(fps) + 0.5)))
-

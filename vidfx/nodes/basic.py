@@ -1,5 +1,6 @@
 """Small built-in nodes: resize, crop, pad, colour transfer, alpha over, trim, select,
 temporal average, passthrough, and a synthetic test pattern source."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ from ..core.errors import ParamError
 from ..core.frame import AudioRef, ClipInfo, ColourTags, EndOfStream, Frame
 from ..core.node import HostHints, Node, SourceNode
 from ..core.params import Param
-from . import colour
-from .resample import KERNELS, resize
+from ..ops import colour
+from ..ops.resample import KERNELS, resize
 
 
 class Passthrough(Node):
@@ -85,7 +86,7 @@ class Crop(Node):
 
     def render(self, n, inputs):
         p, frame = self.p, inputs[0][0]
-        return frame.with_data(frame.data[:, p.y:p.y + p.height, p.x:p.x + p.width])
+        return frame.with_data(frame.data[:, p.y : p.y + p.height, p.x : p.x + p.width])
 
 
 class Pad(Node):
@@ -108,11 +109,15 @@ class Pad(Node):
     def render(self, n, inputs):
         p, frame = self.p, inputs[0][0]
         x = frame.data
-        out = torch.full((x.shape[0], x.shape[1] + p.top + p.bottom, x.shape[2] + p.left + p.right), p.value,
-                         dtype=x.dtype, device=x.device)
+        out = torch.full(
+            (x.shape[0], x.shape[1] + p.top + p.bottom, x.shape[2] + p.left + p.right),
+            p.value,
+            dtype=x.dtype,
+            device=x.device,
+        )
         if x.shape[0] == 4:
             out[3] = 0
-        out[:, p.top:p.top + x.shape[1], p.left:p.left + x.shape[2]] = x
+        out[:, p.top : p.top + x.shape[1], p.left : p.left + x.shape[2]] = x
         return frame.with_data(out)
 
 
@@ -122,8 +127,13 @@ class ColourTransfer(Node):
     type_name = "colour"
     description = "Convert the transfer function (e.g. srgb -> linear before compositing). Alpha is untouched."
     params = (
-        Param("source", "choice", "auto", "transfer of the input (auto: from the clip's tags)",
-              choices=("auto",) + colour.TRANSFERS),
+        Param(
+            "source",
+            "choice",
+            "auto",
+            "transfer of the input (auto: from the clip's tags)",
+            choices=("auto",) + colour.TRANSFERS,
+        ),
         Param("target", "choice", "linear", "transfer of the output", choices=colour.TRANSFERS),
     )
 
@@ -132,8 +142,9 @@ class ColourTransfer(Node):
         self.source = self.p.source
         if self.source == "auto":
             self.source = colour.transfer_from_tag(info.colour.transfer)
-        tags = ColourTags(info.colour.primaries, colour.TAG_OF_TRANSFER[self.p.target], info.colour.matrix,
-                          info.colour.range)
+        tags = ColourTags(
+            info.colour.primaries, colour.TAG_OF_TRANSFER[self.p.target], info.colour.matrix, info.colour.range
+        )
         bit_depth = max(info.bit_depth, 16) if self.p.target == "linear" else info.bit_depth
         return info.replace(colour=tags, bit_depth=bit_depth)
 
@@ -158,8 +169,10 @@ class Over(Node):
     def configure(self, inputs, device):
         fg, bg = inputs
         if (fg.width, fg.height) != (bg.width, bg.height):
-            raise ParamError(f"{self.name}: foreground is {fg.width}x{fg.height} but background is "
-                             f"{bg.width}x{bg.height}; resize one first")
+            raise ParamError(
+                f"{self.name}: foreground is {fg.width}x{fg.height} but background is "
+                f"{bg.width}x{bg.height}; resize one first"
+            )
         if fg.channels != 4:
             self.warn("foreground has no alpha; it covers the background completely")
         return bg.replace(channels=4 if bg.channels == 4 else 3)
@@ -203,8 +216,14 @@ class Trim(Node):
         self.pts_shift = round(Fraction(p.start) / info.fps / tb)
         audio = info.audio
         if audio is not None and (p.start > 0 or p.end != -1):
-            audio = AudioRef(**{**vars(audio), "start": audio.start + float(p.start / info.fps),
-                                "duration": float(length / info.fps), "copyable": False})
+            audio = AudioRef(
+                **{
+                    **vars(audio),
+                    "start": audio.start + float(p.start / info.fps),
+                    "duration": float(length / info.fps),
+                    "copyable": False,
+                }
+            )
         return info.replace(num_frames=length, audio=audio)
 
     def output_length(self, input_lengths):
@@ -262,8 +281,13 @@ class TemporalAverage(Node):
     description = "Mean of frames n-radius..n+radius (box or triangle weights)."
     params = (
         Param("radius", "int", 1, "frames on each side", min=0, max=32),
-        Param("weights", "choice", "box", "box: equal weights; triangle: nearer frames count more",
-              choices=("box", "triangle")),
+        Param(
+            "weights",
+            "choice",
+            "box",
+            "box: equal weights; triangle: nearer frames count more",
+            choices=("box", "triangle"),
+        ),
     )
 
     def frames_needed(self, n):
@@ -308,18 +332,26 @@ class Pattern(SourceNode):
         w, h = self.p.width, self.p.height
         ys = torch.linspace(0, 1, h)[:, None].expand(h, w)
         xs = torch.linspace(0, 1, w)[None, :].expand(h, w)
-        self.texture = torch.stack([
-            0.5 + 0.5 * torch.sin(2 * math.pi * (xs * 3 + ys)),
-            0.5 + 0.5 * torch.sin(2 * math.pi * (ys * 2 - xs)),
-            ((xs * 8).floor() % 2) * 0.8 + 0.1,
-        ]).contiguous()
+        self.texture = torch.stack(
+            [
+                0.5 + 0.5 * torch.sin(2 * math.pi * (xs * 3 + ys)),
+                0.5 + 0.5 * torch.sin(2 * math.pi * (ys * 2 - xs)),
+                ((xs * 8).floor() % 2) * 0.8 + 0.1,
+            ]
+        ).contiguous()
         if self.p.alpha:
             d = ((xs - 0.5) ** 2 + (ys - 0.5) ** 2).sqrt()
             disc = ((0.25 - d).clamp(0, 0.02) / 0.02)[None]
             self.texture = torch.cat([self.texture, disc])
-        return ClipInfo(width=w, height=h, fps=fps, num_frames=self.p.frames,
-                        channels=4 if self.p.alpha else 3, time_base=1 / fps,
-                        colour=ColourTags("bt709", "bt709", "bt709", "tv"))
+        return ClipInfo(
+            width=w,
+            height=h,
+            fps=fps,
+            num_frames=self.p.frames,
+            channels=4 if self.p.alpha else 3,
+            time_base=1 / fps,
+            colour=ColourTags("bt709", "bt709", "bt709", "tv"),
+        )
 
     def read(self, n):
         if n >= self.p.frames:
@@ -327,5 +359,5 @@ class Pattern(SourceNode):
         # the picture pans 4 pixels per frame; a band moves down, so every frame differs
         frame = torch.roll(self.texture, shifts=4 * n, dims=2)
         band = (7 * n) % self.p.height
-        frame[:3, band:band + max(1, self.p.height // 40)] = 1.0
+        frame[:3, band : band + max(1, self.p.height // 40)] = 1.0
         return Frame(frame, index=n, pts=n)

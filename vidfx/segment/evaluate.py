@@ -5,6 +5,7 @@ second at the dataset's resolution (480x360 for CamVid). ``--smoothing A`` runs 
 flow-guided smoother along each CamVid sequence (consecutive annotated frames, in name
 order) to check that smoothing leaves accuracy where it was.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops.colour import grey_u8
 from .data import CLASS_NAMES, DEFAULT_CAMVID, NUM_CLASSES, VOID, load_split
 from .metrics import confusion_matrix, iou_per_class
 from .model import load_model, predict_lowres, weights_scale
-from .smoothing import TemporalSmoother, to_grey_u8
+from .smoothing import TemporalSmoother
 
 
 def sequence_of(name: str) -> str:
@@ -46,9 +48,10 @@ def run(model, images, labels, names, scale: float, smoothing: float, device: to
                 if sequence_of(name) != previous_seq:
                     smoother.reset()
                 previous_seq = sequence_of(name)
-                small = F.interpolate(x.cpu(), size=logits.shape[-2:], mode="bilinear", align_corners=False,
-                                      antialias=True)[0]
-                logits = smoother.step(logits[0].cpu(), to_grey_u8(small))[None]
+                small = F.interpolate(
+                    x.cpu(), size=logits.shape[-2:], mode="bilinear", align_corners=False, antialias=True
+                )[0]
+                logits = smoother.step(logits[0].cpu(), grey_u8(small))[None]
             logits = F.interpolate(logits.to(device), size=label.shape, mode="bilinear", align_corners=False)
             pred = logits.argmax(1)[0].cpu().numpy()
             conf += confusion_matrix(pred, label, NUM_CLASSES, ignore=VOID)
@@ -84,8 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.scale or weights_scale(model)
     h, w = labels[0].shape
     result = run(model, images, labels, names, scale, args.smoothing, device)
-    result.update({"split": args.split, "images": len(images), "resolution": f"{w}x{h}", "scale": scale,
-                   "smoothing": args.smoothing, "threads": args.threads, "device": str(device)})
+    result.update(
+        {
+            "split": args.split,
+            "images": len(images),
+            "resolution": f"{w}x{h}",
+            "scale": scale,
+            "smoothing": args.smoothing,
+            "threads": args.threads,
+            "device": str(device),
+        }
+    )
     print(f"CamVid {args.split}: {len(images)} images {w}x{h}, processing scale {scale}, smoothing {args.smoothing}")
     print(f"{'class':<12} {'IoU %':>7}")
     for name, iou in result["per_class"].items():

@@ -17,10 +17,11 @@ from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import HostHints, Node
 from vidfx.core.params import Param
+from vidfx.ops.colour import grey_u8
 
 from .data import CLASS_NAMES, PALETTE
 from .model import load_model_shared, predict_lowres, weights_scale
-from .smoothing import TemporalSmoother, to_grey_u8
+from .smoothing import TemporalSmoother
 
 PERSON_CLASSES = ("background", "person")
 PERSON_PALETTE = np.array([[0, 0, 0], [0, 200, 80]], dtype=np.uint8)
@@ -143,7 +144,7 @@ class SegmentNode(Node):
         scores = self._scores(rgb)
         small = F.interpolate(rgb[None].float().cpu(), size=scores.shape[-2:], mode="bilinear",
                               align_corners=False, antialias=scores.shape[-1] < rgb.shape[-1])[0]
-        return self.smoother.step(scores.cpu(), to_grey_u8(small))
+        return self.smoother.step(scores.cpu(), grey_u8(small))
 
     def render(self, n: int, inputs: list[list[Frame]]) -> Frame:
         window = inputs[0]

@@ -12,6 +12,7 @@ are on the same scale. The occlusion check is forward-backward consistency: a pi
 forward and backward flows do not cancel (within a tolerance that grows with the motion)
 starts afresh, which keeps labels from being dragged across disocclusions.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -19,40 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops.flow import DISFlow
+from ..ops.warp import backward_warp_np
+
 MIN_FLOW_SIDE = 16  # DIS needs a few patches; smaller pictures are not smoothed
-
-
-def to_grey_u8(rgb: torch.Tensor) -> np.ndarray:
-    """(3, H, W) or (1, H, W) float 0..1 -> (H, W) uint8 luma, for optical flow."""
-    if rgb.shape[0] >= 3:
-        y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-    else:
-        y = rgb[0]
-    return (y.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
-class FlowEstimator:
-    """Dense optical flow with OpenCV DIS (a preset: ultrafast, fast or medium)."""
-
-    PRESETS = {
-        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-    }
-
-    def __init__(self, preset: str = "fast"):
-        self.dis = cv2.DISOpticalFlow_create(self.PRESETS[preset])
-
-    def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        """Flow (H, W, 2) float32 such that src(p) ~ dst(p + flow(p))."""
-        return self.dis.calc(src, dst, None)
-
-
-def backward_warp(values: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Sample ``values`` (H, W[, C]) at p + flow(p) for each pixel p (edges replicate)."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(values, gx + flow[..., 0], gy + flow[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def consistent_mask(flow_back: np.ndarray, flow_fwd: np.ndarray, alpha: float = 0.05, beta: float = 1.0) -> np.ndarray:
@@ -62,9 +33,9 @@ def consistent_mask(flow_back: np.ndarray, flow_fwd: np.ndarray, alpha: float = 
     ``flow_back`` maps the current frame to the previous one, ``flow_fwd`` the previous to
     the current. Tolerance: |b + f(p+b)|^2 < alpha (|b|^2 + |f(p+b)|^2) + beta (pixels^2).
     """
-    fwd_at = backward_warp(flow_fwd, flow_back)
+    fwd_at = backward_warp_np(flow_fwd, flow_back)
     err = np.sum((flow_back + fwd_at) ** 2, axis=-1)
-    tol = alpha * (np.sum(flow_back ** 2, -1) + np.sum(fwd_at ** 2, -1)) + beta
+    tol = alpha * (np.sum(flow_back**2, -1) + np.sum(fwd_at**2, -1)) + beta
     h, w = flow_back.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     tx, ty = gx + flow_back[..., 0], gy + flow_back[..., 1]
@@ -83,7 +54,7 @@ class TemporalSmoother:
 
     def __init__(self, strength: float = 0.6, preset: str = "fast"):
         self.strength = float(strength)
-        self.flow = FlowEstimator(preset)
+        self.flow = DISFlow(preset)
         self.reset()
 
     def reset(self) -> None:
@@ -106,19 +77,12 @@ class TemporalSmoother:
             fwd = self.flow(self.prev_grey, grey)
             valid = consistent_mask(back, fwd)
             self.last_valid_fraction = float(valid.mean())
-            warped = self._warp_channels(self.prev_scores, back)
+            warped = backward_warp_np(self.prev_scores, back)
             a = self.strength * valid[..., None].astype(np.float32)
             out = (1 - a) * cur + a * warped
         self.prev_grey = grey if usable else None
         self.prev_scores = out
         return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).to(scores.device)
-
-    @staticmethod
-    def _warp_channels(values: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        # cv2.remap handles at most 4 channels at once.
-        parts = [backward_warp(np.ascontiguousarray(values[..., i:i + 4]), flow) for i in range(0, values.shape[-1], 4)]
-        parts = [p if p.ndim == 3 else p[..., None] for p in parts]
-        return np.concatenate(parts, axis=-1)
 
 
 def flicker_motion(greys: list[np.ndarray], ignore_occluded: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -138,8 +102,12 @@ def flicker_motion(greys: list[np.ndarray], ignore_occluded: bool = True) -> lis
     return motion
 
 
-def flicker(labels: list[np.ndarray], greys: list[np.ndarray] | None = None, ignore_occluded: bool = True,
-            motion: list[tuple[np.ndarray, np.ndarray]] | None = None) -> float:
+def flicker(
+    labels: list[np.ndarray],
+    greys: list[np.ndarray] | None = None,
+    ignore_occluded: bool = True,
+    motion: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> float:
     """Fraction of pixels whose label changes between consecutive frames after motion
     compensation (mean over frame pairs).
 
@@ -157,7 +125,7 @@ def flicker(labels: list[np.ndarray], greys: list[np.ndarray] | None = None, ign
         raise ValueError(f"flicker: motion for {len(motion) + 1} frames, labels for {len(labels)}")
     rates = []
     for t, (back, keep) in enumerate(motion, start=1):
-        warped = backward_warp(labels[t - 1].astype(np.float32), back, cv2.INTER_NEAREST)
+        warped = backward_warp_np(labels[t - 1], back, "nearest")
         if keep.sum() == 0:
             continue
         rates.append(float((warped[keep] != labels[t][keep]).mean()))

@@ -16,6 +16,7 @@ Data flow for a clip of T low-resolution frames (h x w):
 
 Every part can be switched off (see :class:`~vidfx.vsr.config.VSRConfig`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import BlurPool, LowPass, ResBlock, TemporalAttention, flow_warp
+from ..ops.warp import backward_warp
+from .blocks import BlurPool, LowPass, ResBlock, TemporalAttention
 from .config import VSRConfig
 
 
@@ -77,14 +79,14 @@ class BidirectionalPropagation(nn.Module):
         hidden = feats.new_zeros(b, c, h, w)
         for i in range(t - 1, -1, -1):
             if i < t - 1:
-                hidden = flow_warp(hidden, flow_next[:, i])
+                hidden = backward_warp(hidden, flow_next[:, i])
             hidden = self.backward_branch(torch.cat([feats[:, i], hidden], dim=1))
             back[i] = hidden
         out = []
         hidden = feats.new_zeros(b, c, h, w)
         for i in range(t):
             if i > 0:
-                hidden = flow_warp(hidden, flow_prev[:, i])
+                hidden = backward_warp(hidden, flow_prev[:, i])
             hidden = self.forward_branch(torch.cat([feats[:, i], hidden], dim=1))
             out.append(feats[:, i] + self.fuse(torch.cat([back[i], hidden], dim=1)))
         return torch.stack(out, dim=1)
@@ -150,8 +152,7 @@ class Upsampler(nn.Module):
             x = _lrelu(F.pixel_shuffle(conv(x), 2))
         x = self.to_rgb(x)
         pre = 2 ** len(self.stages)
-        base = lr if pre == 1 else F.interpolate(lr, scale_factor=float(pre), mode="bilinear",
-                                                 align_corners=False)
+        base = lr if pre == 1 else F.interpolate(lr, scale_factor=float(pre), mode="bilinear", align_corners=False)
         if self.last == 1:
             return x + base
         return F.pixel_shuffle(x + base.repeat_interleave(self.last * self.last, dim=1), self.last)
@@ -174,15 +175,20 @@ class VideoSR(nn.Module):
         levels = (c,) + tuple(cfg.enc_channels) if cfg.use_unet else (c,)
         self.levels = levels
         self.encoder = nn.ModuleList(
-            EncoderLevel(levels[i], levels[i + 1], cfg.dec_blocks, cfg.use_blurpool)
-            for i in range(len(levels) - 1))
+            EncoderLevel(levels[i], levels[i + 1], cfg.dec_blocks, cfg.use_blurpool) for i in range(len(levels) - 1)
+        )
         self.lowpass = nn.ModuleList(LowPass(levels[i]) for i in range(len(levels) - 1))
         self.decoder = nn.ModuleList(
-            DecoderLevel(levels[i], cfg.dec_blocks if i > 0 else cfg.lr_dec_blocks, cfg.attn_heads,
-                         cfg.attn_radius, cfg.use_attention and i >= cfg.attn_min_level)
-            for i in range(len(levels)))
-        self.up = nn.ModuleList(nn.Conv2d(levels[i + 1], levels[i], 3, padding=1)
-                                for i in range(len(levels) - 1))
+            DecoderLevel(
+                levels[i],
+                cfg.dec_blocks if i > 0 else cfg.lr_dec_blocks,
+                cfg.attn_heads,
+                cfg.attn_radius,
+                cfg.use_attention and i >= cfg.attn_min_level,
+            )
+            for i in range(len(levels))
+        )
+        self.up = nn.ModuleList(nn.Conv2d(levels[i + 1], levels[i], 3, padding=1) for i in range(len(levels) - 1))
         self.upsampler = Upsampler(c, tuple(cfg.hr_channels), cfg.scale)
 
     @property
@@ -190,9 +196,14 @@ class VideoSR(nn.Module):
         """Input sizes are padded internally to a multiple of this."""
         return 2 ** (len(self.levels) - 1)
 
-    def forward(self, lr: torch.Tensor, flow_prev: torch.Tensor | None = None,
-                flow_next: torch.Tensor | None = None, propagate: bool | None = None,
-                attend: bool | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        lr: torch.Tensor,
+        flow_prev: torch.Tensor | None = None,
+        flow_next: torch.Tensor | None = None,
+        propagate: bool | None = None,
+        attend: bool | None = None,
+    ) -> torch.Tensor:
         cfg = self.cfg
         propagate = cfg.use_propagation if propagate is None else (propagate and cfg.use_propagation)
         attend = cfg.use_attention if attend is None else (attend and cfg.use_attention)
@@ -210,9 +221,9 @@ class VideoSR(nn.Module):
             if ph or pw:
                 flow_prev = F.pad(flow_prev.reshape(b * t, 2, h, w), (0, pw, 0, ph), mode="replicate")
                 flow_next = F.pad(flow_next.reshape(b * t, 2, h, w), (0, pw, 0, ph), mode="replicate")
-            feats = self.propagation(feats.reshape(b, t, -1, hp, wp),
-                                     flow_prev.reshape(b, t, 2, hp, wp),
-                                     flow_next.reshape(b, t, 2, hp, wp)).reshape(b * t, -1, hp, wp)
+            feats = self.propagation(
+                feats.reshape(b, t, -1, hp, wp), flow_prev.reshape(b, t, 2, hp, wp), flow_next.reshape(b, t, 2, hp, wp)
+            ).reshape(b * t, -1, hp, wp)
         # asymmetric U-Net: encoder below LR ...
         skips = []
         y = feats

@@ -1,8 +1,11 @@
 """Building blocks of the VSR network: BlurPool, the high-frequency shuttle split,
-residual blocks, temporal attention and flow warping. All are local in space (no global
-pooling or normalisation across the image), so spatial tiling gives the same result."""
+residual blocks and temporal attention (flow warping is :func:`vidfx.ops.warp.backward_warp`).
+All are local in space (no global pooling or normalisation across the image), so spatial
+tiling gives the same result."""
+
 from __future__ import annotations
 
+import kornia
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -10,26 +13,32 @@ import torch.nn.functional as F
 _BINOMIAL = torch.tensor([1.0, 3.0, 3.0, 1.0])  # separable 4-tap blur kernel
 
 
-def _blur_kernel(channels: int) -> torch.Tensor:
+def _blur_kernel() -> torch.Tensor:
     k = torch.outer(_BINOMIAL, _BINOMIAL)
-    k = k / k.sum()
-    return k.expand(channels, 1, 4, 4).contiguous()
+    return (k / k.sum())[None]
 
 
 class LowPass(nn.Module):
-    """Depthwise 4x4 binomial blur, same size out (replicate padding). The low-pass filter
-    of BlurPool and of the high-frequency shuttle."""
+    """Depthwise 4x4 binomial blur, same size out (replicate padding, 1 before and 2 after:
+    ``kornia.filters.filter2d``'s "same" padding of an even kernel). The low-pass filter of
+    BlurPool and of the high-frequency shuttle.
+
+    Shape:
+        - x: :math:`(B, C, H, W)`, C = ``channels``
+        - output: :math:`(B, C, H, W)`
+    """
 
     def __init__(self, channels: int):
         super().__init__()
-        self.register_buffer("kernel", _blur_kernel(channels), persistent=False)
+        self.register_buffer("kernel", _blur_kernel(), persistent=False)
         self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 2, 1, 2), mode="replicate")
-        return F.conv2d(x, self.kernel.to(x.dtype), groups=self.channels)
+        return kornia.filters.filter2d(x, self.kernel, border_type="replicate")
 
 
+# Not kornia.filters.BlurPool2D: it pads with zeros, the same amount on each side; the shipped weights were
+# trained with this 4x4 kernel and replicate padding.
 class BlurPool(nn.Module):
     """Anti-aliased stride-2 downsampling (Zhang 2019): low-pass, then keep every second pixel.
 
@@ -99,18 +108,3 @@ class TemporalAttention(nn.Module):
         out = self.proj(out.transpose(1, 2).reshape(b * h * w, t, c))
         out = out.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
         return x + out
-
-
-def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample ``x`` (N, C, H, W) at ``p + flow(p)``; ``flow`` is (N, 2, H, W) in pixels (dx, dy).
-
-    Bilinear, border padding. With ``flow`` from frame a to frame b, warping b's features
-    gives them in a's geometry.
-    """
-    n, _, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=x.dtype),
-                            torch.arange(w, device=x.device, dtype=x.dtype), indexing="ij")
-    gx = (xs + flow[:, 0].to(x.dtype)) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1].to(x.dtype)) * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack((gx, gy), dim=-1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)

@@ -10,6 +10,7 @@ Two sources of HR clips:
 A fixed held-out split (every 10th still, plus ``clips/bear.mp4`` and
 ``talking/3.mp4``) is used for checkpoint selection. Vid4 and CamVid are never touched here.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,18 @@ import cv2
 import numpy as np
 import torch
 
+from ..ops.flow import DISFlow
 from .degrade import degrade
-from .flow import DISFlow
 
 DEFAULT_DATA = Path(os.environ.get("VIDFX_DATA", "/work/shared/data"))
-TRAIN_CLIPS = ("clips/apple.mp4", "clips/paragliding-launch.mp4", "clips/pillow.mp4",
-               "clips/teddy.mp4", "talking/1.mp4", "talking/2.mp4")
+TRAIN_CLIPS = (
+    "clips/apple.mp4",
+    "clips/paragliding-launch.mp4",
+    "clips/pillow.mp4",
+    "clips/teddy.mp4",
+    "talking/1.mp4",
+    "talking/2.mp4",
+)
 VAL_CLIPS = ("clips/bear.mp4", "talking/3.mp4")
 
 
@@ -55,8 +62,7 @@ def decode_video(path: Path, downscale: int = 2, cache_dir: Path | None = None) 
     frames = []
     for a in _decode_rgb(path):
         if downscale > 1:
-            a = cv2.resize(a, (a.shape[1] // downscale, a.shape[0] // downscale),
-                           interpolation=cv2.INTER_AREA)
+            a = cv2.resize(a, (a.shape[1] // downscale, a.shape[0] // downscale), interpolation=cv2.INTER_AREA)
         frames.append(a)
     if not frames:
         raise OSError(f"no video frames decoded from {path}")
@@ -122,10 +128,20 @@ def camera_clip(img: np.ndarray, frames: int, size: int, rng: np.random.Generato
         c_src = centre + (vel * k + jitter) / s0
         cos, sin = np.cos(theta) / scale, np.sin(theta) / scale
         # destination (x, y) -> source: c_src + R/scale @ (p - size/2), then x pre
-        m = np.array([[cos, -sin, c_src[0] - (cos * size / 2 - sin * size / 2)],
-                      [sin, cos, c_src[1] - (sin * size / 2 + cos * size / 2)]]) * pre
-        out.append(cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_REFLECT))
+        m = (
+            np.array(
+                [
+                    [cos, -sin, c_src[0] - (cos * size / 2 - sin * size / 2)],
+                    [sin, cos, c_src[1] - (sin * size / 2 + cos * size / 2)],
+                ]
+            )
+            * pre
+        )
+        out.append(
+            cv2.warpAffine(
+                img, m, (size, size), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+            )
+        )
     return np.stack(out).astype(np.float32) / 255.0
 
 
@@ -162,8 +178,9 @@ class Batch:
     flow_next: torch.Tensor
 
 
-def make_batch(hr_clips: list[np.ndarray], scale: int, modes: list[str], rng: np.random.Generator,
-               flow: DISFlow) -> Batch:
+def make_batch(
+    hr_clips: list[np.ndarray], scale: int, modes: list[str], rng: np.random.Generator, flow: DISFlow
+) -> Batch:
     """Degrade HR clips into LR, compute DIS flow on the LR frames, stack as tensors."""
     lrs, hrs, fps, fns = [], [], [], []
     for clip, mode in zip(hr_clips, modes):
@@ -181,8 +198,7 @@ class ClipSampler:
     """Draws random HR training clips: ``p_video`` of them from real videos, the rest from
     stills with a random camera."""
 
-    def __init__(self, root: Path, split: str = "train", p_video: float = 0.3,
-                 cache_dir: Path | None = None):
+    def __init__(self, root: Path, split: str = "train", p_video: float = 0.3, cache_dir: Path | None = None):
         train, val = split_stills(root)
         paths = train if split == "train" else val
         self.stills = [load_rgb(p) for p in paths]
@@ -209,8 +225,9 @@ class ClipSampler:
         return augment(clip, rng)
 
 
-def validation_set(root: Path, scale: int, frames: int = 7, lr_size: int = 48,
-                   cache_dir: Path | None = None, seed: int = 1234) -> list[Batch]:
+def validation_set(
+    root: Path, scale: int, frames: int = 7, lr_size: int = 48, cache_dir: Path | None = None, seed: int = 1234
+) -> list[Batch]:
     """The fixed held-out validation batches (BI degradation): two camera clips per
     held-out still and four windows of each held-out video."""
     rng = np.random.default_rng(seed)

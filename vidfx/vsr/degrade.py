@@ -5,6 +5,7 @@
 and H.264 compression, with one set of random parameters per clip (so the degradation is
 temporally consistent, like a real video). Clips are float32 (T, H, W, 3) arrays in 0..1.
 """
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,7 @@ import io
 import cv2
 import numpy as np
 
-from .resize import imresize_np
+from ..ops.resample import imresize_np
 
 
 def degrade_bi(clip: np.ndarray, scale: int) -> np.ndarray:
@@ -63,7 +64,7 @@ def degrade_realistic(clip: np.ndarray, scale: int, rng: np.random.Generator) ->
     angle = rng.uniform(0, 180)
     k = 2 * int(3 * max(sigma_x, sigma_y)) + 1
     # anisotropic Gaussian kernel
-    ys, xs = np.mgrid[-(k // 2): k // 2 + 1, -(k // 2): k // 2 + 1].astype(np.float32)
+    ys, xs = np.mgrid[-(k // 2) : k // 2 + 1, -(k // 2) : k // 2 + 1].astype(np.float32)
     c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
     xr, yr = c * xs + s * ys, -s * xs + c * ys
     kern = np.exp(-0.5 * ((xr / sigma_x) ** 2 + (yr / sigma_y) ** 2))
@@ -90,8 +91,9 @@ def degrade_realistic(clip: np.ndarray, scale: int, rng: np.random.Generator) ->
     if codec == "jpeg":
         enc = []
         for f in lr:
-            ok, data = cv2.imencode(".jpg", (f[..., ::-1] * 255 + 0.5).astype(np.uint8),
-                                    [cv2.IMWRITE_JPEG_QUALITY, jpeg_q])
+            ok, data = cv2.imencode(
+                ".jpg", (f[..., ::-1] * 255 + 0.5).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, jpeg_q]
+            )
             enc.append(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
         lr = np.stack(enc).astype(np.float32) / 255
     elif codec == "h264":

