@@ -180,48 +180,18 @@ def test_edl_and_otio_cut_lists(tmp_path):
         "003  AX       V     C        00:00:07:10 00:00:08:00 01:00:04:00 01:00:04:15\n"
     )
     assert read_edl(str(edl), Fraction(25)) == [50, 100]
-    timeline = {
-        "OTIO_SCHEMA": "Timeline.1",
-        "name": "t",
-        "tracks": {
-            "OTIO_SCHEMA": "Stack.1",
-            "children": [
-                {
-                    "OTIO_SCHEMA": "Track.1",
-                    "kind": "Video",
-                    "children": [
-                        {
-                            "OTIO_SCHEMA": "Clip.2",
-                            "name": "a",
-                            "source_range": {
-                                "OTIO_SCHEMA": "TimeRange.1",
-                                "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 0},
-                                "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 40},
-                            },
-                        },
-                        {
-                            "OTIO_SCHEMA": "Clip.2",
-                            "name": "b",
-                            "source_range": {
-                                "OTIO_SCHEMA": "TimeRange.1",
-                                "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 90},
-                                "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 30},
-                            },
-                        },
-                        {
-                            "OTIO_SCHEMA": "Clip.2",
-                            "name": "c",
-                            "source_range": {
-                                "OTIO_SCHEMA": "TimeRange.1",
-                                "start_time": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 200},
-                                "duration": {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": 10},
-                            },
-                        },
-                    ],
-                }
-            ],
-        },
-    }
+
+    def clip(name: str, start: int, duration: int) -> dict:
+        time = lambda value: {"OTIO_SCHEMA": "RationalTime.1", "rate": 25, "value": value}  # noqa: E731
+        return {
+            "OTIO_SCHEMA": "Clip.2",
+            "name": name,
+            "source_range": {"OTIO_SCHEMA": "TimeRange.1", "start_time": time(start), "duration": time(duration)},
+        }
+
+    clips = [clip("a", 0, 40), clip("b", 90, 30), clip("c", 200, 10)]
+    track = {"OTIO_SCHEMA": "Track.1", "kind": "Video", "children": clips}
+    timeline = {"OTIO_SCHEMA": "Timeline.1", "name": "t", "tracks": {"OTIO_SCHEMA": "Stack.1", "children": [track]}}
     path = tmp_path / "cut.otio"
     path.write_text(json.dumps(timeline))
     assert read_otio(str(path), Fraction(25)) == [40, 70]
