@@ -6,8 +6,10 @@ frames a < t < b, sources [a-k1, a, b, b+k2], and target keypoints that are eith
 the segments the evaluation removes (``evaluate.eval_gaps``) are never used, so the evaluation's
 real frames stay unseen.
 
-Resumes from ``--checkpoint`` if it exists; writes the shipped weights (``--out``) at the end and
-at every checkpoint.
+Resumes from ``--checkpoint`` if it exists; writes the shipped weights (``--out``, a
+``vidfx.ops.weights`` file) at the end and at every checkpoint, and the run's arguments
+(``args.json``) next to the checkpoint. The examples, losses and optimisation steps here also
+serve the synthesizer's per-transition adaptation (``synthesize.Synthesizer``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Class-weighted cross-entropy (void ignored), random scale/crop/flip/colour augmentation,
 AdamW with warm-up and cosine decay, periodic checkpoints (resume with ``--resume``) and
-model selection on the val split only (CamVid test is never read here).
+model selection on the val split only (CamVid test is never read here). OUT/ gets
+``args.json`` (the arguments, vidfx version, date), ``last.pt`` (atomic checkpoint),
+``best.pt`` and snapshots (``vidfx.ops.weights`` files) and ``log.txt``.
 """
 
 from __future__ import annotations

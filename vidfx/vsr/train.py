@@ -6,8 +6,9 @@ so both modes are trained). Stage 2 (GAN): Charbonnier + non-saturating GAN loss
 penalty + discriminator feature matching (our LPIPS substitute), starting from the best
 fidelity weights.
 
-Progress goes to stdout. ``last.pt`` (full state) is written every few minutes and at
-the end, so ``--resume`` continues where a run stopped. ``best_fidelity.pt`` (selected on
+Progress goes to stdout; OUT/args.json records the arguments, vidfx version and date.
+``last.pt`` (full state) is written atomically every few minutes and at the end, so
+``--resume`` continues where a run stopped. ``best_fidelity.pt`` (selected on
 the held-out split of train_hr/clips/talking, never on Vid4) and ``detail.pt`` (end of
 stage 2) are weights files loadable by the node.
 
