@@ -93,6 +93,28 @@ def test_a_crash_mid_save_leaves_the_old_file(tmp_path, monkeypatch):
     assert torch.equal(loaded.conv.weight, old.conv.weight)
 
 
+@pytest.mark.parametrize("layout", ["vsr", "segment", "jumpcut"])
+def test_older_layouts_are_upgraded_in_place_with_the_same_tensors(tmp_path, layout):
+    model = Tiny(4)
+    state = {k: v.half() if layout == "segment" and v.is_floating_point() else v for k, v in model.state_dict().items()}
+    old = {
+        "vsr": {"format": "vidfx-vsr-1", "config": {"width": 4}, "state_dict": state, "meta": {"step": 7}},
+        "segment": {"config": {"width": 4}, "state_dict": state, "meta": {"step": 7}},
+        "jumpcut": {"config": {"width": 4}, "model": state},
+    }[layout]
+    path = tmp_path / "old.pt"
+    torch.save(old, path)
+    w.upgrade_weights(path, "tiny")
+    blob = torch.load(path, weights_only=True)
+    assert blob["format"] == w.FORMAT and blob["family"] == "tiny" and blob["config"] == {"width": 4}
+    assert blob["meta"] == old.get("meta", {})
+    for k, v in state.items():
+        assert blob["state_dict"][k].dtype == v.dtype and torch.equal(blob["state_dict"][k], v), k
+    w.build_model(path, "tiny", build_tiny)
+    with pytest.raises(ModelError, match="not a weights file of an older vidfx layout"):
+        w.upgrade_weights(path, "tiny")
+
+
 def test_checkpoints_are_atomic_and_plain(tmp_path):
     model = Tiny(2)
     opt = torch.optim.Adam(model.parameters())
@@ -113,7 +135,9 @@ def test_missing_corrupt_and_wrong_files_raise_one_line_model_errors(tmp_path):
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:300])
     cases["truncated.pt"] = "cannot read"
     torch.save({"config": {"width": 4}, "state_dict": {}}, tmp_path / "old_layout.pt")
-    cases["old_layout.pt"] = "not a vidfx weights file"
+    cases["old_layout.pt"] = "pre-vidfx-weights-1 layout; rewrite it once with vidfx.ops.weights.upgrade_weights"
+    torch.save({"weights": [1, 2]}, tmp_path / "other_dict.pt")
+    cases["other_dict.pt"] = "not a vidfx weights file"
     torch.save({"x": Tiny(1)}, tmp_path / "pickled_code.pt")  # weights_only refuses to unpickle code
     cases["pickled_code.pt"] = "cannot read"
     (tmp_path / "other.pt").write_bytes((tmp_path / "good.pt").read_bytes())

@@ -110,6 +110,11 @@ def read_weights(path: str | Path, family: str) -> Weights:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, not a torch file, pickled code...
         raise ModelError(f"{family}: cannot read weights file {path}: {_one_line(exc)}") from None
+    if _old_layout(blob):
+        raise ModelError(
+            f"{family}: {path} has the pre-{FORMAT} layout; rewrite it once with "
+            f"vidfx.ops.weights.upgrade_weights(path, family)"
+        )
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{family}: {path} is not a vidfx weights file (format {FORMAT})")
     if blob.get("family") != family:
@@ -119,6 +124,26 @@ def read_weights(path: str | Path, family: str) -> Weights:
         return Weights(path, family, dict(blob["config"]), state, dict(blob.get("meta") or {}))
     except Exception as exc:
         raise ModelError(f"{family}: weights file {path} is incomplete: {_one_line(exc)}") from None
+
+
+def _old_layout(blob: Any) -> bool:
+    """Whether ``blob`` is a weights file of the layouts before FORMAT: vsr's tagged
+    ``vidfx-vsr-1``, segment's untagged ``{config, state_dict, meta}``, jumpcut's ``{config, model}``."""
+    if not isinstance(blob, dict) or "config" not in blob or blob.get("format", "vidfx-vsr-1") != "vidfx-vsr-1":
+        return False
+    return isinstance(blob.get("state_dict", blob.get("model")), dict)
+
+
+def upgrade_weights(path: str | Path, family: str) -> None:
+    """Rewrite a weights file of an older layout (see ``_old_layout``) in place, atomically, into
+    this module's format: the same tensors (dtypes kept), config and meta. The one way to use
+    weights trained before the shared format (the shipped files are already rewritten)."""
+    path = Path(path)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not _old_layout(blob):
+        raise ModelError(f"{family}: {path} is not a weights file of an older vidfx layout")
+    state = blob.get("state_dict", blob.get("model"))
+    save_weights(path, family, state, blob["config"], blob.get("meta") or {})
 
 
 Build = Callable[[Weights], nn.Module]
