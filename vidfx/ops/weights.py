@@ -9,7 +9,9 @@ A weights file is a ``torch.save``d dict of plain data (readable with ``weights_
 
 Every write is atomic (temporary file in the same folder, fsync, rename), so a crash mid-save
 leaves the previous file intact. Reading a missing, corrupt or other-family file raises
-``ModelError`` with a one-line message that names the file.
+``ModelError`` with a one-line message that names the file. Files of the layouts used before
+this format are read only after ``upgrade_weights`` has rewritten them (same tensors).
+Training checkpoints (optimiser state too) go through ``save_checkpoint``/``load_checkpoint``.
 
 ``load_model`` keeps a few loaded models per process (LRU, thread-safe), so calling a node many
 times (``vidfx.apply`` from a host's Python console, the render server) loads the weights once.
@@ -182,10 +184,11 @@ def load_model(
     """
     path = Path(path).expanduser()
     try:
-        st = path.resolve().stat()
+        real = path.resolve()
+        st = real.stat()
     except OSError:
         raise ModelError(f"{family}: weights file not found: {path}") from None
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, family, build, str(torch.device(device)))
+    key = (str(real), st.st_mtime_ns, st.st_size, family, build, str(torch.device(device)))
     # One lock for lookups and loads: loads are rare, and two threads asking for the same
     # file at once must not load it twice.
     with _cache_lock:
