@@ -9,6 +9,7 @@ Three ideas from the paper:
 - a stem that downsamples by 4 straight away, so the full-resolution activations that
   dominate memory are never held at full width.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -6,6 +6,7 @@ Outputs (param ``output``):
 - ``matte``: one channel, alpha of the chosen ``classes``;
 - ``alpha``: RGBA, the input picture with that matte as alpha (for ProRes 4444, EXR, PNG).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -44,19 +45,32 @@ class SegmentNode(Node):
     # In an editor, segment is mostly used to key people out, as an alpha channel.
     host = HostHints(defaults={"mode": "person", "output": "alpha"})
     params = (
-        Param("mode", "choice", "camvid", "camvid: 11 road-scene classes; person: MediaPipe selfie matte",
-              choices=("camvid", "person")),
-        Param("output", "choice", "overlay", "overlay (RGB preview), labels (class index/255), matte (1 ch), "
-              "alpha (RGBA)", choices=OUTPUTS),
-        Param("classes", "list", None, "classes that make the matte, e.g. [sky] or [car, pedestrian]",
-              choices=CLASS_NAMES + ("person",)),
+        Param(
+            "mode",
+            "choice",
+            "camvid",
+            "camvid: 11 road-scene classes; person: MediaPipe selfie matte",
+            choices=("camvid", "person"),
+        ),
+        Param(
+            "output",
+            "choice",
+            "overlay",
+            "overlay (RGB preview), labels (class index/255), matte (1 ch), alpha (RGBA)",
+            choices=OUTPUTS,
+        ),
+        Param(
+            "classes",
+            "list",
+            None,
+            "classes that make the matte, e.g. [sky] or [car, pedestrian]",
+            choices=CLASS_NAMES + ("person",),
+        ),
         Param("invert", "bool", False, "invert the matte (everything but the chosen classes)"),
         Param("soft", "bool", False, "matte = class probability instead of a hard mask"),
         Param("feather", "float", 0.0, "Gaussian feather of the matte edges, in pixels (sigma)", min=0, max=100),
-        Param("smoothing", "float", 0.6, "weight of the motion-compensated history (0 = per-frame)", min=0,
-              max=0.95),
-        Param("warmup", "int", 3, "previous frames replayed when frames are not asked for in order", min=0,
-              max=16),
+        Param("smoothing", "float", 0.6, "weight of the motion-compensated history (0 = per-frame)", min=0, max=0.95),
+        Param("warmup", "int", 3, "previous frames replayed when frames are not asked for in order", min=0, max=16),
         Param("scale", "float", 0.0, "processing scale (0 = the model's default)", min=0, max=2),
         Param("opacity", "float", 0.5, "overlay colour opacity", min=0, max=1),
         Param("weights", "str", None, "CamVid weights file (default: the shipped ones)"),
@@ -88,8 +102,9 @@ class SegmentNode(Node):
             classes = p.classes or ["person"]
             bad = [c for c in classes if c not in names]
             if bad:
-                raise ParamError(f"{self.name}.classes: unknown value(s) {', '.join(bad)} in person mode; "
-                                 f"valid: {', '.join(names)}")
+                raise ParamError(
+                    f"{self.name}.classes: unknown value(s) {', '.join(bad)} in person mode; valid: {', '.join(names)}"
+                )
             from .person import PersonSegmenter
 
             self.person = PersonSegmenter()
@@ -142,8 +157,13 @@ class SegmentNode(Node):
     def _smoothed(self, frame: Frame) -> torch.Tensor:
         rgb = as_rgb(frame.data)
         scores = self._scores(rgb)
-        small = F.interpolate(rgb[None].float().cpu(), size=scores.shape[-2:], mode="bilinear",
-                              align_corners=False, antialias=scores.shape[-1] < rgb.shape[-1])[0]
+        small = F.interpolate(
+            rgb[None].float().cpu(),
+            size=scores.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+            antialias=scores.shape[-1] < rgb.shape[-1],
+        )[0]
         return self.smoother.step(scores.cpu(), grey_u8(small))
 
     def render(self, n: int, inputs: list[list[Frame]]) -> Frame:

@@ -1,8 +1,9 @@
 """Model configurations: ``tiny`` (CPU default), ``base`` and ``paper``, for x2 and x4."""
+
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -42,7 +43,7 @@ class VSRConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "VSRConfig":
+    def from_dict(cls, d: dict) -> VSRConfig:
         """Inverse of :meth:`to_dict`; unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
@@ -58,17 +59,44 @@ def make_config(size: str = "tiny", scale: int = 4, **overrides) -> VSRConfig:
         raise ValueError(f"scale must be 2 or 4, got {scale}")
     n_hr = {2: 0, 4: 1}[scale]  # base/paper x4: one conv stage at 2h before the last shuffle
     if size == "tiny":
-        cfg = VSRConfig(scale=scale, channels=32, extract_blocks=1, prop_blocks=0,
-                        enc_channels=(48,), dec_blocks=1, lr_dec_blocks=0, attn_min_level=1, attn_heads=2,
-                        hr_channels=())  # straight pixel-shuffle to RGB: cheap at 1080p
+        cfg = VSRConfig(
+            scale=scale,
+            channels=32,
+            extract_blocks=1,
+            prop_blocks=0,
+            enc_channels=(48,),
+            dec_blocks=1,
+            lr_dec_blocks=0,
+            attn_min_level=1,
+            attn_heads=2,
+            hr_channels=(),
+        )  # straight pixel-shuffle to RGB: cheap at 1080p
     elif size == "base":
-        cfg = VSRConfig(scale=scale, channels=64, extract_blocks=5, prop_blocks=3,
-                        enc_channels=(96, 128), dec_blocks=2, lr_dec_blocks=2, attn_min_level=0, attn_heads=4,
-                        hr_channels=(32,) * n_hr)
+        cfg = VSRConfig(
+            scale=scale,
+            channels=64,
+            extract_blocks=5,
+            prop_blocks=3,
+            enc_channels=(96, 128),
+            dec_blocks=2,
+            lr_dec_blocks=2,
+            attn_min_level=0,
+            attn_heads=4,
+            hr_channels=(32,) * n_hr,
+        )
     elif size == "paper":
-        cfg = VSRConfig(scale=scale, channels=128, extract_blocks=10, prop_blocks=7,
-                        enc_channels=(256, 384, 512), dec_blocks=3, lr_dec_blocks=3, attn_min_level=0, attn_heads=8,
-                        hr_channels=(64,) * n_hr)
+        cfg = VSRConfig(
+            scale=scale,
+            channels=128,
+            extract_blocks=10,
+            prop_blocks=7,
+            enc_channels=(256, 384, 512),
+            dec_blocks=3,
+            lr_dec_blocks=3,
+            attn_min_level=0,
+            attn_heads=8,
+            hr_channels=(64,) * n_hr,
+        )
     else:
         raise ValueError(f"unknown config {size!r} (tiny, base, paper)")
     return dataclasses.replace(cfg, **overrides)

@@ -5,6 +5,7 @@ Feature matching stands in for LPIPS (the paper uses LPIPS, whose backbone weigh
 be downloaded here): L1 between the discriminator's intermediate features of the output
 and of the ground truth, a perceptual distance measured by a network we train ourselves.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,12 +26,14 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         sn = nn.utils.spectral_norm
         c = channels
-        self.layers = nn.ModuleList([
-            sn(nn.Conv2d(3, c, 3, padding=1)),
-            sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1)),
-            sn(nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1)),
-            sn(nn.Conv2d(4 * c, 4 * c, 4, stride=2, padding=1)),
-        ])
+        self.layers = nn.ModuleList(
+            [
+                sn(nn.Conv2d(3, c, 3, padding=1)),
+                sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1)),
+                sn(nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1)),
+                sn(nn.Conv2d(4 * c, 4 * c, 4, stride=2, padding=1)),
+            ]
+        )
         self.head = nn.Conv2d(4 * c, 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

