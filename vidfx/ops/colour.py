@@ -1,7 +1,8 @@
 """Colour: BT.601 luma, 8-bit grey pictures (for optical flow and cut detection), and the transfer
 functions (OETF/EOTF) between encoded RGB and scene-linear light.
 
-Luma everywhere is BT.601, Y = 0.299 R + 0.587 G + 0.114 B (``kornia.color.rgb_to_grayscale``).
+Luma everywhere is BT.601, Y = 0.299 R + 0.587 G + 0.114 B (``kornia.color.rgb_to_grayscale``, except
+for float input to :func:`grey_u8`, which keeps its own float32 arithmetic: see there).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ TAG_OF_TRANSFER = {
     "gamma24": "bt709",  # BT.1886 display gamma; FFmpeg has no separate tag
     "linear": "linear",
 }
-Curve = Callable[[torch.Tensor], torch.Tensor]
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
@@ -98,6 +98,7 @@ def _per_element(fn: Curve, x: torch.Tensor) -> torch.Tensor:
     return fn(flat)[0, 0, 0].reshape(x.shape)
 
 
+Curve = Callable[[torch.Tensor], torch.Tensor]
 # transfer -> (encoded -> linear, linear -> encoded); kornia has sRGB's curve only.
 _CURVES: dict[str, tuple[Curve, Curve]] = {
     "srgb": (
