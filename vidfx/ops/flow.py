@@ -18,12 +18,6 @@ PRESETS = {
 MIN_SIDE = 8  # DIS needs a few patches; smaller pictures get zero flow
 
 
-def _grey(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype == np.uint8:
-        return np.ascontiguousarray(image)
-    return grey_u8(image)
-
-
 class DISFlow:
     """DIS optical flow with a preset (``ultrafast``, ``fast`` or ``medium``).
 
@@ -45,7 +39,7 @@ class DISFlow:
             - a, b: uint8 array :math:`(H, W)`, array :math:`(H, W, C)` or tensor :math:`(C, H, W)`
             - output: float32 array :math:`(H, W, 2)`
         """
-        a, b = _grey(a), _grey(b)
+        a, b = grey_u8(a), grey_u8(b)
         h, w = a.shape
         if min(h, w) < MIN_SIDE:
             return np.zeros((h, w, 2), np.float32)
@@ -59,7 +53,7 @@ class DISFlow:
             - frames: T pictures as for :meth:`__call__`
             - output: two float32 tensors :math:`(T, 2, H, W)`
         """
-        greys = [_grey(f) for f in frames]
+        greys = [grey_u8(f) for f in frames]
         t = len(greys)
         h, w = greys[0].shape
         prev = np.zeros((t, 2, h, w), np.float32)
