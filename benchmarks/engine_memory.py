@@ -3,6 +3,7 @@
 Prints RSS after 1, 5 and 10 minutes of video (and the peak); memory must be flat in
 video length. Usage:  python benchmarks/engine_memory.py [--minutes 10] [--radius 2] [--encode out.mkv]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ class RssSink(Sink):
             self.inner.open(info)
 
     def write(self, frame):
-        frame.data  # make sure the pixels were really produced
+        _ = frame.data  # make sure the pixels were really produced
         if self.inner:
             self.inner.write(frame)
         self.count += 1
@@ -63,11 +64,14 @@ def main() -> None:
     inner = None
     if args.encode:
         from vidfx.io import make_sink
+
         inner = make_sink(args.encode)
     sink = RssSink(marks, inner)
     g.write(avg, sink=sink)
-    print(f"1080p pattern -> temporal_average(radius={args.radius}) -> "
-          f"{'encode ' + args.encode if args.encode else 'null'}, {total} frames")
+    print(
+        f"1080p pattern -> temporal_average(radius={args.radius}) -> "
+        f"{'encode ' + args.encode if args.encode else 'null'}, {total} frames"
+    )
     print(f"{'video time':>10} | {'frames':>6} | {'RSS MiB':>8} | {'peak MiB':>8}")
     print("-" * 42, flush=True)
     start = time.monotonic()

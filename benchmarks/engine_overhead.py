@@ -3,6 +3,7 @@
 The source hands out one pre-made frame, so what is timed is the scheduler: cache
 lookups, window bookkeeping and calls. Usage: python benchmarks/engine_overhead.py
 """
+
 from __future__ import annotations
 
 import time

@@ -12,6 +12,7 @@ transcodes it with libx264 at the same preset/crf three ways, in the same run:
 and prints wall times and the ratio to ffmpeg (target: <= 1.15x). Needs the ffmpeg
 command line tool (Debian: `apt-get install -y ffmpeg`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,16 +30,51 @@ sys.path.insert(0, str(REPO))
 
 def make_source(path: Path, seconds: int) -> None:
     """A 1080p25 H.264 test clip (moving test pattern with noise-free detail)."""
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size=1920x1080:rate=25:duration={seconds}",
-                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-                    str(path)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=1920x1080:rate=25:duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "18",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
 
 
 def run_ffmpeg(src: Path, dst: Path, preset: str, crf: int) -> float:
     start = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:v", "libx264", "-preset", preset,
-                    "-crf", str(crf), "-an", str(dst)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-c:v",
+            "libx264",
+            "-preset",
+            preset,
+            "-crf",
+            str(crf),
+            "-an",
+            str(dst),
+        ],
+        check=True,
+    )
     return time.perf_counter() - start
 
 
@@ -53,9 +89,10 @@ def run_vidfx(src: Path, dst: Path, preset: str, crf: int) -> tuple[float, int, 
 def write_graph(src: Path, dst: Path, preset: str, crf: int, work: Path) -> Path:
     graph = work / f"{dst.stem}.yaml"
     graph.write_text(
-        f"inputs: {{src: \"{src}\"}}\n"
+        f'inputs: {{src: "{src}"}}\n'
         "nodes: {same: {type: passthrough, input: src}}\n"
-        f"outputs:\n  - {{input: same, path: \"{dst}\", codec: h264, preset: {preset}, crf: {crf}}}\n")
+        f'outputs:\n  - {{input: same, path: "{dst}", codec: h264, preset: {preset}, crf: {crf}}}\n'
+    )
     return graph
 
 
@@ -73,8 +110,9 @@ def run_vidfx_engine(src: Path, dst: Path, preset: str, crf: int, work: Path) ->
 def run_vidfx_cli(src: Path, dst: Path, preset: str, crf: int, work: Path) -> float | None:
     graph = write_graph(src, dst, preset, crf, work)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "vidfx.cli", "run", str(graph), "-q"],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vidfx.cli", "run", str(graph), "-q"], capture_output=True, text=True, cwd=REPO
+    )
     if proc.returncode != 0:
         print(f"(vidfx run failed: {proc.stderr.strip()[:200]})")
         return None
@@ -97,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     from vidfx.io import probe
 
     info = probe(src)
-    print(f"source: {info.width}x{info.height} {info.fps} fps, {info.num_frames} frames, "
-          f"libx264 preset={args.preset} crf={args.crf}, {os.cpu_count()} CPUs")
+    print(
+        f"source: {info.width}x{info.height} {info.fps} fps, {info.num_frames} frames, "
+        f"libx264 preset={args.preset} crf={args.crf}, {os.cpu_count()} CPUs"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         best: dict[str, float] = {}

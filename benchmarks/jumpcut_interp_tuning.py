@@ -9,6 +9,7 @@ detected on the missing frames (MediaPipe, static mode, like the evaluation's la
 This is where ``interpolate.VELOCITY_DAMPING`` and the "no one-sided smoothing" default were
 chosen; prints a Markdown table (mean px over all placements and per clip).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gap", type=int, default=12)
     ap.add_argument("--side", type=int, default=4, help="frames each side used for the one-sided smoothing row")
-    ap.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "vidfx", "jumpcut",
-                                                    "static_kps_512.pkl"))
+    ap.add_argument(
+        "--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "vidfx", "jumpcut", "static_kps_512.pkl")
+    )
     args = ap.parse_args()
     if os.path.exists(args.cache):
         with open(args.cache, "rb") as fh:
@@ -57,13 +59,24 @@ def main() -> None:
                 continue
             count += 1
             for name, sigma, damping in variants:
-                before = smooth_sequence(kps[a - side:a + 1], sigma)
-                after = smooth_sequence(kps[b:b + side + 1], sigma)
-                mids = interpolate_keypoints(before[-1], after[0], times, "smoothstep", before[-2], after[1],
-                                             span=span if damping is not None else None,
-                                             damping=damping if damping is not None else 0.0)
-                err = np.mean([np.linalg.norm(m.face[:, :2] - kps[a + 1 + j].face[:, :2], axis=1).mean()
-                               for j, m in enumerate(mids)])
+                before = smooth_sequence(kps[a - side : a + 1], sigma)
+                after = smooth_sequence(kps[b : b + side + 1], sigma)
+                mids = interpolate_keypoints(
+                    before[-1],
+                    after[0],
+                    times,
+                    "smoothstep",
+                    before[-2],
+                    after[1],
+                    span=span if damping is not None else None,
+                    damping=damping if damping is not None else 0.0,
+                )
+                err = np.mean(
+                    [
+                        np.linalg.norm(m.face[:, :2] - kps[a + 1 + j].face[:, :2], axis=1).mean()
+                        for j, m in enumerate(mids)
+                    ]
+                )
                 rows[name].setdefault(clip, []).append(err)
     print(f"{count} gap placements of {gap} frames in the training frames\n")
     clips = list(allk)
@@ -71,7 +84,11 @@ def main() -> None:
     print("|---|---|" + "---|" * len(clips))
     for name, per in rows.items():
         allv = [e for v in per.values() for e in v]
-        print(f"| {name} | {np.mean(allv):.2f} | " + " | ".join(f"{np.mean(per.get(c, [np.nan])):.2f}" for c in clips) + " |")
+        print(
+            f"| {name} | {np.mean(allv):.2f} | "
+            + " | ".join(f"{np.mean(per.get(c, [np.nan])):.2f}" for c in clips)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

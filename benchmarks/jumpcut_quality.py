@@ -4,6 +4,7 @@
 
 Same as ``vidfx eval jumpcut`` (see vidfx/jumpcut/evaluate.py); results are recorded in docs/jumpcut.md.
 """
+
 import sys
 
 from vidfx.jumpcut.evaluate import main

@@ -4,6 +4,7 @@
 
 Uses talking-head clip 2 (a simulated cut in the middle); prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,20 +31,22 @@ def main() -> None:
     frames, _ = read_clip(args.clip, size=args.size)
     frames = [f.astype(np.float32) / 255 for f in frames]
     s = len(frames) // 2 - args.frames // 2
-    before = frames[s - 1 - args.context:s]
-    after = frames[s + args.frames:s + args.frames + args.context + 1]
+    before = frames[s - 1 - args.context : s]
+    after = frames[s + args.frames : s + args.frames + args.context + 1]
     t0 = time.perf_counter()
     synth = Synthesizer.load(adapt_steps=args.adapt_steps)
     load = time.perf_counter() - t0
-    print(f"| size | frames | threads | adapt steps | keypoints s | adaptation s | synthesis s | total s |")
+    print("| size | frames | threads | adapt steps | keypoints s | adaptation s | synthesis s | total s |")
     print("|---|---|---|---|---|---|---|---|")
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         make_transition("ours", before, after, args.frames, synthesizer=synth)
         total = time.perf_counter() - t0
         sec = synth.last_info["seconds"]
-        print(f"| {args.size} | {args.frames} | {args.threads} | {synth.opt.adapt_steps} | {sec['keypoints']:.1f} | "
-              f"{sec['adaptation']:.1f} | {sec['synthesis']:.1f} | {total:.1f} |")
+        print(
+            f"| {args.size} | {args.frames} | {args.threads} | {synth.opt.adapt_steps} | {sec['keypoints']:.1f} | "
+            f"{sec['adaptation']:.1f} | {sec['synthesis']:.1f} | {total:.1f} |"
+        )
     print(f"(model + detector load: {load:.1f} s, once per run)")
 
 

@@ -7,6 +7,7 @@ Frames are a CamVid val sequence (real pictures, 480x360); fps = frames / wall s
 "CPU ms/frame" is process CPU time per frame (all threads together): on a machine shared with
 other jobs, 1000 / CPU ms (with --threads 1) is what one unloaded core would reach.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(what: str, seconds: float) -> None:
         cpu_ms = (time.process_time() - cpu[0]) / len(frames) * 1000
-        print(f"{what:<42} {len(frames) / seconds:>7.1f} {seconds / len(frames) * 1000:>9.1f} {cpu_ms:>13.1f}",
-              flush=True)
+        print(
+            f"{what:<42} {len(frames) / seconds:>7.1f} {seconds / len(frames) * 1000:>9.1f} {cpu_ms:>13.1f}", flush=True
+        )
 
     with torch.no_grad():
         predict_logits(model, tensors[0][None], scale)  # warm-up
@@ -58,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         for x in tensors:
             predict_logits(model, x[None], scale).argmax(1)
         report("model only (camvid)", time.perf_counter() - t)
-    for mode, output, smoothing in [("camvid", "overlay", 0.0), ("camvid", "overlay", 0.6),
-                                    ("camvid", "alpha", 0.6), ("person", "alpha", 0.0), ("person", "alpha", 0.6)]:
+    for mode, output, smoothing in [
+        ("camvid", "overlay", 0.0),
+        ("camvid", "overlay", 0.6),
+        ("camvid", "alpha", 0.6),
+        ("person", "alpha", 0.0),
+        ("person", "alpha", 0.6),
+    ]:
         extra = {"classes": ["sky"]} if (mode == "camvid" and output == "alpha") else {}
         node = SegmentNode(mode=mode, output=output, smoothing=smoothing, weights=args.weights, **extra)
         vidfx.apply(node, frames[:2])  # warm-up (model load)

@@ -10,6 +10,7 @@ long-chunk behaviour that inference depends on, and picks the node's chunk lengt
 
     .venv/bin/python benchmarks/vsr_heldout.py WEIGHTS.pt [MORE.pt ...] [--frames 30] [--chunks 16,20] [--ensembles 1,4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,13 @@ def heldout_clips(frames: int, scale: int = 4) -> list[tuple[str, torch.Tensor, 
     out = []
     for kind, hr in clips:
         lr = np.clip(degrade(hr, scale, "bi", rng), 0, 1)
-        out.append((kind, torch.from_numpy(np.ascontiguousarray(hr.transpose(0, 3, 1, 2))),
-                    [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in lr]))
+        out.append(
+            (
+                kind,
+                torch.from_numpy(np.ascontiguousarray(hr.transpose(0, 3, 1, 2))),
+                [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in lr],
+            )
+        )
     return out
 
 
@@ -70,11 +76,19 @@ def main(argv: list[str] | None = None) -> int:
             for kind, hr, lr in clips:
                 for mode in modes:
                     on = mode == "full"
-                    node = VSRNode(weights=path, scale=args.scale, chunk=chunk, overlap=min(OVERLAP, chunk - 1),
-                                   propagation=on, attention=on, ensemble=ensemble)
+                    node = VSRNode(
+                        weights=path,
+                        scale=args.scale,
+                        chunk=chunk,
+                        overlap=min(OVERLAP, chunk - 1),
+                        propagation=on,
+                        attention=on,
+                        ensemble=ensemble,
+                    )
                     out = vidfx.apply(node, lr)
                     res.setdefault((kind, mode), []).append(
-                        float(np.mean([psnr_y(quantize(o), h) for o, h in zip(out, hr)])))
+                        float(np.mean([psnr_y(quantize(o), h) for o, h in zip(out, hr)]))
+                    )
             cells = [f"{np.mean(res[(k, m)]):.3f}" for k in kinds for m in modes]
             print(f"| {path} | {chunk} | {ensemble} | " + " | ".join(cells) + " |", flush=True)
     return 0

@@ -5,6 +5,7 @@ does not grow with the clip's length.
 
     .venv/bin/python benchmarks/vsr_memory.py [--frames 160] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@ same run, as a ratio. Each measurement runs in its own process (clean peak RSS).
 
     .venv/bin/python benchmarks/vsr_speed.py [--frames 12]   # runs 36 and 12 frames [--threads 2] [--weights PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -111,15 +112,18 @@ def main() -> int:
     esr = run("realesrgan", a.frames)
     try:
         import os
+
         load = os.getloadavg()[0]
     except OSError:
         load = float("nan")
     print(f"480x270 -> 1920x1080 (x4), {a.threads} threads, load average {load:.1f} at the end")
     print("| method | frames | s/frame | peak RSS (MiB) |")
     print("| --- | --- | --- | --- |")
-    for r, name in [(ours, "vsr tiny x4 (engine, chunk 12/4, tile 320), short clip"),
-                    (longer, "vsr tiny x4 (engine, chunk 12/4, tile 320), 3x longer clip"),
-                    (esr, "Real-ESRGAN animevideov3 x4 (ncnn CPU)")]:
+    for r, name in [
+        (ours, "vsr tiny x4 (engine, chunk 12/4, tile 320), short clip"),
+        (longer, "vsr tiny x4 (engine, chunk 12/4, tile 320), 3x longer clip"),
+        (esr, "Real-ESRGAN animevideov3 x4 (ncnn CPU)"),
+    ]:
         if r:
             print(f"| {name} | {r['frames']} | {r['s_per_frame']:.3f} | {r['peak_rss_mib']:.0f} |")
     print(f"ratio vsr / Real-ESRGAN animevideov3 (s/frame): {longer['s_per_frame'] / esr['s_per_frame']:.2f}")

@@ -16,6 +16,7 @@ Clips:
 - ``rotated_90.mp4``: 160x96 coded, display matrix 90 degrees (upright 96x160), 10 frames;
   a white block marks the coded top-left corner.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,7 @@ def _video_stream(container, codec: str, fps: Fraction, width: int, height: int,
     return stream
 
 
-def _encode(container, stream, frames, fps: Fraction, pix_fmt: str | None = None, src_fmt: str = "rgb24",
-            **reformat):
+def _encode(container, stream, frames, fps: Fraction, pix_fmt: str | None = None, src_fmt: str = "rgb24", **reformat):
     for i, array in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(array, format=src_fmt)
         if pix_fmt:
@@ -79,7 +79,7 @@ def sync_clip(path: str) -> None:
             if i % int(fps) == 0:
                 img[:] = 255
             x = int(i * 6) % (width - 20)
-            img[160:200, x:x + 20] = (220, 40, 40)
+            img[160:200, x : x + 20] = (220, 40, 40)
             frames.append(img)
         t = np.arange(rate * seconds) / rate
         beep = ((t % 1.0) < 0.040).astype(np.float32)
@@ -87,14 +87,14 @@ def sync_clip(path: str) -> None:
         # interleave: a second of video, then a second of audio, and so on
         per_second = int(fps)
         for s in range(seconds):
-            for j, img in enumerate(frames[s * per_second:(s + 1) * per_second]):
+            for j, img in enumerate(frames[s * per_second : (s + 1) * per_second]):
                 frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
                 frame.pts, frame.time_base = s * per_second + j, 1 / fps
                 for packet in video.encode(frame):
                     container.mux(packet)
-            chunk = samples[s * rate:(s + 1) * rate]
+            chunk = samples[s * rate : (s + 1) * rate]
             for k in range(0, rate, 1024):
-                piece = chunk[k:k + 1024]
+                piece = chunk[k : k + 1024]
                 af = av.AudioFrame.from_ndarray(piece[None, :].copy(), format="fltp", layout="mono")
                 af.sample_rate, af.pts, af.time_base = rate, s * rate + k, Fraction(1, rate)
                 for packet in audio.encode(af):
@@ -109,8 +109,17 @@ def gradient_10bit(path: str) -> None:
     """H.265 Main10 with bt709 tags: a 1024-level ramp and a moving bar."""
     fps, width, height = Fraction(24000, 1001), 320, 180
     with av.open(path, "w") as container:
-        stream = _video_stream(container, "libx265", fps, width, height, "yuv420p10le",
-                               crf="12", preset="fast", **{"x265-params": "log-level=error:pools=1:frame-threads=1"})
+        stream = _video_stream(
+            container,
+            "libx265",
+            fps,
+            width,
+            height,
+            "yuv420p10le",
+            crf="12",
+            preset="fast",
+            **{"x265-params": "log-level=error:pools=1:frame-threads=1"},
+        )
         ctx = stream.codec_context
         ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = 1, 1, 1, 1
         ramp = np.linspace(0.25, 0.5, width)  # 256 8-bit levels over 320 px: 10-bit has 4x more
@@ -119,10 +128,18 @@ def gradient_10bit(path: str) -> None:
             img = np.empty((height, width, 3), np.float32)
             img[:] = ramp[None, :, None]
             x = 8 * i % (width - 16)
-            img[60:120, x:x + 16] = (0.8, 0.3, 0.1)
+            img[60:120, x : x + 16] = (0.8, 0.3, 0.1)
             frames.append((img * 65535 + 0.5).astype(np.uint16))
-        _encode(container, stream, frames, fps, "yuv420p10le", src_fmt="rgb48le",
-                dst_colorspace="ITU709", dst_color_range="MPEG")
+        _encode(
+            container,
+            stream,
+            frames,
+            fps,
+            "yuv420p10le",
+            src_fmt="rgb48le",
+            dst_colorspace="ITU709",
+            dst_color_range="MPEG",
+        )
 
 
 def odd_size(path: str) -> None:
@@ -142,17 +159,19 @@ def motion(path: str) -> None:
     disc_tex = texture(64, 64, 4)
     square_tex = texture(48, 48, 5)
     y, x = np.mgrid[0:64, 0:64]
-    disc = (x - 31.5) ** 2 + (y - 31.5) ** 2 <= 30 ** 2
+    disc = (x - 31.5) ** 2 + (y - 31.5) ** 2 <= 30**2
     frames = []
     for i in range(64):
         ox, oy = int(2 * i), int(i // 2)
-        img = background[oy:oy + height, ox:ox + width].copy()
+        img = background[oy : oy + height, ox : ox + width].copy()
         cx, cy = 20 + int(3.5 * i), 40 + int(40 * np.sin(i / 10))
-        region = img[cy:cy + 64, cx:cx + 64]
+        region = img[cy : cy + 64, cx : cx + 64]
         h, w = region.shape[:2]
         region[disc[:h, :w]] = disc_tex[:h, :w][disc[:h, :w]]
         sx, sy = 260 - int(3 * i), 110 - int(i // 3)
-        img[sy:sy + 48, max(sx, 0):sx + 48] = square_tex[:, max(-sx, 0):][:, :img[sy:sy + 48, max(sx, 0):sx + 48].shape[1]]
+        img[sy : sy + 48, max(sx, 0) : sx + 48] = square_tex[:, max(-sx, 0) :][
+            :, : img[sy : sy + 48, max(sx, 0) : sx + 48].shape[1]
+        ]
         frames.append(img)
     with av.open(path, "w") as container:
         stream = _video_stream(container, "libx264", fps, width, height, "yuv420p", crf="14", preset="medium")
@@ -171,7 +190,7 @@ def rotated(path: str) -> None:
         for i in range(10):
             img = np.full((height, width, 3), 40, np.uint8)
             img[:32, :32] = 255  # coded top-left corner
-            img[-16:, 40 + 4 * i:56 + 4 * i] = (0, 200, 0)
+            img[-16:, 40 + 4 * i : 56 + 4 * i] = (0, 200, 0)
             frames.append(img)
         _encode(container, stream, frames, fps, "yuv420p")
 

@@ -1,4 +1,5 @@
 """The `vidfx` command line end to end, and every kind of bad input it must survive."""
+
 import os
 import subprocess
 import sys
@@ -64,11 +65,14 @@ def test_frames_range_and_output_override(tmp_path, capsys):
 
 
 def test_read_what_we_wrote(tmp_path, clip, capsys):
-    g = graph(tmp_path, """
+    g = graph(
+        tmp_path,
+        """
         inputs: {src: placeholder.mp4}
         nodes: {small: {type: resize, input: src, width: 32}}
         outputs: [small.mov]
-    """)
+    """,
+    )
     code, err = run_cli(["run", g, "-i", str(clip), "-q"], capsys)
     assert code == 0, err
     info = probe(tmp_path / "small.mov")
@@ -87,26 +91,33 @@ def test_nodes_validate_probe(tmp_path, clip, capsys):
 
 
 def test_console_script_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "vidfx.cli", "run", str(tmp_path / "missing.yaml")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vidfx.cli", "run", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "graph file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def one_line(err):
-    lines = [l for l in err.strip().splitlines() if l.strip()]
+    lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
 
 
 def reader_graph(tmp_path, src, out="out.mp4"):
-    return graph(tmp_path, f"""
+    return graph(
+        tmp_path,
+        f"""
         inputs: {{src: "{src}"}}
         nodes: {{p: {{type: passthrough, input: src}}}}
         outputs: ["{out}"]
-    """)
+    """,
+    )
 
 
 def test_missing_input_file(tmp_path, capsys):
@@ -139,13 +150,16 @@ def test_not_media_at_all(tmp_path, capsys):
     assert code == 3 and "notes.mp4" in one_line(err)
 
 
-@pytest.mark.parametrize("body, needle", [
-    ("nodes: {a: {type: warp_drive}}\noutputs: [o.mp4]", "unknown node type 'warp_drive'"),
-    ("nodes: {a: {type: temporal_average, radius: -1}}\noutputs: [o.mp4]", "a.radius: -1 is below the minimum 0"),
-    ("nodes: {a: {type: resize, colour: red}}\noutputs: [o.mp4]", "a: unknown parameter 'colour'"),
-    ("nodes:\n  a: {type: passthrough, input: b}\n  b: {type: passthrough, input: a}\noutputs: [o.mp4]", "cycle"),
-    ("nodes: {a: {type: pattern}}\noutputs: [{path: o.mp4, codec: mpeg1}]", "codec"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ("nodes: {a: {type: warp_drive}}\noutputs: [o.mp4]", "unknown node type 'warp_drive'"),
+        ("nodes: {a: {type: temporal_average, radius: -1}}\noutputs: [o.mp4]", "a.radius: -1 is below the minimum 0"),
+        ("nodes: {a: {type: resize, colour: red}}\noutputs: [o.mp4]", "a: unknown parameter 'colour'"),
+        ("nodes:\n  a: {type: passthrough, input: b}\n  b: {type: passthrough, input: a}\noutputs: [o.mp4]", "cycle"),
+        ("nodes: {a: {type: pattern}}\noutputs: [{path: o.mp4, codec: mpeg1}]", "codec"),
+    ],
+)
 def test_bad_graphs_exit_2(tmp_path, capsys, body, needle):
     code, err = run_cli(["run", graph(tmp_path, body), "-q"], capsys)
     assert code == 2 and needle in one_line(err)
@@ -161,8 +175,10 @@ def test_output_folder_missing(tmp_path, capsys):
 def tiny_disk(tmp_path):
     mount = tmp_path / "tiny"
     mount.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)],
-                        capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True).returncode
+        == 0
+    )
     if not ok:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield mount
@@ -170,12 +186,15 @@ def tiny_disk(tmp_path):
 
 
 def test_full_disk_leaves_nothing_that_looks_finished(tmp_path, capsys, tiny_disk):
-    g = graph(tmp_path, """
+    g = graph(
+        tmp_path,
+        """
         nodes:
           src: {type: pattern, width: 256, height: 256, frames: 30}
         outputs:
           - {input: src, path: OUT, codec: ffv1}
-    """.replace("OUT", str(tiny_disk / "big.mkv")))
+    """.replace("OUT", str(tiny_disk / "big.mkv")),
+    )
     code, err = run_cli(["run", g, "-q"], capsys)
     line = one_line(err)
     assert code == 3 and ("space" in line.lower() or "full" in line.lower())

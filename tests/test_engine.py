@@ -1,17 +1,18 @@
 """The scheduler: windows, bounded caches, sequence chunks, lengths found at decode time."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
 
 import vidfx
 from vidfx.core.engine import build_runs, pull, resolve_device
-from vidfx.core.scheduler import chunk_plan, chunk_starts, needed_frames
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 from vidfx.core.graph import Graph
 from vidfx.core.node import SequenceNode, SourceNode
+from vidfx.core.scheduler import chunk_plan, chunk_starts, needed_frames
 from vidfx.core.sink import Sink
-from fractions import Fraction
 
 
 def ramp(n, shape=(1, 4, 6)):

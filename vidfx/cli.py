@@ -4,6 +4,7 @@ Exit codes: 0 success; 2 bad graph, parameter or command line; 3 media or file-s
 trouble (missing/corrupt input, unwritable output, full disk, missing weights); 1 an
 internal error (a bug: rerun with --debug for the traceback); 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,7 @@ class Progress:
         width = 30
         filled = int(width * done / max(total, 1))
         bar = "#" * filled + "-" * (width - filled)
-        line = (f"[{bar}] {done}/{total} frames  {fps:5.1f} fps  "
-                f"elapsed {_clock(elapsed)}  ETA {_clock(eta)}")
+        line = f"[{bar}] {done}/{total} frames  {fps:5.1f} fps  elapsed {_clock(elapsed)}  ETA {_clock(eta)}"
         self.stream.write(("\r" + line) if self.tty else (line + "\n"))
         self.stream.flush()
 
@@ -121,11 +121,31 @@ def cmd_nodes(args) -> int:
             raise VidfxError(f"unknown node type {args.name!r}; known: {', '.join(types)}")
         types = {args.name: types[args.name]}
     if args.json:
-        print(json.dumps({name: {"description": cls.description, "inputs": cls.num_inputs,
-                                 "params": [{"name": p.name, "kind": p.kind, "default": p.default,
-                                             "min": p.min, "max": p.max, "choices": p.choices,
-                                             "required": p.required, "doc": p.doc} for p in cls.params]}
-                          for name, cls in types.items()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    name: {
+                        "description": cls.description,
+                        "inputs": cls.num_inputs,
+                        "params": [
+                            {
+                                "name": p.name,
+                                "kind": p.kind,
+                                "default": p.default,
+                                "min": p.min,
+                                "max": p.max,
+                                "choices": p.choices,
+                                "required": p.required,
+                                "doc": p.doc,
+                            }
+                            for p in cls.params
+                        ],
+                    }
+                    for name, cls in types.items()
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     for name, cls in types.items():
         print(f"{name} ({cls.num_inputs} input{'s' if cls.num_inputs != 1 else ''}): {cls.description}")
@@ -195,8 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("graph", help="graph file (YAML)")
         p.add_argument("-i", "--input", help="replace the first input's path")
         p.add_argument("-o", "--output", help="replace the first output's path")
-        p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                       help="override a node parameter (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="NODE.PARAM=VALUE",
+            help="override a node parameter (repeatable)",
+        )
 
     p = sub.add_parser("run", help="render a graph")
     graph_args(p)
@@ -252,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="vidfx: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="vidfx: %(levelname)s: %(message)s"
+    )
     try:
         return args.func(args)
     except VidfxError as exc:
@@ -276,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line unless --debug
         if args.debug:
             raise
-        print(f"vidfx: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(f"vidfx: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -13,6 +13,7 @@ moving for a while instead of starting from rest. The term is zero at both ends,
 still exact. (On simulated 12-frame gaps in the training frames it lowers the keypoint error by
 about 12 %; the damping was chosen there, see docs/jumpcut.md.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray]:
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         sign[-1, -1] = -1
     rot = u @ sign @ vt
-    var = (src ** 2).sum() / len(src)
+    var = (src**2).sum() / len(src)
     scale = float(np.trace(np.diag(d) @ sign) / max(var, 1e-12))
     return scale, rot
 
@@ -69,19 +70,20 @@ def interpolate_face(fa: np.ndarray, fb: np.ndarray, times, easing: str = "smoot
     for t in np.atleast_1d(times):
         e = float(ease(t, easing))
         r_t = Rotation.from_rotvec(rotvec * e).as_matrix()
-        s_t = scale ** e
+        s_t = scale**e
         pts = s_t * (pa + e * residual) @ r_t.T + ca + e * (cb - ca)
         out.append(pts.astype(np.float32))
     return out
 
 
-def hermite_offset(vel_a: np.ndarray | None, vel_b: np.ndarray | None, t: float, span: float,
-                   damping: float = VELOCITY_DAMPING) -> np.ndarray | float:
+def hermite_offset(
+    vel_a: np.ndarray | None, vel_b: np.ndarray | None, t: float, span: float, damping: float = VELOCITY_DAMPING
+) -> np.ndarray | float:
     """Cubic Hermite velocity terms at time ``t``: ``vel_a``/``vel_b`` are per-frame velocities at the
     ends, ``span`` the frames from A to B. Zero at t=0 and t=1; zero if a velocity is missing."""
     if vel_a is None or vel_b is None:
         return 0.0
-    h10, h11 = t ** 3 - 2 * t ** 2 + t, t ** 3 - t ** 2
+    h10, h11 = t**3 - 2 * t**2 + t, t**3 - t**2
     return damping * span * (h10 * vel_a + h11 * vel_b)
 
 
@@ -103,9 +105,16 @@ def _velocity(k0: Keypoints | None, k1: Keypoints | None, part: str) -> np.ndarr
     return v * np.minimum(1.0, limit / np.maximum(speed, 1e-9))
 
 
-def interpolate_keypoints(ka: Keypoints, kb: Keypoints, times, easing: str = "smoothstep",
-                          prev_a: Keypoints | None = None, next_b: Keypoints | None = None,
-                          span: float | None = None, damping: float = VELOCITY_DAMPING) -> list[Keypoints]:
+def interpolate_keypoints(
+    ka: Keypoints,
+    kb: Keypoints,
+    times,
+    easing: str = "smoothstep",
+    prev_a: Keypoints | None = None,
+    next_b: Keypoints | None = None,
+    span: float | None = None,
+    damping: float = VELOCITY_DAMPING,
+) -> list[Keypoints]:
     """Keypoints at each time in ``times`` between ``ka`` (t=0) and ``kb`` (t=1).
 
     ``prev_a`` (the frame before A) and ``next_b`` (the frame after B) give the end velocities

@@ -7,6 +7,7 @@ Channels (``KEYMAP_CHANNELS``):
 5    body skeleton lines (pose points with visibility > 0.5);
 6-7  pixel coordinates x, y in -1..1 (so background pixels can still be matched by position).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -15,8 +16,28 @@ import numpy as np
 from .keypoints import FaceTopology, Keypoints
 
 KEYMAP_CHANNELS = 8
-POSE_EDGES = np.array([(0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12),
-                       (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24)], dtype=np.int32)
+POSE_EDGES = np.array(
+    [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 7),
+        (0, 4),
+        (4, 5),
+        (5, 6),
+        (6, 8),
+        (9, 10),
+        (11, 12),
+        (11, 13),
+        (13, 15),
+        (12, 14),
+        (14, 16),
+        (11, 23),
+        (12, 24),
+        (23, 24),
+    ],
+    dtype=np.int32,
+)
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 
 
@@ -41,8 +62,9 @@ def render_keymap(kp: Keypoints, topology: FaceTopology, height: int, width: int
                     code = np.where(np.isin(tri, topology.groups[name]).any(1) & (code < bit), code + bit, code)
         img = np.zeros((height, width, 4), np.float32)
         for f in order:
-            cv2.fillConvexPoly(img, ipts[tri[f]], (float(uv[f, 0]), float(uv[f, 1]), 1.0, float(code[f])),
-                               cv2.LINE_8, _SHIFT)
+            cv2.fillConvexPoly(
+                img, ipts[tri[f]], (float(uv[f, 0]), float(uv[f, 1]), 1.0, float(code[f])), cv2.LINE_8, _SHIFT
+            )
         out[0], out[1], out[2] = img[..., 0], img[..., 1], img[..., 2]
         parts = np.round(img[..., 3]).astype(np.int32)
         out[3] = (parts & 1).astype(np.float32)
@@ -52,7 +74,14 @@ def render_keymap(kp: Keypoints, topology: FaceTopology, height: int, width: int
         bp = np.round(kp.body[:, :2] * scale * (1 << _SHIFT)).astype(np.int32)
         for a, b in POSE_EDGES:
             if kp.body[a, 2] > 0.5 and kp.body[b, 2] > 0.5:
-                cv2.line(lines, tuple(int(v) for v in bp[a]), tuple(int(v) for v in bp[b]), 1.0,
-                         max(1, height // 64), cv2.LINE_AA, _SHIFT)
+                cv2.line(
+                    lines,
+                    tuple(int(v) for v in bp[a]),
+                    tuple(int(v) for v in bp[b]),
+                    1.0,
+                    max(1, height // 64),
+                    cv2.LINE_AA,
+                    _SHIFT,
+                )
         out[5] = lines
     return out

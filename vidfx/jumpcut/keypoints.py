@@ -11,6 +11,7 @@ groups for eyes and lips). Two detectors ship:
 A user with DensePose (or anything else) subclasses ``KeypointDetector`` and passes an instance to
 the node/evaluation code; nothing else needs to change.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -76,6 +77,7 @@ class KeypointDetector:
 
 # --- topology helpers -------------------------------------------------------------------------
 
+
 def triangles_from_edges(edges, num_points: int) -> np.ndarray:
     """Triangles (3-cliques) of an undirected edge set, each once, sorted."""
     nbrs = [set() for _ in range(num_points)]
@@ -92,7 +94,7 @@ def triangles_from_edges(edges, num_points: int) -> np.ndarray:
 def normalize_shape(points: np.ndarray) -> np.ndarray:
     """Remove translation and scale of a 2D point set (centroid 0, RMS radius 1)."""
     p = points[:, :2] - points[:, :2].mean(0)
-    return p / (np.sqrt((p ** 2).sum(1).mean()) + 1e-8)
+    return p / (np.sqrt((p**2).sum(1).mean()) + 1e-8)
 
 
 def eye_aligned(template: np.ndarray, eye_idx: np.ndarray) -> np.ndarray:
@@ -120,6 +122,7 @@ def _template(name: str, fallback: np.ndarray | None) -> np.ndarray:
 
 # --- MediaPipe --------------------------------------------------------------------------------
 
+
 class MediaPipeDetector(KeypointDetector):
     """MediaPipe legacy ``solutions`` face mesh (478 points, refined irises) + pose (33, full model).
 
@@ -135,17 +138,30 @@ class MediaPipeDetector(KeypointDetector):
         except Exception as exc:  # ImportError, or a broken install
             raise ModelError(f"jumpcut: MediaPipe face mesh unavailable ({exc})") from exc
         self._face = face_mesh.FaceMesh(
-            static_image_mode=not video_mode, max_num_faces=max_faces, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5)
-        self._pose = pose.Pose(static_image_mode=not video_mode, model_complexity=1,
-                               enable_segmentation=False) if with_body else None
+            static_image_mode=not video_mode,
+            max_num_faces=max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
+        )
+        self._pose = (
+            pose.Pose(static_image_mode=not video_mode, model_complexity=1, enable_segmentation=False)
+            if with_body
+            else None
+        )
         edges = list(face_mesh.FACEMESH_TESSELATION)
         groups = {
             "lips": sorted({i for e in face_mesh.FACEMESH_LIPS for i in e}),
-            "eyes": sorted({i for e in (face_mesh.FACEMESH_LEFT_EYE | face_mesh.FACEMESH_RIGHT_EYE
-                                        | face_mesh.FACEMESH_IRISES) for i in e}),
-            "brows": sorted({i for e in (face_mesh.FACEMESH_LEFT_EYEBROW | face_mesh.FACEMESH_RIGHT_EYEBROW)
-                             for i in e}),
+            "eyes": sorted(
+                {
+                    i
+                    for e in (face_mesh.FACEMESH_LEFT_EYE | face_mesh.FACEMESH_RIGHT_EYE | face_mesh.FACEMESH_IRISES)
+                    for i in e
+                }
+            ),
+            "brows": sorted(
+                {i for e in (face_mesh.FACEMESH_LEFT_EYEBROW | face_mesh.FACEMESH_RIGHT_EYEBROW) for i in e}
+            ),
             "oval": sorted({i for e in face_mesh.FACEMESH_FACE_OVAL for i in e}),
         }
         groups = {k: np.array(v) for k, v in groups.items()}
@@ -167,8 +183,7 @@ class MediaPipeDetector(KeypointDetector):
         if self._pose is not None:
             pres = self._pose.process(rgb)
             if pres.pose_landmarks:
-                body = np.array([(p.x * w, p.y * h, p.visibility) for p in pres.pose_landmarks.landmark],
-                                np.float32)
+                body = np.array([(p.x * w, p.y * h, p.visibility) for p in pres.pose_landmarks.landmark], np.float32)
         return Keypoints(face, body, len(faces), self.name)
 
     def close(self) -> None:
@@ -178,6 +193,7 @@ class MediaPipeDetector(KeypointDetector):
 
 
 # --- dlib -------------------------------------------------------------------------------------
+
 
 def dlib_model_path() -> str:
     """Path of the 68-point predictor inside the ``face-recognition-models`` package (not imported:
@@ -192,8 +208,12 @@ def dlib_model_path() -> str:
 
 
 # 68-point groups (iBUG 300-W order).
-DLIB_GROUPS = {"oval": np.arange(0, 17), "brows": np.arange(17, 27), "eyes": np.arange(36, 48),
-               "lips": np.arange(48, 68)}
+DLIB_GROUPS = {
+    "oval": np.arange(0, 17),
+    "brows": np.arange(17, 27),
+    "eyes": np.arange(36, 48),
+    "lips": np.arange(48, 68),
+}
 
 
 class DlibDetector(KeypointDetector):
@@ -246,6 +266,7 @@ def make_detector(name: str = "auto", video_mode: bool = False, with_body: bool 
 
 # --- sequences --------------------------------------------------------------------------------
 
+
 def smooth_sequence(kps: list[Keypoints], sigma: float = 1.0, segments: list[int] | None = None) -> list[Keypoints]:
     """Temporal Gaussian smoothing of face and body points, never across a cut.
 
@@ -267,8 +288,11 @@ def smooth_sequence(kps: list[Keypoints], sigma: float = 1.0, segments: list[int
                 acc, wsum = 0.0, 0.0
                 for o, wt in zip(offsets, weights):
                     s = t + o
-                    if start <= s < end and getattr(kps[s], attr) is not None \
-                            and getattr(kps[s], attr).shape == getattr(kps[t], attr).shape:
+                    if (
+                        start <= s < end
+                        and getattr(kps[s], attr) is not None
+                        and getattr(kps[s], attr).shape == getattr(kps[t], attr).shape
+                    ):
                         acc = acc + wt * getattr(kps[s], attr)
                         wsum += wt
                 new = acc / wsum

@@ -1,4 +1,5 @@
 """Small video helpers for the jump-cut tools (training, evaluation)."""
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -16,8 +17,10 @@ def read_clip(path: str, size: int | None = None, max_frames: int | None = None)
     """
     from vidfx.io.frames import frame_rate, rgb_frames
 
-    frames = [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) if size else img
-              for img in rgb_frames(path, max_frames)]
+    frames = [
+        cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) if size else img
+        for img in rgb_frames(path, max_frames)
+    ]
     if not frames:
         raise MediaError(f"jumpcut: {path} has no decodable video frames")
     return frames, frame_rate(path)

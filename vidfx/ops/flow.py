@@ -30,7 +30,7 @@ class DISFlow:
         if preset not in PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; valid: {', '.join(PRESETS)}")
         self.preset = preset
-        self.dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self.dis = cv2.DISOpticalFlow_create(PRESETS[preset])  # type: ignore[attr-defined]  # missing from the stubs
 
     def __call__(self, a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> np.ndarray:
         """Flow from ``a`` to ``b``.

@@ -146,7 +146,8 @@ def imresize(
         - x: :math:`(*, H, W)`
         - output: :math:`(*, H', W')` float32
     """
-    out_h, out_w = _matlab_size(*x.shape[-2:], scale, size)
+    h, w = x.shape[-2:]
+    out_h, out_w = _matlab_size(h, w, scale, size)
     return resize(x.float(), out_h, out_w, "bicubic", antialias, "mirror")
 
 

@@ -1,4 +1,5 @@
 """Segmentation metrics: confusion matrix, per-class IoU, mean IoU (void ignored)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Person matte from MediaPipe's shipped selfie-segmentation model (offline, CPU)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,9 @@ class PersonSegmenter:
 
             self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=model_selection)
         except Exception as exc:  # missing package or model file
-            raise ModelError(f"segment: MediaPipe selfie segmentation unavailable: {type(exc).__name__}: {exc}") from None
+            raise ModelError(
+                f"segment: MediaPipe selfie segmentation unavailable: {type(exc).__name__}: {exc}"
+            ) from None
 
     def probability(self, rgb: torch.Tensor) -> torch.Tensor:
         """(H, W) float person probability for a (3, H, W) 0..1 picture."""

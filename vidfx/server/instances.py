@@ -28,7 +28,6 @@ from vidfx.core.scheduler import ChunkRunner, clamp, needed_frames
 
 from .catalog import is_cut_transition, ofx_inputs, transition_param
 
-
 INPUT_CACHE_BYTES = 512 << 20  # input frames kept per instance for reuse
 
 

@@ -5,6 +5,7 @@ The first line is the verb (requests) or ``ok`` / ``error`` (replies); every fur
 is ``key=value``. In values a backslash is written ``\\\\`` and a newline ``\\n``, so one
 field is always one line. Text keeps the C side small: it splits lines and the first '='.
 """
+
 from __future__ import annotations
 
 import os
@@ -99,8 +100,9 @@ def default_socket_path() -> Path:
     return Path(f"/tmp/vidfx-{os.getuid()}") / "server.sock"
 
 
-def request(head: str, fields: dict[str, object] | None = None, path: Path | None = None,
-            timeout: float | None = 30.0) -> tuple[str, dict[str, str]]:
+def request(
+    head: str, fields: dict[str, object] | None = None, path: Path | None = None, timeout: float | None = 30.0
+) -> tuple[str, dict[str, str]]:
     """Send one request to the server and return its reply (a small client for tools/tests)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

@@ -5,6 +5,7 @@ connection gets its own thread, so renders of different effect instances run at 
 time; renders of one instance are serialised by that instance's lock. Pixels never cross
 the socket: the plugin puts them in POSIX shared memory and names the buffer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,8 @@ from vidfx import __version__
 from vidfx.core.errors import VidfxError
 
 from . import protocol
-from .instances import (DirectLayout, InstanceTable, MissingFrames, RenderAborted, RequestError, ShmMapper,
-                        write_planes)
 from .catalog import describe_fields
+from .instances import DirectLayout, InstanceTable, MissingFrames, RenderAborted, RequestError, ShmMapper, write_planes
 
 
 def prepare_socket_dir(path: Path) -> None:
@@ -42,8 +42,10 @@ def prepare_socket_dir(path: Path) -> None:
     if st.st_uid != os.getuid():
         raise SystemExit(f"vidfx serve: {d} belongs to another user; refusing to use it")
     if stat.S_IMODE(st.st_mode) & 0o077:
-        raise SystemExit(f"vidfx serve: {d} is accessible to other users (mode "
-                         f"{stat.S_IMODE(st.st_mode):o}); make it 0700 or remove it")
+        raise SystemExit(
+            f"vidfx serve: {d} is accessible to other users (mode "
+            f"{stat.S_IMODE(st.st_mode):o}); make it 0700 or remove it"
+        )
 
 
 class RenderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -61,8 +63,8 @@ class RenderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.renders: dict[str, threading.Event] = {}
         self.renders_lock = threading.Lock()
         self.frames_received = 0  # input frames that came with their pixels
-        self.frames_reused = 0    # input frames the plugin only referred to (already held)
-        self.node_seconds = 0.0   # time spent inside node code (render / render_chunk)
+        self.frames_reused = 0  # input frames the plugin only referred to (already held)
+        self.node_seconds = 0.0  # time spent inside node code (render / render_chunk)
         super().__init__(str(path), Handler)
 
 
@@ -103,8 +105,9 @@ class Handler(socketserver.BaseRequestHandler):
 
 def _fps(fields: dict[str, str]) -> Fraction:
     text = fields.get("fps", "25")
-    fps = Fraction(text).limit_denominator(1001 * 1000) if "/" in text else \
-        Fraction(float(text)).limit_denominator(1001)
+    fps = (
+        Fraction(text).limit_denominator(1001 * 1000) if "/" in text else Fraction(float(text)).limit_denominator(1001)
+    )
     return fps if fps > 0 else Fraction(25)
 
 
@@ -121,10 +124,16 @@ def _sizes(fields: dict[str, str], num_inputs: int) -> list[tuple[int, int]]:
 def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[str, object]:
     """Answer one request (verbs in docs/ofx.md)."""
     if verb == "hello":
-        return {"pid": os.getpid(), "protocol": protocol.PROTOCOL_VERSION, "version": __version__,
-                "device": str(server.device), "instances": len(server.instances),
-                "frames_received": server.frames_received, "frames_reused": server.frames_reused,
-                "node_seconds": f"{server.node_seconds:.6f}"}
+        return {
+            "pid": os.getpid(),
+            "protocol": protocol.PROTOCOL_VERSION,
+            "version": __version__,
+            "device": str(server.device),
+            "instances": len(server.instances),
+            "frames_received": server.frames_received,
+            "frames_reused": server.frames_reused,
+            "node_seconds": f"{server.node_seconds:.6f}",
+        }
     if verb == "nodes":
         return describe_fields()
     if verb == "frames":
@@ -133,8 +142,7 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
             if inst.config_key is None and all(f"size.{k}" in fields for k in range(len(layout.clips))):
                 # some windows depend on configure (jumpcut's plan); later renders
                 # reconfigure with the real image sizes if they differ
-                inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges,
-                               _fps(fields))
+                inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges, _fps(fields))
             needed = inst.frames_needed(layout.n_of(float(fields["time"])), layout.node_ranges)
         times: list[set[int]] = [set() for _ in layout.clips]
         for k, idxs in enumerate(needed):
@@ -148,8 +156,7 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
     if verb == "info":
         inst, layout = server.instances.get(fields)
         with inst.lock:
-            out = inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges,
-                                 _fps(fields))
+            out = inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges, _fps(fields))
         return {"size": f"{out.width},{out.height}"}
     if verb == "render":
         return render(server, fields)
@@ -266,14 +273,23 @@ def _watch_idle(server: RenderServer) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the render server until ``shutdown`` is requested, SIGTERM, or the idle timeout."""
     ap = argparse.ArgumentParser(prog="vidfx serve", description=__doc__.splitlines()[0])
-    ap.add_argument("--socket", type=Path, default=None,
-                    help="socket path (default: $VIDFX_SOCKET, $XDG_RUNTIME_DIR/vidfx/server.sock "
-                         "or /tmp/vidfx-$UID/server.sock)")
+    ap.add_argument(
+        "--socket",
+        type=Path,
+        default=None,
+        help="socket path (default: $VIDFX_SOCKET, $XDG_RUNTIME_DIR/vidfx/server.sock or /tmp/vidfx-$UID/server.sock)",
+    )
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    ap.add_argument("--idle-timeout", type=float, default=0.0,
-                    help="exit after this many seconds without requests (0: never)")
-    ap.add_argument("--import", dest="imports", action="append", default=[],
-                    help="also import this module (extra nodes); also $VIDFX_SERVER_IMPORTS, comma-separated")
+    ap.add_argument(
+        "--idle-timeout", type=float, default=0.0, help="exit after this many seconds without requests (0: never)"
+    )
+    ap.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        help="also import this module (extra nodes); also $VIDFX_SERVER_IMPORTS, comma-separated",
+    )
     ap.add_argument("--stop", action="store_true", help="ask a running server to exit, then return")
     ap.add_argument("--status", action="store_true", help="print whether a server is running")
     if argv and argv[0] == "--":  # `vidfx serve -- --opt` (how some wrappers pass options through)
@@ -287,8 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             print(f"no vidfx server at {path}")
             return 1 if args.status else 0
-        print(f"vidfx server at {path}: " + ("stopping" if args.stop else
-              f"pid {fields.get('pid')}, device {fields.get('device')}, {fields.get('instances')} instances"))
+        print(
+            f"vidfx server at {path}: "
+            + (
+                "stopping"
+                if args.stop
+                else f"pid {fields.get('pid')}, device {fields.get('device')}, {fields.get('instances')} instances"
+            )
+        )
         return 0
 
     prepare_socket_dir(path)
