@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidfx.ops.loader import batch_stream
 from vidfx.ops.weights import load_checkpoint, save_checkpoint, write_run_args
 
 from .arch import CONFIGS, MBConvUNet, SegNetConfig
@@ -184,15 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     stream = AugmentedBatches(train_images, train_labels, aug, args.batch, args.seed + step)
-    batches = iter(
-        torch.utils.data.DataLoader(
-            stream,
-            batch_size=None,
-            num_workers=args.workers,
-            prefetch_factor=4 if args.workers else None,
-            persistent_workers=bool(args.workers),
-        )
-    )
+    batches = batch_stream(stream, args.workers, prefetch=4)
     model.train()
     last_val = last_snap = elapsed
     warmup = 0.02

@@ -31,6 +31,7 @@ import torch
 
 from ..ops import weights as ops_weights
 from ..ops.flow import DISFlow
+from ..ops.loader import batch_stream
 from ..ops.resample import imresize
 from .arch import VideoSR, grow
 from .config import VSRConfig, make_config
@@ -276,15 +277,7 @@ def build_data(run: Run) -> tuple[list, Callable[[], tuple]]:
         weights,
         args.seed + 7919 * state["step"] + state["stage"],
     )
-    loader = iter(
-        torch.utils.data.DataLoader(
-            stream,
-            batch_size=None,
-            num_workers=args.workers,
-            prefetch_factor=2 if args.workers else None,
-            persistent_workers=bool(args.workers),
-        )
-    )
+    loader = batch_stream(stream, args.workers, prefetch=2)
 
     def next_batch():
         b = next(loader)
