@@ -196,7 +196,8 @@ def test_edl_and_otio_cut_lists(tmp_path):
     path.write_text(json.dumps(timeline))
     assert read_otio(str(path), Fraction(25)) == [40, 70]
     assert parse_cuts([str(path)], Fraction(25)) == [40, 70]
-    otio = pytest.importorskip("opentimelineio")
+    import opentimelineio as otio  # the editorial extra; installed with vidfx[all]
+
     tl = otio.schema.Timeline(name="edit")
     track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
     for start, dur in ((0, 48), (100, 24), (300, 12)):

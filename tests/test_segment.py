@@ -294,7 +294,8 @@ def test_tiny_frames():
 
 
 def test_person_mode_alpha():
-    pytest.importorskip("mediapipe")
+    import mediapipe  # noqa: F401  # the landmarks extra; installed with vidfx[all]
+
     frames = synthetic_clip(3, 120, 160)
     out = run_node(SegmentNode(mode="person", output="alpha", soft=True, feather=1.5), frames)
     assert out[0].shape == (4, 120, 160) and 0 <= out[0][3].min() and out[0][3].max() <= 1
