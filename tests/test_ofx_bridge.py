@@ -406,8 +406,7 @@ def test_jumpcut_as_transition_matches_engine(bridge):
     # SourceFrom before the cut, SourceTo after it; the transition spans host frames 8..13.
     # The node sees one clip made of From[5..10] + To[11..16] with a cut at its frame 6.
     host = bridge.host
-    if "org.vidfx.jumpcut" not in host.plugins:
-        pytest.skip("jumpcut node not available")
+    assert "org.vidfx.jumpcut" in host.plugins
     rng = np.random.default_rng(3)
     clip_from = [
         np.concatenate([rng.random((24, 32, 3), dtype=np.float32), np.ones((24, 32, 1), np.float32)], 2)
@@ -447,13 +446,11 @@ def test_jumpcut_as_transition_matches_engine(bridge):
 
 def test_vsr_filter_scales_rod_and_matches_engine(bridge, frames):
     host = bridge.host
-    if "org.vidfx.vsr" not in host.plugins:
-        pytest.skip("vsr node not available")
+    assert "org.vidfx.vsr" in host.plugins
     clip = [np.ascontiguousarray(f[:24, :32]) for f in frames[:4]]
     inst = filter_instance(host, "vsr", clip, chunk=3, overlap=1)
     status, rod = inst.region_of_definition(FIRST)
-    if status != OK:
-        pytest.skip(f"vsr cannot run here: {host.messages[-1:]}")
+    assert status == OK, host.messages[-1:]
     assert rod == (0.0, 0.0, 128.0, 96.0)  # x4
     status, needed = inst.frames_needed(FIRST + 2)  # overlap of chunks [0,3) and [2,4)
     assert status == OK and needed == {"Source": [FIRST + 0.0, FIRST + 3.0]}
