@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from .timecode import Timecode
+
 
 @dataclass(frozen=True)
 class ColourTags:
@@ -22,6 +24,7 @@ class ColourTags:
     transfer: str | None = None
     matrix: str | None = None
     range: str | None = None  # "tv" (limited) or "pc" (full)
+    space: str | None = None  # an OpenColorIO colour space name, where the graph declares one
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class ClipInfo:
 
     ``fps`` is an exact ``Fraction`` (24000/1001 stays 24000/1001). ``time_base`` is the
     unit of ``Frame.pts``. ``num_frames`` is the container's count; a reader that finds
-    fewer frames when it decodes corrects it and the engine follows.
+    fewer frames when it decodes corrects it and the engine follows. ``timecode`` is the
+    source timecode of frame 0 and ``first_number`` an image sequence's number of frame 0;
+    nodes that move the timeline (trim) move both.
     """
 
     width: int
@@ -67,6 +72,8 @@ class ClipInfo:
     codec: str | None = None
     rotation: int = 0
     sample_aspect_ratio: Fraction | None = None
+    timecode: Timecode | None = None  # of frame 0
+    first_number: int | None = None  # an image sequence's frame number of frame 0 (e.g. 1001)
 
     def replace(self, **changes: Any) -> ClipInfo:
         """A copy with some fields changed."""

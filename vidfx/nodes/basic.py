@@ -224,7 +224,12 @@ class Trim(Node):
                     "copyable": False,
                 }
             )
-        return info.replace(num_frames=length, audio=audio)
+        return info.replace(
+            num_frames=length,
+            audio=audio,
+            timecode=None if info.timecode is None else info.timecode + p.start,
+            first_number=None if info.first_number is None else info.first_number + p.start,
+        )
 
     def output_length(self, input_lengths):
         end = input_lengths[0] if self.p.end == -1 else min(self.p.end, input_lengths[0])
@@ -257,7 +262,13 @@ class Select(Node):
         info = inputs[0]
         if self.p.offset >= self.p.every:
             raise ParamError(f"{self.name}.offset: must be below every ({self.p.every})")
-        return info.replace(fps=info.fps / self.p.every, num_frames=self.output_length([info.num_frames]))
+        # a timecode counts at the source rate: it does not describe the thinned clip
+        return info.replace(
+            fps=info.fps / self.p.every,
+            num_frames=self.output_length([info.num_frames]),
+            timecode=None,
+            first_number=None,
+        )
 
     def output_length(self, input_lengths):
         return max(0, math.ceil((input_lengths[0] - self.p.offset) / self.p.every))
