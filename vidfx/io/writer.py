@@ -30,8 +30,9 @@ from vidfx.core.sink import Sink
 
 from .audio import AudioMuxer
 from .convert import tensor_to_av
-from .image_seq import ImageSequenceWriter, is_sequence_path
+from .image_seq import is_sequence_path
 from .probe import MATRICES, PRIMARIES, RANGES, TRANSFERS, code_of
+from .sequence_writer import ImageSequenceWriter
 
 # The FFmpeg encoders behind VIDEO_CODECS.
 Encoder = Literal["libx264", "libx265", "prores_ks", "dnxhd", "ffv1"]
