@@ -52,6 +52,10 @@ class Read(SourceNode):
         self.info = info
         return info
 
+    def files_read(self) -> list[str]:
+        """The file (or image pattern) this reader reads: outputs must not overwrite it."""
+        return [self.p.path]
+
     def read(self, n: int) -> Frame:
         """Frame ``n`` (lazy pixels); EndOfStream past the last decodable frame."""
         if self.decoder is None:
