@@ -15,12 +15,15 @@ inputs wherever it is rendered.
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from .errors import ParamError
 from .frame import ClipInfo, EndOfStream, Frame
 from .node import Node, SequenceNode, SourceNode
 from .scheduler import ChunkRunner, chunk_plan, needed_frames
@@ -31,17 +34,57 @@ log = logging.getLogger("vidfx")
 MIN_CACHE = 4
 
 
+_DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``cpu``, ``cuda`` (``cuda:1``...) or ``auto`` (CUDA when available) as a torch.device."""
+    """``cpu``, ``cuda`` (``cuda:1``...) or ``auto`` (CUDA when available) as a torch.device.
+
+    Anything else, or CUDA on a machine without it, is a ParamError.
+    """
     if isinstance(device, torch.device):
         return device
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise ParamError(f"device {device!r}: expected cpu, cuda, cuda:N or auto")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import VidfxError
-
-        raise VidfxError("--device cuda was asked for, but no CUDA GPU is available")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ParamError(f"device {device}: no CUDA GPU is available")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ParamError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return torch.device(device)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux: MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+# A node holds a few frames of its output at once (its cache, the frame being made, copies
+# inside render); a frame larger than this share of free memory cannot be rendered safely.
+FRAME_MEMORY_SHARE = 0.25
+
+
+def check_frame_memory(name: str, info: ClipInfo, available: int | None) -> None:
+    """ParamError if one float32 frame of ``info`` would take more than a quarter of memory."""
+    need = info.width * info.height * max(info.channels, 1) * 4
+    if available is not None and need > available * FRAME_MEMORY_SHARE:
+        raise ParamError(
+            f"{name}: one {info.width}x{info.height}x{info.channels} frame needs {need / 2**30:.1f} GiB "
+            f"as float32, more than this machine can hold safely ({available / 2**30:.1f} GiB free)"
+        )
 
 
 class NodeRun:
@@ -53,6 +96,7 @@ class NodeRun:
         self.device = device
         node.device = device
         self.info: ClipInfo = node.configure([i.info for i in inputs], device)
+        check_frame_memory(node.name, self.info, available_memory())
         self._length = self.info.num_frames if isinstance(node, SourceNode) else None
         self.cache: OrderedDict[int, Frame] = OrderedDict()
         self.cache_size = MIN_CACHE

@@ -11,12 +11,13 @@ class VidfxError(Exception):
     exit_code = 2
 
 
-class GraphError(VidfxError):
-    """A graph file or graph built in code is invalid (unknown node, cycle, bad wiring)."""
+class GraphError(VidfxError, ValueError):
+    """A graph file or graph built in code is invalid (unknown node, cycle, bad wiring).
+    Also a ``ValueError``, so code that knows nothing of vidfx can catch it."""
 
 
-class ParamError(VidfxError):
-    """A node parameter is unknown, of the wrong type or out of range."""
+class ParamError(VidfxError, ValueError):
+    """A node parameter is unknown, of the wrong type or out of range (also a ``ValueError``)."""
 
 
 class MediaError(VidfxError):

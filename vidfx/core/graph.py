@@ -20,6 +20,7 @@ Relative paths inside the file are relative to the file's folder.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from .engine import NodeRun, ProgressFn, RunSummary, build_runs, pull, resolve_d
 from .errors import GraphError, VidfxError
 from .frame import Frame
 from .node import Node
-from .params import parse_text, resolve_params
+from .params import parse_text, resolve_params, safe_yaml
 from .registry import create_node
 from .sink import Sink, file_sinks
 
@@ -161,9 +162,23 @@ class Graph:
         self.order()
         if not self.outputs:
             raise GraphError("the graph has no outputs")
+        self._check_no_output_is_an_input()
         for out in self.outputs:
             if out.sink is None:
                 resolve_params(file_sinks().params, out.options, owner=f"output {out.label}")
+
+    def _check_no_output_is_an_input(self) -> None:
+        """GraphError if an output path is a file some node reads (also via links)."""
+        read = [(path, name) for name, node in self.nodes.items() for path in node.files_read()]
+        for out in self.outputs:
+            if out.path is None:
+                continue
+            for path, name in read:
+                if same_file(out.path, path):
+                    raise GraphError(
+                        f"output {out.path} is the input of {name!r} ({path}); "
+                        "vidfx never writes over its own input: choose another output path"
+                    )
 
     # --- running -----------------------------------------------------------------------
     def run(
@@ -246,6 +261,18 @@ class Graph:
         return f"Graph({wires}; outputs: {', '.join(o.label for o in self.outputs)})"
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: the same path after resolving links, or the same
+    inode (a hard link). Image patterns compare as resolved text."""
+    a, b = os.path.expanduser(a), os.path.expanduser(b)
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
 # --- YAML ----------------------------------------------------------------------------------
 
 
@@ -258,11 +285,13 @@ def load(
     if not path.is_file():
         raise GraphError(f"{path}: graph file not found")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = safe_yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise GraphError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (VidfxError, UnicodeDecodeError) as exc:
+        raise GraphError(f"{path}: {exc}") from None
     try:
         graph = from_dict(doc or {}, base=path.parent, input=input, output=output)
         for key, value in (set or {}).items():
@@ -284,17 +313,21 @@ def from_dict(doc: dict, base: Path = Path("."), input: str | None = None, outpu
         raise GraphError(f"unknown top-level key {sorted(unknown)[0]!r} (valid: {', '.join(sorted(TOP_LEVEL_KEYS))})")
     graph = Graph()
 
-    def local(p: str) -> str:
-        return str(p) if Path(p).is_absolute() else str(base / p)
+    def local(p: object, where: str) -> str:
+        if not isinstance(p, str) or not p:
+            raise GraphError(f"{where}: path must be text, got {p!r}")
+        return p if Path(p).is_absolute() else str(base / p)
 
     inputs = doc.get("inputs") or {}
     if not isinstance(inputs, dict):
         raise GraphError("inputs: expected a mapping of name: path")
     for i, (name, spec) in enumerate(inputs.items()):
+        if not isinstance(spec, (str, dict)):
+            raise GraphError(f"input {name!r}: expected a path or a mapping with path, got {spec!r}")
         params = dict(spec) if isinstance(spec, dict) else {"path": spec}
         if "path" not in params:
             raise GraphError(f"input {name!r}: missing path")
-        params["path"] = input if (i == 0 and input) else local(params["path"])
+        params["path"] = input if (i == 0 and input) else local(params["path"], f"input {name!r}")
         graph.add("read", name=str(name), **params)
     if input and not inputs:
         raise GraphError("-i was given but the graph has no inputs")
@@ -307,6 +340,8 @@ def from_dict(doc: dict, base: Path = Path("."), input: str | None = None, outpu
             raise GraphError(f"node {name!r}: needs a 'type'")
         params = dict(spec)
         type_name = params.pop("type")
+        if not isinstance(type_name, str):
+            raise GraphError(f"node {name!r}: type must be a node type name, got {type_name!r}")
         wired = params.pop("inputs", None)
         if wired is None:
             one = params.pop("input", None)
@@ -315,6 +350,8 @@ def from_dict(doc: dict, base: Path = Path("."), input: str | None = None, outpu
             raise GraphError(f"node {name!r}: give input or inputs, not both")
         if not isinstance(wired, list):
             wired = [wired]
+        if not all(isinstance(w, str) for w in wired):
+            raise GraphError(f"node {name!r}: inputs are node names, got {wired!r}")
         graph.add(str(type_name), *[str(w) for w in wired], name=str(name), **params)
 
     outputs = doc.get("outputs") or []
@@ -324,12 +361,16 @@ def from_dict(doc: dict, base: Path = Path("."), input: str | None = None, outpu
         raise GraphError("outputs: expected a list of {input: node, path: file, options...}")
     last = next(reversed(graph.nodes), None)
     for i, spec in enumerate(outputs):
+        if not isinstance(spec, (str, dict)):
+            raise GraphError(f"output {i + 1}: expected a path or a mapping with input and path, got {spec!r}")
         spec = {"path": spec} if isinstance(spec, str) else dict(spec)
         if "path" not in spec and not (i == 0 and output):
             raise GraphError(f"output {i + 1}: missing path")
-        path = output if (i == 0 and output) else local(spec.pop("path"))
+        path = output if (i == 0 and output) else local(spec.pop("path"), f"output {i + 1}")
         spec.pop("path", None)
-        feed = str(spec.pop("input", last))
+        feed = spec.pop("input", last)
+        if not isinstance(feed, str):
+            raise GraphError(f"output {i + 1}: input must be a node name, got {feed!r}")
         graph.write(feed, path, **spec)
     if output and not outputs:
         if last is None:

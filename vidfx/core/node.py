@@ -90,6 +90,14 @@ class Node:
         """Compute output frame ``n``; ``inputs[i]`` holds the frames of ``frames_needed(n)[i]``."""
         raise NotImplementedError
 
+    def files_read(self) -> list[str]:
+        """Paths of the media files this node reads (a reader's source, an image pattern).
+
+        The graph refuses any output that resolves to one of them, so a run never
+        overwrites its own input. Default: none.
+        """
+        return []
+
     def close(self) -> None:
         """Release resources held after a run (models, files). Optional."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -60,6 +61,8 @@ class Param:
             if isinstance(value, bool):
                 return value
             raise ParamError(f"{where}: expected true or false, got {value!r}")
+        if self.kind in ("int", "float") and isinstance(value, float) and not math.isfinite(value):
+            raise ParamError(f"{where}: expected a finite number, got {value!r}")
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
                 raise ParamError(f"{where}: expected an integer, got {value!r}")
@@ -98,11 +101,40 @@ class Param:
         return value
 
 
+MAX_YAML_VALUES = 100_000  # far beyond any real graph; bounds YAML alias ("billion laughs") expansion
+
+
+def count_values(doc: Any, limit: int = MAX_YAML_VALUES) -> int:
+    """The number of scalars, lists and mappings in a parsed YAML document, counting shared
+    (aliased) parts every time they appear, as a consumer would expand them. Stops early
+    and raises ParamError past ``limit``, without expanding further."""
+    count = 0
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            raise ParamError(f"the YAML expands to more than {limit} values (nested aliases?)")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with alias expansion bounded (``count_values``)."""
+    doc = yaml.safe_load(text)
+    count_values(doc)
+    return doc
+
+
 def parse_text(text: str) -> Any:
     """Parse a value given as text (``--set``): YAML scalars and lists, so ``4``, ``0.5``,
     ``true`` and ``[sky, road]`` all work."""
     try:
-        return yaml.safe_load(text)
+        return safe_yaml(text)
     except yaml.YAMLError:
         return text
 
