@@ -8,15 +8,59 @@ internal error (a bug: rerun with --debug for the traceback); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 from .core.errors import VidfxError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_MEDIA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 128 + 13  # as a tool killed by SIGPIPE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every output is aborted cleanly."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP (render farms, `timeout`, `docker stop`, a closed
+    terminal) raise ``Terminated``; the previous handlers come back afterwards."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])  # no SIGHUP on Windows
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vidfx")
+    except PackageNotFoundError:
+        return "0+unknown"
+
 
 # Features with training/evaluation commands: `vidfx train vsr ...` -> vidfx.vsr.train:main(argv).
 FEATURES = ("vsr", "segment", "jumpcut")
@@ -83,10 +127,37 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _parse_output_options(args) -> dict[int, dict[str, str]]:
+    """``--codec``/``--bit-depth``/``--start-number`` (for the first output, the one ``-o``
+    names) and ``--output-option [N:]KEY=VALUE`` (output N, counted from 1) by output index."""
+    options: dict[int, dict[str, str]] = {}
+    for key in ("codec", "bit_depth", "start_number"):
+        value = getattr(args, key, None)
+        if value is not None:
+            options.setdefault(0, {})[key] = value
+    for item in getattr(args, "output_option", None) or []:
+        where, sep, rest = item.partition(":")
+        index = 0
+        if sep and where.isdigit():
+            index, item = int(where) - 1, rest
+        key, sep, value = item.partition("=")
+        if not sep or not key or index < 0:
+            raise VidfxError(f"--output-option {item}: expected [N:]KEY=VALUE, e.g. 2:codec=ffv1")
+        options.setdefault(index, {})[key.replace("-", "_")] = value
+    return options
+
+
 def _load_graph(args):
     from .core.graph import load
 
-    return load(args.graph, input=args.input, output=args.output, set=_parse_sets(args.set))
+    graph = load(args.graph, input=args.input, output=args.output, set=_parse_sets(args.set))
+    for index, options in _parse_output_options(args).items():
+        graph.set_output_options(index, options)
+    if getattr(args, "strict", False):
+        for name, node in graph.nodes.items():
+            if node.type_name == "read":
+                graph.set_param(name, "strict", True)
+    return graph
 
 
 def cmd_run(args) -> int:
@@ -107,8 +178,10 @@ def cmd_run(args) -> int:
 
 def cmd_validate(args) -> int:
     graph = _load_graph(args)
-    graph.validate()
+    infos = graph.dry_run(device=args.device)
     print(f"{args.graph}: ok ({len(graph.nodes)} nodes, {len(graph.outputs)} outputs)")
+    for label, info in infos.items():
+        print(f"  {label}: {info.width}x{info.height}, {info.num_frames} frames at {info.fps}")
     return EXIT_OK
 
 
@@ -208,8 +281,16 @@ def _dispatch(module: str, argv: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(prog="vidfx", description="Temporally aware video effects.")
+    parser.add_argument("--version", action="version", version=f"vidfx {_version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    # the global flags are also accepted after the sub-command: `vidfx run g.yaml --debug`
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+
+    def command(name: str, **kwargs):
+        return add_parser(name, parents=[common], **kwargs)
 
     def graph_args(p):
         p.add_argument("graph", help="graph file (YAML)")
@@ -222,30 +303,45 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NODE.PARAM=VALUE",
             help="override a node parameter (repeatable)",
         )
+        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+        p.add_argument("--strict", action="store_true", help="damaged data in an input is an error, not a warning")
+        out = p.add_argument_group("output options (the first output, the one -o names)")
+        out.add_argument("--codec", help="e.g. prores_422hq, dnxhr_hqx, ffv1, h264, exr, dpx")
+        out.add_argument("--bit-depth", dest="bit_depth", help="8, 10, 16 or auto")
+        out.add_argument("--start-number", dest="start_number", help="first file number of an image sequence")
+        out.add_argument(
+            "--output-option",
+            action="append",
+            default=[],
+            metavar="[N:]KEY=VALUE",
+            help="any output option, for output N (from 1; default the first), repeatable",
+        )
 
-    p = sub.add_parser("run", help="render a graph")
+    p = command("run", help="render a graph")
     graph_args(p)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--frames", help="render output frames A:B only (B exclusive)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("validate", help="check a graph file without rendering")
+    p = command(
+        "validate",
+        help="dry run: probe inputs, configure every node, check outputs; render and write nothing",
+    )
     graph_args(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("nodes", help="list node types with their parameters")
+    p = command("nodes", help="list node types with their parameters")
     p.add_argument("name", nargs="?", help="only this node type")
     p.add_argument("--json", action="store_true", help="machine-readable")
     p.set_defaults(func=cmd_nodes)
 
-    p = sub.add_parser("probe", help="describe a media file as vidfx sees it")
+    p = command("probe", help="describe a media file as vidfx sees it")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable")
     p.set_defaults(func=cmd_probe)
 
     for verb in ("train", "eval"):
-        p = sub.add_parser(verb, help=f"{verb} a model ({', '.join(FEATURES)}); see `vidfx {verb} FEATURE -h`")
+        p = command(verb, help=f"{verb} a model ({', '.join(FEATURES)}); see `vidfx {verb} FEATURE -h`")
         p.add_argument("feature", choices=FEATURES)
         p.add_argument("args", nargs=argparse.REMAINDER)
         module = "evaluate" if verb == "eval" else "train"
@@ -281,7 +377,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING, format="vidfx: %(levelname)s: %(message)s"
     )
     try:
-        return args.func(args)
+        with _terminate_like_interrupt():
+            return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`vidfx probe f | head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"\nvidfx: stopped by {name}; unfinished outputs were removed", file=sys.stderr)
+        return 128 + exc.signum
     except VidfxError as exc:
         if args.debug:
             raise

@@ -31,7 +31,7 @@ import yaml
 
 from .engine import NodeRun, ProgressFn, RunSummary, build_runs, pull, resolve_device
 from .errors import GraphError, VidfxError
-from .frame import Frame
+from .frame import ClipInfo, Frame
 from .node import Node
 from .params import parse_text, resolve_params, safe_yaml
 from .registry import create_node
@@ -104,6 +104,13 @@ class Graph:
         self.outputs.append(out)
         return out
 
+    def set_output_options(self, index: int, options: dict[str, Any]) -> None:
+        """Change options of output ``index`` (0 = the first; ``--codec`` and friends)."""
+        if not 0 <= index < len(self.outputs):
+            raise GraphError(f"output {index + 1}: the graph has {len(self.outputs)} output(s)")
+        out = self.outputs[index]
+        out.options = {**out.options, **{k: parse_text(v) if isinstance(v, str) else v for k, v in options.items()}}
+
     def fresh_name(self, base: str) -> str:
         """``base``, or ``base2``, ``base3``... if that node name is taken."""
         if base not in self.nodes:
@@ -166,6 +173,26 @@ class Graph:
         for out in self.outputs:
             if out.sink is None:
                 resolve_params(file_sinks().params, out.options, owner=f"output {out.label}")
+
+    def dry_run(self, device: str | torch.device = "cpu") -> dict[str, ClipInfo]:
+        """Everything ``run`` checks before rendering, and nothing more: wiring, inputs probed,
+        every node configured (models loaded), output options, codec/container and size
+        checks by the installed writer. Opens nothing for writing. Returns each output's
+        description by label."""
+        self.validate()
+        order = self.order()
+        runs = build_runs(order, resolve_device(device))
+        try:
+            infos = {}
+            for out in self.outputs:
+                info = runs[out.input].info
+                infos[out.label] = info
+                if out.path is not None:
+                    file_sinks().check(out.path, info, **out.options)
+            return infos
+        finally:
+            for _, node, _ in order:
+                node.close()
 
     def _check_no_output_is_an_input(self) -> None:
         """GraphError if an output path is a file some node reads (also via links)."""

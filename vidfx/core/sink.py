@@ -61,6 +61,10 @@ class FileSinks(Protocol):
         """The sink that writes ``path`` with these options (validated against ``params``)."""
         ...
 
+    def check(self, path: str, info: ClipInfo, **options: Any) -> None:
+        """Raise the errors ``__call__(path, **options).open(info)`` would, writing nothing."""
+        ...
+
 
 @cache
 def file_sinks() -> FileSinks:
