@@ -50,7 +50,7 @@ def load_config(config: str, owner: str) -> OCIO.Config:
     path = config_path(config)
     try:
         return OCIO.Config.CreateFromFile(path)
-    except OCIO.Exception as e:
+    except (OCIO.Exception, OCIO.ExceptionMissingFile) as e:
         reason = " ".join(str(e).split())
         if path.startswith("ocio://"):
             raise ParamError(
@@ -63,9 +63,9 @@ def load_config(config: str, owner: str) -> OCIO.Config:
 
 def close_matches(name: str, choices: dict[str, str]) -> list[str]:
     """Up to five canonical names whose spelling (``choices``: lower-case name or alias -> canonical
-    name) contains ``name`` or is close to it, ignoring case."""
+    name) contains every word of ``name`` or is close to it, ignoring case."""
     key = name.lower()
-    found = [canonical for spelling, canonical in choices.items() if key in spelling]
+    found = [canonical for spelling, canonical in choices.items() if all(w in spelling for w in key.split())]
     found += [choices[s] for s in difflib.get_close_matches(key, list(choices), n=5, cutoff=0.6)]
     return list(dict.fromkeys(found))[:5]
 
@@ -200,7 +200,9 @@ class OCIOTransform(Node):
             display = _pick(f"{self.name}.display", "display", p.display, displays, where) if p.display else ""
             display = display or config.getDefaultDisplay()
             views = list(config.getViews(display))
-            view = _pick(f"{self.name}.view", f"view of {display!r}", p.view, views, where) if p.view else ""
+            view = (
+                _pick(f"{self.name}.view", "view", p.view, views, f"display {display!r} of {where}") if p.view else ""
+            )
             view = view or config.getDefaultView(display)
             steps: list[OCIO.Transform] = [OCIO.LookTransform(src=source, dst=source, looks=looks)] if looks else []
             steps.append(OCIO.DisplayViewTransform(src=source, display=display, view=view))
