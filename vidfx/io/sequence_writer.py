@@ -1,5 +1,12 @@
-"""Writing image sequences: one PNG, TIFF or OpenEXR file per frame (FFmpeg's image
-encoders through PyAV)."""
+"""Writing image sequences: one PNG, TIFF, OpenEXR or DPX file per frame (FFmpeg's image
+encoders through PyAV).
+
+Nothing with a final name appears before the run succeeds: the writer locks the pattern
+(``output_lock``), writes every image into a hidden folder next to the output
+(``.NAME.partial-<random>/``) and moves them into place on ``close()``; ``abort()`` removes
+that folder. A process killed outright leaves only the hidden folder, which the next run
+writing the same pattern removes.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +16,16 @@ from fractions import Fraction
 import av
 from av.video.codeccontext import VideoCodecContext
 
-from vidfx.core.errors import MediaError
+from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.sink import Sink
 
+from . import dpx, exr_header
 from .convert import tensor_to_av
 from .image_seq import PATTERN
+from .output_lock import OutputLock, check_not_locked, remove_path, remove_stale_temporaries, temporary_name
 
-IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr"}
+IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr", ".dpx": "dpx"}
 
 
 def image_pix_fmt(codec: str, channels: int, bit_depth: int) -> str:
@@ -28,7 +37,24 @@ def image_pix_fmt(codec: str, channels: int, bit_depth: int) -> str:
             return {1: "gray", 3: "rgb24", 4: "rgba"}[channels]
         order = "be" if codec == "png" else "le"  # PNG stores 16-bit samples big-endian
         return {1: f"gray16{order}", 3: f"rgb48{order}", 4: f"rgba64{order}"}[channels]
+    if codec == "dpx":
+        # FFmpeg's DPX encoder: 10/12-bit only as planar RGB (packed into 32-bit words), RGBA
+        # with 8 or 16 bits; little-endian formats convert straight from vidfx's planes
+        if bit_depth <= 8:
+            return {1: "gray", 3: "rgb24", 4: "rgba"}[channels]
+        if bit_depth <= 10 and channels == 3:
+            return "gbrp10le"
+        if bit_depth <= 10 and channels == 4:
+            raise ParamError("DPX with alpha is written with 8 or 16 bits, not 10 (FFmpeg's encoder)")
+        return {1: "gray16le", 3: "rgb48le", 4: "rgba64le"}[channels]
     raise MediaError(f"image codec {codec!r} is not supported")
+
+
+def dpx_depth(channels: int, option: str | int) -> int:
+    """The bit depth a DPX output gets: 10 by default (16 with alpha), else as asked."""
+    if option in ("auto", None):
+        return 16 if channels == 4 else 10
+    return int(option)
 
 
 def frame_path(pattern: str, number: int) -> str:
@@ -36,9 +62,27 @@ def frame_path(pattern: str, number: int) -> str:
     return PATTERN.sub(lambda m: ("%" + m.group(1) + "d") % number, pattern, count=1)
 
 
+def sequence_pattern(path: str) -> str:
+    """The %d pattern written for an output path (``name.png`` -> ``name_%06d.png``)."""
+    if PATTERN.search(os.path.basename(path)):
+        return path
+    root, ext = os.path.splitext(path)
+    return f"{root}_%06d{ext}"
+
+
+def check_folder(path: str) -> None:
+    """MediaError unless the folder ``path`` goes into exists and this process may write there."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise MediaError(f"{path}: output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MediaError(f"{path}: output folder {folder} is not writable")
+
+
 class ImageSequenceWriter(Sink):
-    """Writes one image per frame. Each image is written to a hidden temporary name and
-    renamed when complete; ``abort`` removes every image this writer made."""
+    """Writes one image per frame into a hidden folder and moves them all into place on
+    ``close``; ``abort`` removes the folder. Frame numbers start at ``start_number``, or
+    by default at the clip's own ``first_number`` (else 0)."""
 
     def __init__(
         self,
@@ -46,38 +90,67 @@ class ImageSequenceWriter(Sink):
         codec: str | None = None,
         bit_depth: str | int = "auto",
         exr: str = "half",
-        start_number: int = 0,
+        start_number: int | None = None,
         compression: str | None = None,
     ):
-        if not PATTERN.search(os.path.basename(pattern)):
-            root, ext = os.path.splitext(pattern)
-            pattern = f"{root}_%06d{ext}"
-        self.pattern = pattern
-        ext = os.path.splitext(pattern)[1].lower()
+        self.pattern = sequence_pattern(pattern)
+        ext = os.path.splitext(self.pattern)[1].lower()
         chosen = codec or IMAGE_CODECS.get(ext)
-        if chosen is None or chosen not in ("png", "tiff", "exr"):
-            raise MediaError(f"{pattern}: cannot write images of type {ext or '(none)'}")
+        if chosen is None or chosen not in IMAGE_CODECS.values():
+            raise MediaError(f"{self.pattern}: cannot write images of type {ext or '(none)'}")
         self.codec: str = chosen
         self.bit_depth = bit_depth
         self.exr = exr
         self.start_number = start_number
         self.compression = compression
-        self.written: list[str] = []
+        self.written: list[str] = []  # final paths, filled by close()
+        self.temp_dir: str | None = None
+        self.lock: OutputLock | None = None
+        self._pending: list[tuple[str, str]] = []  # (temporary file, final path)
         self._info: ClipInfo | None = None
-        self._count = 0
+        self._first = 0
+
+    def check(self, info: ClipInfo | None) -> None:
+        """Everything ``open`` refuses (folder, codec against depth and alpha, another run
+        writing this pattern), creating nothing."""
+        check_folder(self.pattern)
+        if info is not None:
+            self._pix_fmt(info)
+        check_not_locked(self.pattern)
+
+    def _pix_fmt(self, info: ClipInfo) -> str:
+        if self.codec == "dpx":
+            depth = dpx_depth(info.channels, self.bit_depth)
+        else:
+            depth = info.bit_depth if self.bit_depth in ("auto", None) else int(self.bit_depth)
+        try:
+            return image_pix_fmt(self.codec, info.channels, depth)
+        except ParamError as exc:
+            raise ParamError(f"output {self.pattern}: {exc}") from None
 
     def open(self, info: ClipInfo) -> None:
-        """Check the folder and set up the image encoder."""
-        folder = os.path.dirname(self.pattern) or "."
-        if not os.path.isdir(folder):
-            raise MediaError(f"{self.pattern}: output folder {folder} does not exist")
+        """Check the output, lock the pattern and create the hidden folder for the images."""
+        check_folder(self.pattern)
+        self.pix_fmt = self._pix_fmt(info)
         self._info = info
-        depth = info.bit_depth if self.bit_depth in ("auto", None) else int(self.bit_depth)
-        self.pix_fmt = image_pix_fmt(self.codec, info.channels, depth)
+        if self.start_number is not None:
+            self._first = self.start_number
+        else:
+            self._first = info.first_number if info.first_number is not None else 0
+        lock = OutputLock(self.pattern)
+        lock.acquire()
+        self.lock = lock
+        try:
+            remove_stale_temporaries(self.pattern)
+            self.temp_dir = temporary_name(self.pattern)
+            os.mkdir(self.temp_dir)
+        except OSError as exc:
+            self.abort()
+            raise MediaError(f"{self.pattern}: cannot create a temporary folder ({exc.strerror or exc})") from None
 
     def _context(self, width: int, height: int) -> VideoCodecContext:
         ctx = av.CodecContext.create(self.codec, "w")
-        assert isinstance(ctx, VideoCodecContext)  # png, tiff and exr are picture codecs
+        assert isinstance(ctx, VideoCodecContext)  # the image codecs are picture codecs
         ctx.width, ctx.height, ctx.pix_fmt = width, height, self.pix_fmt
         ctx.time_base = Fraction(1, 25)
         options: dict[str, str] = {}
@@ -89,44 +162,64 @@ class ImageSequenceWriter(Sink):
         ctx.options = options
         return ctx
 
-    def write(self, frame: Frame) -> None:
-        """Encode and store one image (temporary name, then rename)."""
-        if self._info is None:
-            raise MediaError(f"{self.pattern}: writer is not open")
-        data = frame.data
-        vf = tensor_to_av(data, self.pix_fmt, self._info.colour)
+    def _encode(self, frame: Frame, info: ClipInfo) -> bytes:
+        """One frame as the bytes of an image file, with its timecode where the format has one."""
+        vf = tensor_to_av(frame.data, self.pix_fmt, info.colour)
         ctx = self._context(vf.width, vf.height)  # image encoders are cheap to open
         vf.pts = 0
         try:
             payload = b"".join(bytes(p) for p in ctx.encode(vf)) + b"".join(bytes(p) for p in ctx.encode(None))
         except av.FFmpegError as exc:
             raise MediaError(f"{self.pattern}: cannot encode {self.codec} ({exc})") from None
-        target = frame_path(self.pattern, self.start_number + self._count)
-        folder, name = os.path.split(target)
-        temp = os.path.join(folder, f".{name}.partial")
+        timecode = None if info.timecode is None else info.timecode + len(self._pending)
+        if self.codec == "dpx":
+            payload = dpx.add_industry_headers(payload, timecode, info.fps)
+        elif self.codec == "exr" and timecode is not None:
+            payload = exr_header.add_timecode(payload, timecode, self.pattern)
+        return payload
+
+    def write(self, frame: Frame) -> None:
+        """Encode one image into the hidden folder."""
+        info = self._info
+        if info is None or self.temp_dir is None:
+            raise MediaError(f"{self.pattern}: writer is not open (or failed earlier)")
+        payload = self._encode(frame, info)
+        target = frame_path(self.pattern, self._first + len(self._pending))
+        temp = os.path.join(self.temp_dir, os.path.basename(target))
         try:
             with open(temp, "wb") as fh:
                 fh.write(payload)
-            os.replace(temp, target)
         except OSError as exc:
-            _remove(temp)
             self.abort()
             raise MediaError(f"{target}: cannot write ({exc.strerror or exc})") from None
-        self.written.append(target)
-        self._count += 1
+        self._pending.append((temp, target))
 
     def close(self) -> None:
-        """Nothing pending: every image was renamed into place when written."""
+        """Move every image to its final name, remove the hidden folder and the lock."""
+        if self.temp_dir is None:
+            return
+        try:
+            for temp, target in self._pending:
+                os.replace(temp, target)
+                self.written.append(target)
+            os.rmdir(self.temp_dir)
+        except OSError as exc:
+            self.abort()
+            raise MediaError(f"{self.pattern}: cannot move the images into place ({exc.strerror or exc})") from None
+        self.temp_dir = None
+        self._pending.clear()
+        self._release()
 
     def abort(self) -> None:
-        """Remove the images written so far."""
-        for path in self.written:
-            _remove(path)
-        self.written.clear()
+        """Remove the hidden folder with every image in it, and the lock. Safe to call more
+        than once, and after ``close`` (which it leaves alone)."""
+        temp_dir, self.temp_dir = self.temp_dir, None
+        if temp_dir is not None:
+            remove_path(temp_dir)
+        self._pending.clear()
+        self._release()
 
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    def _release(self) -> None:
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()

@@ -1,8 +1,10 @@
 """Video file writer (PyAV) and ``make_sink``: one entry point for every output.
 
-The writer encodes into a hidden temporary file next to the target and renames it on
-``close()``; ``abort()`` (or any error) deletes it, so a file at the target path is
-always complete. Timing: the first frame's pts becomes 0 and every other frame keeps its
+The writer locks the target path for the whole write (``output_lock``: a second run
+writing the same output fails at ``open``), encodes into a uniquely named hidden temporary
+file next to it and renames that on ``close()``; ``abort()`` (or any error) deletes it, so
+a file at the target path is always complete. The clip's timecode goes on the video stream
+(a ``tmcd`` track in MOV/MP4, the MXF timecode). Timing: the first frame's pts becomes 0 and every other frame keeps its
 distance from it, in the clip's own time base, so VFR and missing-frame gaps survive;
 each frame's duration (``meta["duration"]``) is written too, so the clip's total length
 matches the source. Colour tags are written as given, and RGB->YUV uses that matrix/range.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -31,14 +34,15 @@ from vidfx.core.sink import Sink
 from .audio import AudioMuxer
 from .convert import tensor_to_av
 from .image_seq import is_sequence_path
+from .output_lock import OutputLock, check_not_locked, remove_stale_temporaries, temporary_name
 from .probe import MATRICES, PRIMARIES, RANGES, TRANSFERS, code_of
-from .sequence_writer import ImageSequenceWriter
+from .sequence_writer import ImageSequenceWriter, check_folder
 
 # The FFmpeg encoders behind VIDEO_CODECS.
 Encoder = Literal["libx264", "libx265", "prores_ks", "dnxhd", "ffv1"]
 
 VIDEO_CODECS = ("h264", "h265", "prores_422hq", "prores_4444", "dnxhr_hqx", "ffv1")
-IMAGE_CODECS = ("png", "tiff", "exr")
+IMAGE_CODECS = ("png", "tiff", "exr", "dpx")
 
 WRITER_PARAMS: tuple[Param, ...] = (
     Param(
@@ -47,7 +51,7 @@ WRITER_PARAMS: tuple[Param, ...] = (
         "auto",
         choices=("auto",) + VIDEO_CODECS + IMAGE_CODECS,
         doc="Encoder. auto: by extension (.mp4/.mkv h264, .mov ProRes 422 HQ or 4444 with alpha, "
-        ".mxf DNxHR HQX, image patterns png/tiff/exr).",
+        ".mxf DNxHR HQX, image patterns png/tiff/exr/dpx).",
     ),
     Param("crf", "int", 18, min=0, max=51, doc="Quality for h264/h265 (lower is better)."),
     Param("preset", "str", "medium", doc="x264/x265 speed preset (ultrafast..veryslow)."),
@@ -70,7 +74,13 @@ WRITER_PARAMS: tuple[Param, ...] = (
     Param("pix_fmt", "str", None, doc="Override the encoder's pixel format (e.g. yuv444p10le)."),
     Param("threads", "int", 0, min=0, max=256, doc="Encoder threads (0: automatic)."),
     Param("gop", "int", 0, min=0, max=10000, doc="Keyframe interval for h264/h265/ffv1 (0: encoder default)."),
-    Param("start_number", "int", 0, min=0, doc="First file number of an image sequence."),
+    Param(
+        "start_number",
+        "int",
+        None,
+        min=0,
+        doc="First file number of an image sequence (default: the clip's own frame number, else 0).",
+    ),
 )
 
 # FFmpeg's "unspecified" value of each colour property of a frame.
@@ -102,10 +112,10 @@ def writer_options(values: dict[str, Any] | None = None, owner: str = "output") 
 
 def make_sink(path: str | os.PathLike[str], **options: Any) -> Sink:
     """The Sink for ``path``: an image-sequence writer for ``%d`` patterns, folders or image
-    extensions (png/tif/tiff/exr), else a video file writer. Options: WRITER_PARAMS."""
+    extensions (png/tif/tiff/exr/dpx), else a video file writer. Options: WRITER_PARAMS."""
     path = os.fspath(path)
     opts = writer_options(options, owner=f"output {path}")
-    if is_sequence_path(path) or opts.codec in IMAGE_CODECS:
+    if _is_images(path, opts):
         codec = opts.codec if opts.codec in IMAGE_CODECS else None
         if opts.codec not in ("auto",) + IMAGE_CODECS:
             raise ParamError(f"output {path}: codec {opts.codec} cannot write images")
@@ -113,6 +123,93 @@ def make_sink(path: str | os.PathLike[str], **options: Any) -> Sink:
             path, codec=codec, bit_depth=opts.bit_depth, exr=opts.exr, start_number=opts.start_number
         )
     return VideoWriter(path, opts)
+
+
+def _is_images(path: str, opts: SimpleNamespace) -> bool:
+    return is_sequence_path(path) or opts.codec in IMAGE_CODECS
+
+
+def check_output(path: str | os.PathLike[str], info: ClipInfo | None = None, **options: Any) -> None:
+    """Check an output without writing anything: the options, the codec against the container
+    and (given the clip's ``info``) against its bit depth, alpha and size, that the output
+    folder exists and is writable, and that no other run is writing the output. Raises the
+    ParamError/MediaError that ``make_sink(path, **options).open(info)`` would raise."""
+    path = os.fspath(path)
+    opts = writer_options(options, owner=f"output {path}")
+    sink = make_sink(path, **options)
+    if isinstance(sink, ImageSequenceWriter):
+        sink.check(info)
+        return
+    plan_video(path, opts, info)
+    check_not_locked(path)
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """How a video output will be encoded: vidfx codec, bits, FFmpeg encoder, pixel format
+    and encoder options."""
+
+    codec: str
+    depth: int
+    encoder: Encoder
+    pix_fmt: str
+    options: dict[str, str]
+
+
+def plan_video(path: str, opts: SimpleNamespace, info: ClipInfo | None) -> VideoPlan | None:
+    """Check a video output's folder, container and codec (and, given ``info``, the bit
+    depth, alpha and size); the encoding plan, or None without ``info``."""
+    check_folder(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in AUTO_CODEC:
+        raise MediaError(
+            f"{path}: unknown video container {ext or '(no extension)'}; "
+            f"use one of {', '.join(AUTO_CODEC)} or an image pattern"
+        )
+    codec = opts.codec
+    if codec == "auto":
+        codec = AUTO_CODEC[ext][1 if info is not None and info.channels == 4 else 0]
+    if codec not in CONTAINER_CODECS[ext]:
+        homes = [e for e, codecs in CONTAINER_CODECS.items() if codec in codecs and e != ".m4v"]
+        raise ParamError(
+            f"output {path}: codec {codec} cannot be stored in {ext} (use {' or '.join(homes) or 'another codec'})"
+        )
+    if opts.bit_depth != "auto" and int(opts.bit_depth) > _MAX_DEPTH[codec]:
+        allowed = "8 or 10" if _MAX_DEPTH[codec] == 10 else "8, 10 or 16"
+        raise ParamError(f"output {path}: {codec} is written with {allowed} bits, not {opts.bit_depth}")
+    if info is None:
+        return None
+    depth = _pick_depth(opts.bit_depth, info, codec)
+    try:
+        encoder, pix_fmt, options = encoder_setup(codec, info.channels, depth, info.width, info.height)
+    except (ParamError, MediaError) as exc:
+        raise type(exc)(f"output {path}: {exc}") from None
+    pix_fmt = opts.pix_fmt or pix_fmt
+    _check_pix_fmt(path, encoder, pix_fmt, info)
+    return VideoPlan(codec, depth, encoder, pix_fmt, options)
+
+
+# the most bits per component each codec stores (ProRes 4444 carries 12-bit in FFmpeg's decoder,
+# but vidfx writes ProRes and DNxHR at 10)
+_MAX_DEPTH = {"h264": 10, "h265": 10, "prores_422hq": 10, "prores_4444": 10, "dnxhr_hqx": 10, "ffv1": 16}
+
+
+def _check_pix_fmt(path: str, encoder: str, pix_fmt: str, info: ClipInfo) -> None:
+    """ParamError for a pixel format the encoder cannot take, or whose chroma subsampling
+    needs an even width/height the clip does not have."""
+    try:
+        fmt = av.VideoFormat(pix_fmt, 4, 4)
+    except (ValueError, av.FFmpegError):
+        raise ParamError(f"output {path}: unknown pixel format {pix_fmt!r}") from None
+    supported = [f.name for f in av.codec.Codec(encoder, "w").video_formats or ()]
+    if supported and pix_fmt not in supported:
+        raise ParamError(f"output {path}: {encoder} cannot encode {pix_fmt} (it takes {', '.join(supported)})")
+    chroma = fmt.components[1] if len(fmt.components) > 2 and not pix_fmt.startswith(("gbr", "rgb", "bgr")) else None
+    if chroma is not None and (chroma.width < 4 and info.width % 2 or chroma.height < 4 and info.height % 2):
+        raise ParamError(
+            f"output {path}: {pix_fmt} subsamples chroma and needs an even width and height, "
+            f"not {info.width}x{info.height} (use a 4:4:4 pix_fmt or resize)"
+        )
 
 
 def encoder_setup(
@@ -135,7 +232,7 @@ def encoder_setup(
         return "prores_ks", pix, {"profile": "4", "vendor": "apl0", "alpha_bits": "16"}
     if codec == "dnxhr_hqx":
         if width < 256 or height < 120:
-            raise MediaError(f"DNxHR needs at least 256x120 pixels, not {width}x{height}")
+            raise ParamError(f"DNxHR needs at least 256x120 pixels, not {width}x{height}")
         return "dnxhd", "yuv422p10le", {"profile": "dnxhr_hqx"}
     if codec == "ffv1":
         bits = 8 if depth <= 8 else 10 if depth <= 10 else 16
@@ -169,6 +266,7 @@ class VideoWriter(Sink):
         self.opts = options if options is not None else writer_options(values, f"output {path}")
         self.ext = os.path.splitext(self.path)[1].lower()
         self.temp: str | None = None
+        self.lock: OutputLock | None = None
         self.container: OutputContainer | None = None
         self.stream: av.VideoStream | None = None
         self.audio: AudioMuxer | None = None
@@ -177,25 +275,15 @@ class VideoWriter(Sink):
 
     # --- set-up --------------------------------------------------------------------------
     def open(self, info: ClipInfo) -> None:
-        """Create the temporary file, the video (and audio) streams."""
-        folder = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(folder):
-            raise MediaError(f"{self.path}: output folder {folder} does not exist")
-        if self.ext not in AUTO_CODEC:
-            raise MediaError(
-                f"{self.path}: unknown video container {self.ext or '(no extension)'}; "
-                f"use one of {', '.join(AUTO_CODEC)} or an image pattern"
-            )
-        codec = self.opts.codec
-        if codec == "auto":
-            codec = AUTO_CODEC[self.ext][1 if info.channels == 4 else 0]
-        if codec not in CONTAINER_CODECS[self.ext]:
-            raise ParamError(f"output {self.path}: codec {codec} cannot be stored in {self.ext}")
+        """Check the output (as ``check_output``), lock the target path, create the
+        temporary file and the video (and audio) streams."""
+        plan = plan_video(self.path, self.opts, info)
+        assert plan is not None  # given info, plan_video plans
+        codec, encoder, options = plan.codec, plan.encoder, dict(plan.options)
         self.codec = codec
         self.info = info
-        self.depth = _pick_depth(self.opts.bit_depth, info, codec)
-        encoder, pix_fmt, options = encoder_setup(codec, info.channels, self.depth, info.width, info.height)
-        self.pix_fmt = self.opts.pix_fmt or pix_fmt
+        self.depth = plan.depth
+        self.pix_fmt = plan.pix_fmt
         self.time_base = info.time_base or 1 / info.fps
         self.frame_ticks = 1 / info.fps / self.time_base  # nominal frame duration in time_base
         if codec in ("h264", "h265"):
@@ -203,11 +291,17 @@ class VideoWriter(Sink):
         if self.opts.gop and codec in ("h264", "h265", "ffv1"):
             options["g"] = str(self.opts.gop)
 
-        name = os.path.basename(self.path)
-        self.temp = os.path.join(folder, f".{name}.partial{self.ext}")
+        lock = OutputLock(self.path)
+        lock.acquire()
+        self.lock = lock
         try:
+            remove_stale_temporaries(self.path)
+            self.temp = temporary_name(self.path, self.ext)
             self.container = av.open(self.temp, "w", format=_muxer(self.ext))
             stream = self.container.add_stream(encoder, rate=info.fps, options=options)
+            if info.timecode is not None:
+                # the mov/mp4 muxers write a tmcd track from it, the mxf muxer its timecode
+                stream.metadata["timecode"] = str(info.timecode)
             stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
             stream.time_base = self.time_base
             ctx = stream.codec_context
@@ -356,23 +450,32 @@ class VideoWriter(Sink):
             _check_written(temp, self.path)
             os.replace(temp, self.path)
             self.temp = None
+            self._release()
         except BaseException:
             self.abort()
             raise
 
     def abort(self) -> None:
-        """Drop the temporary file (nothing at the target path is touched)."""
-        if self.audio is not None:
-            self.audio.close()
-        if self.container is not None:
+        """Drop the temporary file and the lock (nothing at the target path is touched).
+        Safe to call more than once, and after ``close``."""
+        audio, self.audio = self.audio, None
+        if audio is not None:
+            audio.close()
+        container, self.container = self.container, None
+        if container is not None:
             try:
-                self.container.close()
+                container.close()
             except Exception:  # already failing; the file is removed below
                 pass
-            self.container = None
-        if self.temp and os.path.exists(self.temp):
-            os.remove(self.temp)
-        self.temp = None
+        temp, self.temp = self.temp, None
+        if temp and os.path.exists(temp):
+            os.remove(temp)
+        self._release()
+
+    def _release(self) -> None:
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()
 
 
 def _muxer(ext: str) -> str:
@@ -404,6 +507,10 @@ class _FileSinks:
 
     def __call__(self, path: str, **options: Any) -> Sink:
         return make_sink(path, **options)
+
+    def check(self, path: str, info: ClipInfo | None = None, **options: Any) -> None:
+        """``check_output``: everything ``open`` would refuse, without writing anything."""
+        check_output(path, info, **options)
 
 
 FILE_SINKS = _FileSinks()

@@ -1,0 +1,67 @@
+"""The OpenEXR ``timeCode`` header attribute: added to the files FFmpeg's ``exr`` encoder
+writes (it writes none), and read back.
+
+A single-part scan-line EXR is: magic and version (8 bytes), header attributes (``name\\0
+type\\0`` int32 size, value) ending with a NUL byte, then the offset table (one uint64 file
+offset per chunk of scan lines), then the chunks. Inserting an attribute moves every chunk
+by its size, so the offset table is moved with it.
+"""
+
+from __future__ import annotations
+
+import struct
+from fractions import Fraction
+
+from vidfx.core.errors import MediaError
+from vidfx.core.timecode import Timecode
+
+from . import smpte
+
+EXR_MAGIC = b"\x76\x2f\x31\x01"
+_SINGLE_PART_FLAGS = 0x1E00  # tiled, long names, deep, multi-part: none of these is handled
+# scan lines per chunk for each compression code (none, rle, zips, zip, piz, pxr24, b44, b44a, dwaa, dwab)
+_LINES_PER_CHUNK = (1, 1, 1, 16, 32, 16, 32, 32, 32, 256)
+
+
+def _attributes(data: bytes, where: str) -> tuple[dict[str, tuple[str, int, int]], int]:
+    """{name: (type, value offset, value size)} and the offset of the header's closing NUL."""
+    if data[:4] != EXR_MAGIC:
+        raise MediaError(f"{where}: not an OpenEXR file")
+    if struct.unpack_from("<I", data, 4)[0] & _SINGLE_PART_FLAGS:
+        raise MediaError(f"{where}: only single-part scan-line OpenEXR headers are handled")
+    attrs: dict[str, tuple[str, int, int]] = {}
+    pos = 8
+    while data[pos] != 0:
+        name_end = data.index(b"\0", pos)
+        type_end = data.index(b"\0", name_end + 1)
+        size = struct.unpack_from("<i", data, type_end + 1)[0]
+        value = type_end + 5
+        attrs[data[pos:name_end].decode("latin-1")] = (data[name_end + 1 : type_end].decode("latin-1"), value, size)
+        pos = value + size
+    return attrs, pos
+
+
+def add_timecode(data: bytes, timecode: Timecode, where: str = "EXR") -> bytes:
+    """An EXR file's bytes with a ``timeCode`` attribute (replacing one it has)."""
+    attrs, end = _attributes(data, where)
+    word = struct.pack("<II", smpte.pack(timecode), 0)  # time and flags, user data
+    if "timeCode" in attrs:
+        _, value, _ = attrs["timeCode"]
+        return data[:value] + word + data[value + 8 :]
+    _, window, _ = attrs["dataWindow"]
+    _, y_min, _, y_max = struct.unpack_from("<iiii", data, window)
+    _, compression, _ = attrs["compression"]
+    chunks = -(-(y_max - y_min + 1) // _LINES_PER_CHUNK[data[compression]])
+    attribute = b"timeCode\0timecode\0" + struct.pack("<i", 8) + word
+    table_start = end + 1
+    offsets = struct.unpack_from(f"<{chunks}Q", data, table_start)
+    table = struct.pack(f"<{chunks}Q", *(o + len(attribute) for o in offsets))
+    return data[:end] + attribute + data[end:table_start] + table + data[table_start + 8 * chunks :]
+
+
+def read_timecode(data: bytes, fps: Fraction, where: str = "EXR") -> Timecode | None:
+    """The ``timeCode`` attribute of an EXR file's bytes (its header is enough), None if absent."""
+    attrs, _ = _attributes(data, where)
+    if "timeCode" not in attrs or attrs["timeCode"][0] != "timecode":
+        return None
+    return smpte.unpack(struct.unpack_from("<I", data, attrs["timeCode"][1])[0], fps)
