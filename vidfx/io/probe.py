@@ -17,8 +17,9 @@ from av.stream import Stream
 
 from vidfx.core.errors import MediaError
 from vidfx.core.frame import AudioRef, ClipInfo, ColourTags
+from vidfx.core.timecode import Timecode
 
-from .image_seq import ImageSequenceDecoder
+from .image_seq import ImageSequenceDecoder, is_image_input
 from .pixfmt import bit_depth_of, has_alpha, is_grey, is_rgb
 
 # FFmpeg's names for the AVColor* enums (libavutil/pixdesc.c), by value.
@@ -194,10 +195,11 @@ def probe(path: str | os.PathLike[str]) -> ClipInfo:
     ``rotation`` is the display-matrix rotation in degrees counter-clockwise, and
     ``width``/``height`` are the *upright* size (what the reader outputs after applying
     it). Raises MediaError for missing, unreadable, truncated or video-less files.
-    A ``%04d`` pattern or a folder is described as an image sequence at 25 fps.
+    ``timecode`` is the source timecode of the first frame, where the file has one.
+    A ``%04d`` pattern, a folder or an image file is described as an image sequence at 25 fps.
     """
     path = os.fspath(path)
-    if "%" in os.path.basename(path) or os.path.isdir(path):
+    if is_image_input(path):
         return ImageSequenceDecoder(path, Fraction(25)).open()  # an image sequence (rate unknown: 25)
     container = open_input(path)
     try:
@@ -242,9 +244,29 @@ def probe(path: str | os.PathLike[str]) -> ClipInfo:
             codec=ctx.name,
             rotation=rotation,
             sample_aspect_ratio=Fraction(sar.numerator, sar.denominator) if sar else None,
+            timecode=source_timecode(container, stream, fps),
         )
     finally:
         container.close()
+
+
+def source_timecode(container: InputContainer, stream: av.VideoStream, fps: Fraction) -> Timecode | None:
+    """The timecode of the first frame from the container's tags, or None.
+
+    Looks at the video stream's ``timecode`` tag (MOV/MP4 copy the ``tmcd`` track's start
+    there), then the data streams' (the ``tmcd`` track itself), then the file's (MXF and
+    others). ``;`` (or ``.``/``,``) before the frames marks drop-frame. A tag that is not a
+    valid timecode at the stream's rate is ignored.
+    """
+    tagged = [stream.metadata, *(s.metadata for s in container.streams.data), container.metadata]
+    for tags in tagged:
+        text = tags.get("timecode")
+        if text:
+            try:
+                return Timecode.parse(text, fps)
+            except ValueError:
+                continue
+    return None
 
 
 def _tag(table: dict[int, str], *codes: int | None) -> str | None:

@@ -3,6 +3,8 @@
 Frames come out in decode order = display order, numbered 0.. as FFmpeg decodes them;
 each carries the source pts (ClipInfo.time_base) and its duration in ``meta["duration"]``,
 so gaps (missing frame slots) and VFR timing pass through to the writer untouched.
+Damaged data the decoder conceals (packets it rejects, frames it flags corrupt) is counted
+in ``damage`` (or raised as a MediaError with ``strict``), so the ``read`` node can report it.
 Pixels are made only when a node asks for ``frame.data`` (YUV->RGB with the stream's own
 matrix/range, 16-bit RGB for >8-bit sources, display rotation applied); until then the
 decoder's frame rides along in ``frame.native`` so a writer can encode it directly.
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 import av
 from av.container import InputContainer
 
+from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 
 from .convert import av_to_tensor
@@ -31,9 +34,10 @@ class VideoDecoder:
     ``get(n)`` returns frame ``n`` (a lazy Frame) or raises EndOfStream(length).
     """
 
-    def __init__(self, path: str, threads: int = 0):
+    def __init__(self, path: str, threads: int = 0, strict: bool = False):
         self.path = os.fspath(path)
         self.threads = threads
+        self.strict = strict
         self.info: ClipInfo | None = None
         self._container: InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
@@ -42,6 +46,8 @@ class VideoDecoder:
         self._pts_of: list[int | None] = []  # source pts of every frame decoded so far, by index
         self._length: int | None = None
         self.decode_errors = 0
+        self.damage: list[int] = []  # frame index of each damaged packet or concealed frame (first pass only)
+        self.cut_short_at: int | None = None  # frames read before the container's data could not be read on
 
     def open(self) -> ClipInfo:
         """Probe the file and start decoding; returns its ClipInfo (upright size)."""
@@ -79,12 +85,27 @@ class VideoDecoder:
                     yield from packet.decode()
                 except av.InvalidDataError:
                     self.decode_errors += 1  # a damaged packet: skip it, as ffmpeg does
-        except av.FFmpegError:
+                    self._damaged(self._next, "the decoder rejected a damaged packet")
+        except av.FFmpegError as exc:
             # truncated or damaged container: flush what the decoder still holds
+            if self._next >= len(self._pts_of) and self.cut_short_at is None:
+                if self.strict:
+                    raise MediaError(
+                        f"{self.path}: data cannot be read after frame {self._next} ({exc.strerror or exc}; strict)"
+                    ) from None
+                self.cut_short_at = self._next
             try:
                 yield from stream.codec_context.decode(None)
             except av.FFmpegError:
                 pass
+
+    def _damaged(self, n: int, what: str) -> None:
+        """Note damaged data near frame ``n`` (once: not again after a seek back); strict raises."""
+        if n < len(self._pts_of):
+            return  # decoded again after a seek: counted the first time
+        if self.strict:
+            raise MediaError(f"{self.path}: damaged data at frame {n}: {what} (strict)")
+        self.damage.append(n)
 
     def _next_decoded(self) -> av.VideoFrame | None:
         """The next frame the decoder gives (None at the end of the stream)."""
@@ -116,6 +137,8 @@ class VideoDecoder:
             raise EndOfStream(self._length)
         n = self._next
         self._next += 1
+        if vf.is_corrupt:
+            self._damaged(n, "the decoder concealed corrupt data")
         if n == len(self._pts_of):
             self._pts_of.append(vf.pts)
         frame = self._wrap(n, vf)
