@@ -3,23 +3,50 @@
 Front doors: ``vidfx run graph.yaml`` (CLI), this package (``vidfx.read`` and clips,
 ``vidfx.load``, ``vidfx.Graph``, ``vidfx.apply``) and the OpenFX plugin bundle
 (``vidfx ofx build``).
+
+The names below are imported on first use, so ``import vidfx`` (and ``vidfx --help``,
+``vidfx probe``) starts without loading torch.
 """
 
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("vidfx")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from .api import ArraySource, Graph, RunSummary, apply, load, node_types, to_tensor  # noqa: E402
-from .clip import Clip, read  # noqa: E402
-from .core.errors import GraphError, MediaError, ModelError, ParamError, VidfxError  # noqa: E402
-from .core.frame import ClipInfo, ColourTags, Frame  # noqa: E402
-from .core.node import HostHints, Node, SequenceNode, SourceNode  # noqa: E402
-from .core.params import Param  # noqa: E402
-from .core.registry import register  # noqa: E402
-from .core.sink import Sink  # noqa: E402
+# public name -> module that defines it
+_EXPORTS = {
+    "ArraySource": "api",
+    "Graph": "api",
+    "RunSummary": "api",
+    "apply": "api",
+    "load": "api",
+    "node_types": "api",
+    "to_tensor": "api",
+    "Clip": "clip",
+    "read": "clip",
+    "GraphError": "core.errors",
+    "MediaError": "core.errors",
+    "ModelError": "core.errors",
+    "ParamError": "core.errors",
+    "VidfxError": "core.errors",
+    "ClipInfo": "core.frame",
+    "ColourTags": "core.frame",
+    "Frame": "core.frame",
+    "HostHints": "core.node",
+    "Node": "core.node",
+    "SequenceNode": "core.node",
+    "SourceNode": "core.node",
+    "Param": "core.params",
+    "register": "core.registry",
+    "Sink": "core.sink",
+    "Timecode": "core.timecode",
+}
 
 __all__ = [
     "ArraySource",
@@ -39,6 +66,7 @@ __all__ = [
     "SequenceNode",
     "Sink",
     "SourceNode",
+    "Timecode",
     "VidfxError",
     "apply",
     "load",
@@ -47,3 +75,27 @@ __all__ = [
     "register",
     "to_tensor",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vidfx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .api import ArraySource, Graph, RunSummary, apply, load, node_types, to_tensor
+    from .clip import Clip, read
+    from .core.errors import GraphError, MediaError, ModelError, ParamError, VidfxError
+    from .core.frame import ClipInfo, ColourTags, Frame
+    from .core.node import HostHints, Node, SequenceNode, SourceNode
+    from .core.params import Param
+    from .core.registry import register
+    from .core.sink import Sink
+    from .core.timecode import Timecode

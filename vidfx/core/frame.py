@@ -6,11 +6,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .timecode import Timecode
+
+if TYPE_CHECKING:  # only for annotations: probing a file needs no torch
+    import torch
 
 
 @dataclass(frozen=True)
