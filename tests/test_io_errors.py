@@ -1,6 +1,8 @@
 """Bad input and bad output places: one-line MediaErrors, and never a finished-looking file."""
 
 import os
+import random
+import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -9,9 +11,12 @@ import av
 import pytest
 import torch
 
+from vidfx.core.engine import RunSummary
 from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, EndOfStream, Frame
+from vidfx.core.graph import Graph
 from vidfx.core.registry import create_node
+from vidfx.core.sink import ListSink
 from vidfx.io import copy_media, make_sink, open_source, probe
 from vidfx.io import writer as writer_module
 
@@ -51,15 +56,22 @@ def test_not_a_media_file(tmp_path):
     one_line(err.value, "script.mp4")
 
 
-def test_damaged_packets_are_skipped_not_fatal(tmp_path):
-    """Garbage in the middle of the picture data: decoding goes on (as ffmpeg does)."""
+def damaged_copy(tmp_path) -> Path:
+    """motion_320x180.mp4 with garbage in the picture data of packets 20..23 (same garbage every run)."""
     data = bytearray(MOTION.read_bytes())
     with av.open(str(MOTION)) as c:
         positions = [e.pos for e in c.streams.video[0].index_entries]
+    garbage = random.Random(41)
     for pos in positions[20:24]:
-        data[pos + 8 : pos + 400] = os.urandom(392)
+        data[pos + 8 : pos + 400] = garbage.randbytes(392)
     bad = tmp_path / "damaged.mp4"
     bad.write_bytes(bytes(data))
+    return bad
+
+
+def test_damaged_packets_are_skipped_not_fatal(tmp_path):
+    """Garbage in the middle of the picture data: decoding goes on (as ffmpeg does)."""
+    bad = damaged_copy(tmp_path)
     reader = open_source(bad)
     frames = 0
     try:
@@ -69,6 +81,34 @@ def test_damaged_packets_are_skipped_not_fatal(tmp_path):
     except EndOfStream as end:
         assert end.length == frames
     assert frames >= 56
+    assert reader.decoder is not None and len(reader.decoder.damage) >= 1  # counted for the warning
+
+
+def read_all(path, **read_options) -> RunSummary:
+    g = Graph()
+    g.read(path, name="read", **read_options)
+    g.write("read", sink=ListSink())
+    return g.run(device="cpu")
+
+
+def test_concealed_damage_is_reported_in_the_run_summary(tmp_path):
+    summary = read_all(damaged_copy(tmp_path))
+    reports = [m for m in summary.messages if "damaged data" in m]
+    assert len(reports) == 1, summary.messages
+    report = r"read: (\d+) frames? had damaged data and (?:was|were) concealed \(first at frame (\d+)\)"
+    match = re.fullmatch(report, reports[0])
+    assert match, reports[0]
+    count, first = int(match.group(1)), int(match.group(2))
+    assert 1 <= count <= 8 and 15 <= first <= 24  # packets 20..23 were damaged
+    assert read_all(MOTION).messages == []  # an intact file reports nothing
+
+
+def test_strict_makes_damaged_data_an_error(tmp_path):
+    bad = damaged_copy(tmp_path)
+    with pytest.raises(MediaError) as err:
+        read_all(bad, strict=True)
+    assert "damaged data at frame" in one_line(err.value, "damaged.mp4")
+    assert read_all(MOTION, strict=True).frames == {"read": 64}
 
 
 def test_output_folder_missing(tmp_path):

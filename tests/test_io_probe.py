@@ -175,3 +175,55 @@ def test_pixel_format_facts(pix_fmt, depth, alpha, grey, yuv, floating, rgb):
 
 def test_pixel_format_facts_of_no_format():
     assert (bit_depth_of(None), has_alpha(None), is_grey(None)) == (8, False, False)
+
+
+def write_with_timecode(path, timecode: str, rate: Fraction, codec: str = "mpeg4", on_file: bool = False) -> None:
+    """A small video whose stream (or, ``on_file``, whose container) carries a ``timecode``
+    tag: FFmpeg's MOV muxer makes a tmcd track of it, MXF and Matroska store it as a tag."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=rate)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        (out if on_file else s).metadata["timecode"] = timecode
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+
+
+@pytest.mark.parametrize(
+    "text, rate, frames, drop",
+    [
+        ("01:00:00:00", Fraction(25), 90000, False),
+        ("00:59:59:24", Fraction(25), 89999, False),
+        ("01:00:00;02", Fraction(30000, 1001), 107894, True),
+        ("00:10:00;00", Fraction(30000, 1001), 17982, True),
+    ],
+)
+def test_timecode_from_a_mov_tmcd_track(tmp_path, capsys, text, rate, frames, drop):
+    from vidfx.cli import main
+
+    path = tmp_path / "tc.mov"
+    write_with_timecode(path, text, rate)
+    with av.open(str(path)) as c:  # the file really has the tmcd track
+        assert [s.type for s in c.streams] == ["video", "data"]
+    info = probe(path)
+    assert info.timecode is not None
+    assert (info.timecode.frames, info.timecode.drop, str(info.timecode)) == (frames, drop, text)
+    assert main(["probe", str(path)]) == 0
+    assert f"timecode: {text}" in capsys.readouterr().out
+
+
+def test_no_timecode_is_none():
+    assert probe(SAMPLES / "motion_320x180.mp4").timecode is None
+
+
+@pytest.mark.parametrize(
+    "name, codec, on_file",
+    [("tc.mxf", "mpeg2video", True), ("tc.mkv", "mpeg4", False), ("tc_file.mkv", "mpeg4", True)],
+)
+def test_timecode_from_mxf_and_matroska_tags(tmp_path, name, codec, on_file):
+    path = tmp_path / name
+    write_with_timecode(path, "10:00:00:05", Fraction(25), codec, on_file)
+    assert str(probe(path).timecode) == "10:00:00:05"

@@ -261,6 +261,8 @@ def _info_dict(info) -> dict:
         "range": info.colour.range,
         "rotation": info.rotation,
         "time_base": str(info.time_base),
+        "timecode": str(info.timecode) if info.timecode is not None else "none",
+        "first_number": info.first_number,
     }
     if info.audio:
         a = info.audio

@@ -254,13 +254,13 @@ def source_timecode(container: InputContainer, stream: av.VideoStream, fps: Frac
     """The timecode of the first frame from the container's tags, or None.
 
     Looks at the video stream's ``timecode`` tag (MOV/MP4 copy the ``tmcd`` track's start
-    there), then the data streams' (the ``tmcd`` track itself), then the file's (MXF and
-    others). ``;`` (or ``.``/``,``) before the frames marks drop-frame. A tag that is not a
+    there), then the data streams' (the ``tmcd`` track itself), then the file's (MXF,
+    Matroska). ``;`` (or ``.``/``,``) before the frames marks drop-frame. A tag that is not a
     valid timecode at the stream's rate is ignored.
     """
     tagged = [stream.metadata, *(s.metadata for s in container.streams.data), container.metadata]
     for tags in tagged:
-        text = tags.get("timecode")
+        text = next((v for k, v in tags.items() if k.lower() == "timecode"), None)  # Matroska: TIMECODE
         if text:
             try:
                 return Timecode.parse(text, fps)
