@@ -219,6 +219,20 @@ def test_render_from_threads_matches_serial(frame):
     assert all(torch.equal(a, b) for a, b in zip(serial, threaded))
 
 
+def test_row_bands_do_not_change_the_result(frame):
+    node, _ = configured("ARRI LogC4", **SDR_VIEW)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 3, 7):  # one band, and bands of unequal height (180 rows)
+            torch.set_num_threads(n)
+            outs.append(node.render(0, [[Frame(frame, index=0)]]).data)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    torch.testing.assert_close(outs[0], reference(frame, OCIO.DisplayViewTransform("ARRI LogC4", **SDR_VIEW)))
+
+
 def test_same_space_passes_frames_through(frame):
     node, _ = configured("ACEScg", target="ACEScg")
     f = Frame(frame, index=0)
