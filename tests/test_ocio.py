@@ -154,6 +154,14 @@ def test_unknown_names_list_close_matches(params, names, suggestion):
     assert names in text and "close matches" in text and suggestion in text
 
 
+def test_unknown_declared_space_says_where_it_came_from():
+    with pytest.raises(ParamError) as exc:
+        configured("LogC4", target="ACEScg")
+    text = one_line(exc)
+    assert "ocio.source (the clip's declared colour space): unknown colour space 'LogC4'" in text
+    assert "'ARRI LogC4'" in text
+
+
 def test_what_to_convert_to_must_be_clear():
     with pytest.raises(ParamError, match="not both"):
         configured("ACEScg", target="ACES2065-1", display="sRGB - Display")

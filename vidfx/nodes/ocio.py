@@ -187,7 +187,8 @@ class OCIOTransform(Node):
                 else f"{self.name}.source: the clip declares no colour space; set source (e.g. 'ARRI LogC4') "
                 "or the read's colourspace"
             )
-        source = colour_space_name(config, source, f"{self.name}.source", where)
+        owner = f"{self.name}.source" if p.source else f"{self.name}.source (the clip's declared colour space)"
+        source = colour_space_name(config, source, owner, where)
         looks = self._looks(config, where)
         transform: OCIO.Transform
         if p.target:
