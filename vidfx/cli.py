@@ -186,49 +186,27 @@ def cmd_validate(args) -> int:
 
 
 def cmd_nodes(args) -> int:
-    from .api import node_types
+    from .core.params import Param
+    from .core.schemas import load_schemas, param_from
 
-    types = node_types()
+    schemas = load_schemas()  # cached: listing nodes needs no torch
+    types = schemas["nodes"]
     if args.name:
         if args.name not in types:
             raise VidfxError(f"unknown node type {args.name!r}; known: {', '.join(types)}")
         types = {args.name: types[args.name]}
     if args.json:
-        print(
-            json.dumps(
-                {
-                    name: {
-                        "description": cls.description,
-                        "inputs": cls.num_inputs,
-                        "params": [
-                            {
-                                "name": p.name,
-                                "kind": p.kind,
-                                "default": p.default,
-                                "min": p.min,
-                                "max": p.max,
-                                "choices": p.choices,
-                                "required": p.required,
-                                "doc": p.doc,
-                            }
-                            for p in cls.params
-                        ],
-                    }
-                    for name, cls in types.items()
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(types, indent=2))
         return EXIT_OK
-    for name, cls in types.items():
-        print(f"{name} ({cls.num_inputs} input{'s' if cls.num_inputs != 1 else ''}): {cls.description}")
-        for p in cls.params:
-            print(f"    {p.describe()}")
-    from .io import WRITER_PARAMS
-
+    for name, schema in types.items():
+        inputs = schema["inputs"]
+        print(f"{name} ({inputs} input{'s' if inputs != 1 else ''}): {schema['description']}")
+        for p in schema["params"]:
+            print(f"    {param_from(p).describe()}")
     if not args.name:
         print("outputs (options under each entry of `outputs:`):")
-        for p in WRITER_PARAMS:
+        outputs: list[Param] = [param_from(p) for p in schemas["outputs"]]
+        for p in outputs:
             print(f"    {p.describe()}")
     return EXIT_OK
 

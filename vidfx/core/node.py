@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .frame import ClipInfo, Frame
 from .params import Param, resolve_params
+
+if TYPE_CHECKING:  # a node's module imports torch; this one stays light for listing node types
+    import torch
 
 log = logging.getLogger("vidfx")
 
@@ -56,6 +57,8 @@ class Node:
     def __init__(self, name: str | None = None, **values):
         self.name = name or self.type_name
         self.p = resolve_params(self.params, values, owner=self.name)
+        import torch
+
         self.device = torch.device("cpu")
         self.messages: list[str] = []
 
