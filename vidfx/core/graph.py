@@ -38,6 +38,8 @@ from .registry import create_node
 from .sink import Sink, file_sinks
 
 TOP_LEVEL_KEYS = {"version", "inputs", "nodes", "outputs"}
+# An output option the graph handles itself: convert to this OCIO colour space before writing.
+COLOURSPACE_OPTION = "colourspace"
 
 
 @dataclass
@@ -172,7 +174,8 @@ class Graph:
         self._check_no_output_is_an_input()
         for out in self.outputs:
             if out.sink is None:
-                resolve_params(file_sinks().params, out.options, owner=f"output {out.label}")
+                options = {k: v for k, v in out.options.items() if k != COLOURSPACE_OPTION}
+                resolve_params(file_sinks().params, options, owner=f"output {out.label}")
 
     def dry_run(self, device: str | torch.device = "cpu") -> dict[str, ClipInfo]:
         """Everything ``run`` checks before rendering, and nothing more: wiring, inputs probed,
@@ -180,11 +183,12 @@ class Graph:
         checks by the installed writer. Opens nothing for writing. Returns each output's
         description by label."""
         self.validate()
-        order = self.order()
+        graph = self._for_rendering()
+        order = graph.order()
         runs = build_runs(order, resolve_device(device))
         try:
             infos = {}
-            for out in self.outputs:
+            for out in graph.outputs:
                 info = runs[out.input].info
                 infos[out.label] = info
                 if out.path is not None:
@@ -220,7 +224,7 @@ class Graph:
         looking finished) and the error is raised.
         """
         self.validate()
-        graph = self._with_frame_range(frames) if frames else self
+        graph = self._for_rendering(frames)
         started = time.monotonic()
         dev = resolve_device(device)
         order = graph.order()
@@ -243,21 +247,24 @@ class Graph:
             summary.messages.extend(node.messages)
         return summary
 
-    def _with_frame_range(self, frames: tuple[int | None, int | None]) -> Graph:
-        """A copy of this graph with a trim in front of every output."""
-        start, end = frames
+    def _for_rendering(self, frames: tuple[int | None, int | None] | None = None) -> Graph:
+        """A copy with what the outputs ask for made explicit: a ``trim`` for a frame range,
+        an ``ocio`` node for an output that declares its colour space."""
         g = Graph()
         g.nodes = dict(self.nodes)
         g.inputs_of = {k: list(v) for k, v in self.inputs_of.items()}
-        for out in self.outputs:
-            trim = g.add(
-                "trim",
-                out.input,
-                name=g.fresh_name(f"frames_{out.input}"),
-                start=start or 0,
-                end=-1 if end is None else end,
-            )
-            g.outputs.append(Output(trim, out.path, out.options, out.sink))
+        for i, out in enumerate(self.outputs):
+            feed, options = out.input, dict(out.options)
+            if frames:
+                start, end = frames
+                feed = g.add(
+                    "trim", feed, name=g.fresh_name(f"frames_{feed}"), start=start or 0, end=-1 if end is None else end
+                )
+            space = options.pop(COLOURSPACE_OPTION, None)
+            if space:
+                name = g.fresh_name(f"output{i + 1}_colourspace")
+                feed = g.add("ocio", feed, name=name, source="", target=str(space))
+            g.outputs.append(Output(feed, out.path, options, out.sink))
         return g
 
     def frame(self, name: str, n: int, device: str | torch.device = "cpu") -> Frame:
