@@ -1,8 +1,12 @@
-"""Reading image sequences: PNG (8/16-bit), TIFF (8/16-bit), OpenEXR (half/float), with alpha.
+"""Reading image sequences: PNG (8/16-bit), TIFF (8/16-bit), OpenEXR (half/float), DPX
+(10/16-bit), with alpha.
 
-A sequence is named by a printf pattern (``shots/a_%04d.png``) or a folder of images.
-Files are decoded one at a time with FFmpeg's image codecs through PyAV; writing is in
-``sequence_writer``.
+A sequence is named by a printf pattern (``shots/a_%04d.png``), a folder of images, or one
+image file (read as that file even if its name holds a ``%``). Frame numbers come from the
+file names: ``shot_1001..shot_1100`` are frames 0..99 with ``first_number`` 1001; a missing
+number is an error unless the reader fills it (``gaps``). Timecode comes from the first
+file's header (DPX, EXR). Files are decoded one at a time with FFmpeg's image codecs
+through PyAV; writing is in ``sequence_writer``.
 """
 
 from __future__ import annotations
@@ -202,14 +206,14 @@ def image_timecode(path: str, fps: Fraction) -> Timecode | None:
     lower = path.lower()
     if lower.endswith(".dpx"):
         header = dpx.read_file_header(path)
-        rate = dpx_rate(header.frame_rate) or fps
+        rate = _exact_rate(header.frame_rate) or fps
         return header.timecode(rate)
     if lower.endswith(".exr"):
         return _exr_timecode(path, fps)
     return None
 
 
-def dpx_rate(value: float | None) -> Fraction | None:
+def _exact_rate(value: float | None) -> Fraction | None:
     """A header's float frame rate as an exact rate (29.97 -> 30000/1001); None if undefined."""
     if value is None or not value > 0:
         return None
