@@ -216,4 +216,11 @@ def test_pass_through_subcommands_take_their_own_flags(capsys):
 
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_validate(example, capsys):
+    (REPO / "out").mkdir(exist_ok=True)  # where the examples write (as setup.sh makes it)
     assert main(["validate", str(example)]) == 0, capsys.readouterr().err
+
+
+def test_validate_reports_a_missing_output_folder(tmp_path, capsys):
+    g = graph(tmp_path, PATTERN.replace("OUT", "no/such/folder/out.mp4"))
+    assert main(["validate", g]) == 3
+    assert "folder" in capsys.readouterr().err
