@@ -271,6 +271,21 @@ def test_timecode_written_to_video(tmp_path, ext, fps, text):
         assert [t.get("timecode") for t in tracks] == [text]  # the tmcd track
 
 
+@pytest.mark.parametrize("name", ["tc.mxf", "tc.mov", "f_%04d.dpx"])
+def test_timecode_at_another_rate_is_left_out(tmp_path, name, caplog):
+    """A 29.97 drop-frame timecode on a clip read at 25 fps (a sequence read with the wrong
+    fps) does not describe the frames: it is not written, and the output is still made."""
+    info = ClipInfo(width=256, height=128, fps=Fraction(25), num_frames=2, timecode=Timecode.parse("01:00:00;02", NTSC))
+    write_all(tmp_path / name, info, frames(2, 128, 256), preset="ultrafast")
+    assert "not written" in caplog.text
+    if name.endswith(".dpx"):
+        assert dpx.read_file_header(str(tmp_path / "f_0000.dpx")).timecode_word is None
+    else:
+        # MXF always has a timecode: FFmpeg's default then
+        assert stream_timecode(tmp_path / name) in (None, "00:00:00:00")
+        assert decoded_frames(tmp_path / name) == 2
+
+
 def test_timecode_mov_to_mov(tmp_path):
     first, second = tmp_path / "a.mov", tmp_path / "b.mov"
     info = ClipInfo(width=64, height=36, fps=NTSC, num_frames=3, timecode=Timecode.parse("00:00:59;28", NTSC))

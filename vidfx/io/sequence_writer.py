@@ -10,6 +10,7 @@ writing the same pattern removes.
 
 from __future__ import annotations
 
+import logging
 import os
 from fractions import Fraction
 
@@ -19,6 +20,7 @@ from av.video.codeccontext import VideoCodecContext
 from vidfx.core.errors import MediaError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.sink import Sink
+from vidfx.core.timecode import Timecode, is_drop_rate, nominal_rate
 
 from . import dpx, exr_header
 from .convert import tensor_to_av
@@ -26,6 +28,21 @@ from .image_seq import PATTERN
 from .output_lock import OutputLock, check_not_locked, remove_path, remove_stale_temporaries, temporary_name
 
 IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr", ".dpx": "dpx"}
+
+log = logging.getLogger(__name__)
+
+
+def output_timecode(info: ClipInfo, where: str) -> Timecode | None:
+    """The clip's timecode if it counts at the clip's own rate (drop-frame only at 29.97/59.94),
+    else None with a warning: a label counted at another rate does not describe these frames,
+    and muxers refuse it (FFmpeg's MXF muxer fails the whole file)."""
+    tc = info.timecode
+    if tc is None:
+        return None
+    if tc.rate != nominal_rate(info.fps) or (tc.drop and not is_drop_rate(info.fps)):
+        log.warning("%s: timecode %s (at %d fps) not written: the output runs at %s fps", where, tc, tc.rate, info.fps)
+        return None
+    return tc
 
 
 def image_pix_fmt(codec: str, channels: int, bit_depth: int) -> str:
@@ -108,6 +125,7 @@ class ImageSequenceWriter(Sink):
         self.lock: OutputLock | None = None
         self._pending: list[tuple[str, str]] = []  # (temporary file, final path)
         self._info: ClipInfo | None = None
+        self._timecode: Timecode | None = None
         self._first = 0
 
     def check(self, info: ClipInfo | None) -> None:
@@ -133,6 +151,7 @@ class ImageSequenceWriter(Sink):
         check_folder(self.pattern)
         self.pix_fmt = self._pix_fmt(info)
         self._info = info
+        self._timecode = output_timecode(info, self.pattern)
         if self.start_number is not None:
             self._first = self.start_number
         else:
@@ -171,7 +190,7 @@ class ImageSequenceWriter(Sink):
             payload = b"".join(bytes(p) for p in ctx.encode(vf)) + b"".join(bytes(p) for p in ctx.encode(None))
         except av.FFmpegError as exc:
             raise MediaError(f"{self.pattern}: cannot encode {self.codec} ({exc})") from None
-        timecode = None if info.timecode is None else info.timecode + len(self._pending)
+        timecode = None if self._timecode is None else self._timecode + len(self._pending)
         if self.codec == "dpx":
             payload = dpx.add_industry_headers(payload, timecode, info.fps)
         elif self.codec == "exr" and timecode is not None:
@@ -214,10 +233,12 @@ class ImageSequenceWriter(Sink):
         """Remove the hidden folder with every image in it, and the lock. Safe to call more
         than once, and after ``close`` (which it leaves alone)."""
         temp_dir, self.temp_dir = self.temp_dir, None
-        if temp_dir is not None:
-            remove_path(temp_dir)
         self._pending.clear()
-        self._release()
+        try:
+            if temp_dir is not None:
+                remove_path(temp_dir)
+        finally:
+            self._release()
 
     def _release(self) -> None:
         lock, self.lock = self.lock, None

@@ -36,7 +36,7 @@ from .convert import tensor_to_av
 from .image_seq import is_sequence_path
 from .output_lock import OutputLock, check_not_locked, remove_stale_temporaries, temporary_name
 from .probe import MATRICES, PRIMARIES, RANGES, TRANSFERS, code_of
-from .sequence_writer import ImageSequenceWriter, check_folder
+from .sequence_writer import ImageSequenceWriter, check_folder, output_timecode
 
 # The FFmpeg encoders behind VIDEO_CODECS.
 Encoder = Literal["libx264", "libx265", "prores_ks", "dnxhd", "ffv1"]
@@ -299,9 +299,10 @@ class VideoWriter(Sink):
             self.temp = temporary_name(self.path, self.ext)
             self.container = av.open(self.temp, "w", format=_muxer(self.ext))
             stream = self.container.add_stream(encoder, rate=info.fps, options=options)
-            if info.timecode is not None:
+            timecode = output_timecode(info, self.path)
+            if timecode is not None:
                 # the mov/mp4 muxers write a tmcd track from it, the mxf muxer its timecode
-                stream.metadata["timecode"] = str(info.timecode)
+                stream.metadata["timecode"] = str(timecode)
             stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
             stream.time_base = self.time_base
             ctx = stream.codec_context
@@ -462,15 +463,17 @@ class VideoWriter(Sink):
         if audio is not None:
             audio.close()
         container, self.container = self.container, None
-        if container is not None:
-            try:
-                container.close()
-            except Exception:  # already failing; the file is removed below
-                pass
         temp, self.temp = self.temp, None
-        if temp and os.path.exists(temp):
-            os.remove(temp)
-        self._release()
+        try:
+            if container is not None:
+                try:
+                    container.close()
+                except Exception:  # already failing; the file is removed below
+                    pass
+            if temp and os.path.exists(temp):
+                os.remove(temp)
+        finally:
+            self._release()
 
     def _release(self) -> None:
         lock, self.lock = self.lock, None
