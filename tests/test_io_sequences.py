@@ -137,7 +137,10 @@ def ramp(full_scale: int) -> np.ndarray:
     return rgb.astype(np.uint16)
 
 
-@pytest.mark.parametrize(("pix_fmt", "full_scale", "depth"), [("gbrp10le", 1023, 10), ("rgb48le", 65535, 16)])
+@pytest.mark.parametrize(
+    ("pix_fmt", "full_scale", "depth"),
+    [("gbrp10le", 1023, 10), ("gbrp10be", 1023, 10), ("rgb48le", 65535, 16), ("rgb48be", 65535, 16)],
+)
 def test_dpx_sequence_keeps_its_bit_depth(tmp_path, pix_fmt, full_scale, depth):
     rgb = ramp(full_scale)
     for n in (86400, 86401):
@@ -156,9 +159,10 @@ def test_dpx_timecode_from_the_television_header(tmp_path):
     info = probe(tmp_path / "tc_%04d.dpx")
     assert str(info.timecode) == "10:00:00:12" and info.timecode.rate == 24
     assert info.first_number == 1001 and info.bit_depth == 10
-    # drop-frame at 29.97: the flag in the word, the rate in the header
+    # drop-frame at 29.97 (the flag in the word, the rate in the header), in a big-endian file
     drop = Timecode.parse("01:00:00;02", Fraction(30000, 1001))
-    (tmp_path / "tc_1001.dpx").write_bytes(dpx.add_industry_headers(data, drop, Fraction(30000, 1001)))
+    big_endian = encode_dpx(ramp(1023), "gbrp10be")
+    (tmp_path / "tc_1001.dpx").write_bytes(dpx.add_industry_headers(big_endian, drop, Fraction(30000, 1001)))
     timecode = probe(tmp_path / "tc_%04d.dpx").timecode
     assert timecode == drop and str(timecode) == "01:00:00;02"
 
