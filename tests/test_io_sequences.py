@@ -177,3 +177,16 @@ def test_exr_timecode_attribute(tmp_path):
     reader = open_source(tmp_path / "shot.%04d.exr", fps="25")
     assert str(reader.info.timecode) == "01:02:03:04" and reader.info.timecode.rate == 25
     assert reader.info.first_number == 1001
+
+
+def test_probe_command_shows_first_number_and_timecode(tmp_path, capsys):
+    from vidfx.cli import main
+
+    tc = Timecode.parse("10:00:00:12", Fraction(24))
+    for n in (1001, 1002):
+        (tmp_path / f"tc_{n}.dpx").write_bytes(
+            dpx.add_industry_headers(encode_dpx(ramp(1023), "gbrp10le"), tc + (n - 1001), Fraction(24))
+        )
+    assert main(["probe", str(tmp_path / "tc_%04d.dpx")]) == 0
+    out = capsys.readouterr().out
+    assert "first_number: 1001" in out and "timecode: 10:00:00:12" in out and "frames: 2" in out
