@@ -54,6 +54,15 @@ def write_all(path, info, frame_list, **options):
     return sink
 
 
+def pattern_graph(folder, length, outputs):
+    """A graph file in ``folder``: a 64x36 test pattern of ``length`` frames to ``outputs``
+    (YAML flow mappings)."""
+    graph = folder / "g.yaml"
+    lines = ["nodes:", f"  src: {{type: pattern, width: 64, height: 36, fps: 24, frames: {length}}}", "outputs:"]
+    graph.write_text("\n".join(lines + [f"  - {o}" for o in outputs]) + "\n")
+    return graph
+
+
 def visible(folder):
     return sorted(f for f in os.listdir(folder) if not f.startswith("."))
 
@@ -71,8 +80,8 @@ def test_second_sink_on_same_output_fails_and_first_is_intact(tmp_path):
         second.open(reader.info)
     message = str(err.value)
     assert "\n" not in message
-    assert f"being written by another vidfx run (pid {os.getpid()})" in message
-    with pytest.raises(MediaError, match="being written by another vidfx run"):
+    assert f"being written by another output of this vidfx run (pid {os.getpid()})" in message
+    with pytest.raises(MediaError, match="being written by another output of this vidfx run"):
         check_output(target, reader.info)
     second.abort()  # the failed sink's clean-up must not touch the first one's files
     for n in range(reader.info.num_frames):
@@ -164,7 +173,7 @@ def test_sequence_is_hidden_until_close(tmp_path):
     (temp,) = [n for n in os.listdir(tmp_path) if ".partial-" in n]
     assert temp.startswith(".f_####.png.partial-")
     assert sorted(os.listdir(tmp_path / temp)) == ["f_0000.png", "f_0001.png", "f_0002.png"]
-    with pytest.raises(MediaError, match="being written by another vidfx run"):
+    with pytest.raises(MediaError, match="being written by another output of this vidfx run"):
         make_sink(tmp_path / "f_%04d.png").open(info)
     sink.close()
     assert sorted(os.listdir(tmp_path)) == ["f_0000.png", "f_0001.png", "f_0002.png"]
@@ -186,17 +195,7 @@ def test_abort_removes_the_temporary_folder(tmp_path):
 def test_sigkill_during_sequence_output_leaves_no_final_name(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    graph = tmp_path / "g.yaml"
-    graph.write_text(
-        textwrap.dedent(
-            """
-            nodes:
-              src: {type: pattern, width: 64, height: 36, fps: 24, frames: 100000}
-            outputs:
-              - {input: src, path: out/f_%04d.png}
-            """
-        )
-    )
+    graph = pattern_graph(tmp_path, 100000, ["{input: src, path: out/f_%04d.png}"])
     child = subprocess.Popen([sys.executable, "-m", "vidfx.cli", "run", str(graph), "-q"], cwd=tmp_path)
     try:
         deadline = time.monotonic() + 300
@@ -424,7 +423,9 @@ def test_check_passes_and_creates_nothing(tmp_path):
 def test_check_sees_locked_sequence_and_unwritable_folder(tmp_path):
     holder = make_sink(tmp_path / "f_%04d.png")
     holder.open(RGB)
-    with pytest.raises(MediaError, match=rf"f_%04d.png: is being written by another vidfx run \(pid {os.getpid()}\)"):
+    with pytest.raises(
+        MediaError, match=rf"f_%04d.png: is being written by another output of this vidfx run \(pid {os.getpid()}\)"
+    ):
         FILE_SINKS.check(str(tmp_path / "f_%04d.png"), RGB)
     holder.abort()
     FILE_SINKS.check(str(tmp_path / "f_%04d.png"), RGB)
@@ -481,3 +482,12 @@ def test_cli_frames_on_a_numbered_sequence(tmp_path):
     )
     assert main(["run", str(graph), "--frames", "30:31", "-q"]) == 0
     assert visible(tmp_path / "out") == ["o_1031.png"]
+
+
+def test_two_outputs_of_one_graph_on_one_path(tmp_path, capsys):
+    from vidfx.cli import main
+
+    graph = pattern_graph(tmp_path, 3, ["{input: src, path: same.mkv, codec: ffv1}"] * 2)
+    assert main(["run", str(graph), "-q"]) == 3
+    assert "same.mkv: is being written by another output of this vidfx run" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["g.yaml"]

@@ -72,6 +72,8 @@ def _holder(fd: int) -> str:
 
 
 def _busy(path: str, pid: str) -> MediaError:
+    if pid == str(os.getpid()):
+        return MediaError(f"{path}: is being written by another output of this vidfx run (pid {pid})")
     return MediaError(f"{path}: is being written by another vidfx run (pid {pid})")
 
 
