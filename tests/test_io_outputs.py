@@ -491,3 +491,13 @@ def test_two_outputs_of_one_graph_on_one_path(tmp_path, capsys):
     assert main(["run", str(graph), "-q"]) == 3
     assert "same.mkv: is being written by another output of this vidfx run" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["g.yaml"]
+
+
+def test_literal_percent_in_an_output_pattern(tmp_path):
+    """``%%`` is a literal ``%`` (printf), as the reader takes it."""
+    info = ClipInfo(width=64, height=36, fps=Fraction(24), num_frames=2)
+    write_all(tmp_path / "grey_50%%_%04d.png", info, frames(2))
+    assert visible(tmp_path) == ["grey_50%_0000.png", "grey_50%_0001.png"]
+    reader = open_source(str(tmp_path / "grey_50%%_%04d.png"), fps="24")
+    assert reader.info.num_frames == 2
+    reader.close()

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import secrets
 import shutil
 
 from vidfx.core.errors import MediaError
 
-from .image_seq import PATTERN
+from .image_seq import find_placeholder
 
 
 def hidden_name(path: str) -> str:
     """The base of the hidden names next to ``path`` (an image pattern's ``%04d`` becomes
     ``####``, so no temporary name is itself a pattern)."""
-
-    def hashes(match: re.Match[str]) -> str:
-        return "#" * max(1, int(match.group(1) or 1))
-
-    return "." + PATTERN.sub(hashes, os.path.basename(path))
+    name = os.path.basename(path)
+    match = find_placeholder(name)
+    if match is None:
+        return "." + name
+    hashes = "#" * max(1, int(match.group(1) or 1))
+    return "." + name[: match.start()] + hashes + name[match.end() :]
 
 
 def lock_path(path: str) -> str:

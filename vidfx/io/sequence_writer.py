@@ -24,7 +24,7 @@ from vidfx.core.timecode import Timecode, is_drop_rate, nominal_rate
 
 from . import dpx, exr_header
 from .convert import tensor_to_av
-from .image_seq import PATTERN
+from .image_seq import find_placeholder
 from .output_lock import OutputLock, check_not_locked, remove_path, remove_stale_temporaries, temporary_name
 
 IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".exr": "exr", ".dpx": "dpx"}
@@ -75,13 +75,20 @@ def dpx_depth(channels: int, option: str | int) -> int:
 
 
 def frame_path(pattern: str, number: int) -> str:
-    """The file name for one frame of a %d pattern."""
-    return PATTERN.sub(lambda m: ("%" + m.group(1) + "d") % number, pattern, count=1)
+    """The file name for one frame of a %d pattern, printf-style (``%%`` is a literal ``%``,
+    as the reader takes it)."""
+    folder, name = os.path.split(pattern)
+    match = find_placeholder(name)
+    if match is None:
+        return pattern
+    head, tail = name[: match.start()], name[match.end() :]
+    number_text = ("%" + match.group(1) + "d") % number
+    return os.path.join(folder, head.replace("%%", "%") + number_text + tail.replace("%%", "%"))
 
 
 def sequence_pattern(path: str) -> str:
     """The %d pattern written for an output path (``name.png`` -> ``name_%06d.png``)."""
-    if PATTERN.search(os.path.basename(path)):
+    if find_placeholder(os.path.basename(path)):
         return path
     root, ext = os.path.splitext(path)
     return f"{root}_%06d{ext}"
