@@ -46,6 +46,7 @@ class Node:
     ``frames_needed`` (temporal window) and ``output_length`` (trims, selects) as needed.
 
     Parameter values are validated at construction and live in ``self.p``.
+    ``splittable`` False: the node cannot be rendered in separate time segments (the Ray backend keeps it whole).
     """
 
     type_name: ClassVar[str] = ""
@@ -53,6 +54,7 @@ class Node:
     params: ClassVar[Sequence[Param]] = ()
     num_inputs: ClassVar[int] = 1
     host: ClassVar[HostHints] = HostHints()
+    splittable: ClassVar[bool] = True
 
     def __init__(self, name: str | None = None, **values):
         self.name = name or self.type_name

@@ -67,6 +67,7 @@ class JumpCutNode(Node):
     # In a host, a transition between the outgoing and incoming clip: the bridge places the
     # cut at the transition's centre and its length is the transition's duration.
     host = HostHints(context="cut_transition", hidden=("cuts", "frames", "seconds"))
+    splittable = False  # auto cut detection and per-video adaptation look across the whole clip
     params = (
         Param(
             "cuts",
