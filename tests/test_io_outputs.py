@@ -384,7 +384,7 @@ ODD = RGB.replace(width=65, height=35)
         ("a.mp4", RGB, {"bit_depth": "16"}, ParamError, "8 or 10 bits, not 16"),
         ("a.mov", RGB, {"bit_depth": "16"}, ParamError, "prores_422hq is written with 8 or 10 bits"),
         ("a.mp4", ODD, {"pix_fmt": "yuv420p"}, ParamError, "needs an even width and height, not 65x35"),
-        ("a.mov", ODD, {"codec": "prores_422hq"}, ParamError, "needs an even width and height"),
+        ("a.mkv", ODD, {"codec": "h265", "pix_fmt": "yuv422p"}, ParamError, "needs an even width and height"),
         ("a.mp4", RGB, {"pix_fmt": "yuv422p12le"}, ParamError, "libx264 cannot encode yuv422p12le"),
         ("a.mp4", RGB, {"pix_fmt": "nonsense"}, ParamError, "unknown pixel format"),
         ("a.mxf", RGB, {}, ParamError, "DNxHR needs at least 256x120 pixels"),
@@ -411,6 +411,7 @@ def test_check_passes_and_creates_nothing(tmp_path):
     for name, info, options in [
         ("a.mov", RGBA, {}),
         ("a.mp4", ODD, {}),  # auto picks 4:4:4 for odd sizes
+        ("a.mov", ODD, {}),  # ProRes pads odd sizes itself
         ("a.mkv", RGB, {"codec": "ffv1", "bit_depth": "16"}),
         ("f_%04d.dpx", RGBA, {}),
         ("f_%04d.exr", RGB, {}),

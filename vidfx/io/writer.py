@@ -204,7 +204,8 @@ def _check_pix_fmt(path: str, encoder: str, pix_fmt: str, info: ClipInfo) -> Non
     supported = [f.name for f in av.codec.Codec(encoder, "w").video_formats or ()]
     if supported and pix_fmt not in supported:
         raise ParamError(f"output {path}: {encoder} cannot encode {pix_fmt} (it takes {', '.join(supported)})")
-    chroma = fmt.components[1] if len(fmt.components) > 2 and not pix_fmt.startswith(("gbr", "rgb", "bgr")) else None
+    # x264/x265 refuse odd sizes in subsampled formats (ProRes and DNxHR pad them)
+    chroma = fmt.components[1] if encoder in ("libx264", "libx265") and len(fmt.components) > 2 else None
     if chroma is not None and (chroma.width < 4 and info.width % 2 or chroma.height < 4 and info.height % 2):
         raise ParamError(
             f"output {path}: {pix_fmt} subsamples chroma and needs an even width and height, "
