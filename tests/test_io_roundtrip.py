@@ -252,6 +252,8 @@ def test_codecs_read_back(tmp_path, codec, ext, channels, want_fmt, want_depth):
         ("img_%04d.tif", 1, "gray16le", 1 / 65535, {"bit_depth": "16"}),
         ("img_%04d.exr", 4, "gbrapf16le", 1e-3, {"exr": "half"}),
         ("img_%04d.exr", 3, "gbrpf32le", 1e-6, {"exr": "float"}),
+        ("img_%04d.dpx", 3, "gbrp10le", 0.5 / 1023, {}),  # DPX: 10-bit by default
+        ("img_%04d.dpx", 4, "rgba64le", 1 / 65535, {}),  # with alpha: 16-bit
     ],
 )
 def test_image_sequences(tmp_path, pattern, channels, want_fmt, tol, extra):
