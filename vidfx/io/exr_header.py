@@ -41,22 +41,29 @@ def _attributes(data: bytes, where: str) -> tuple[dict[str, tuple[str, int, int]
     return attrs, pos
 
 
-def add_timecode(data: bytes, timecode: Timecode, where: str = "EXR") -> bytes:
-    """An EXR file's bytes with a ``timeCode`` attribute (replacing one it has)."""
+def add_attribute(data: bytes, name: str, kind: str, value: bytes, where: str = "EXR") -> bytes:
+    """An EXR file's bytes with one more header attribute (or that attribute's value replaced,
+    when the file has it with a value of the same size)."""
     attrs, end = _attributes(data, where)
-    word = struct.pack("<II", smpte.pack(timecode), 0)  # time and flags, user data
-    if "timeCode" in attrs:
-        _, value, _ = attrs["timeCode"]
-        return data[:value] + word + data[value + 8 :]
+    if name in attrs and attrs[name][2] == len(value):
+        _, at, _ = attrs[name]
+        return data[:at] + value + data[at + len(value) :]
+    if name in attrs:
+        raise MediaError(f"{where}: header attribute {name} has an unexpected size")
     _, window, _ = attrs["dataWindow"]
     _, y_min, _, y_max = struct.unpack_from("<iiii", data, window)
     _, compression, _ = attrs["compression"]
     chunks = -(-(y_max - y_min + 1) // _LINES_PER_CHUNK[data[compression]])
-    attribute = b"timeCode\0timecode\0" + struct.pack("<i", 8) + word
+    attribute = f"{name}\0{kind}\0".encode("latin-1") + struct.pack("<i", len(value)) + value
     table_start = end + 1
     offsets = struct.unpack_from(f"<{chunks}Q", data, table_start)
     table = struct.pack(f"<{chunks}Q", *(o + len(attribute) for o in offsets))
     return data[:end] + attribute + data[end:table_start] + table + data[table_start + 8 * chunks :]
+
+
+def add_timecode(data: bytes, timecode: Timecode, where: str = "EXR") -> bytes:
+    """An EXR file's bytes with a ``timeCode`` attribute (packed SMPTE word, no user bits)."""
+    return add_attribute(data, "timeCode", "timecode", struct.pack("<II", smpte.pack(timecode), 0), where)
 
 
 def read_timecode(data: bytes, fps: Fraction, where: str = "EXR") -> Timecode | None:
