@@ -115,7 +115,7 @@ def make_sink(path: str | os.PathLike[str], **options: Any) -> Sink:
     extensions (png/tif/tiff/exr/dpx), else a video file writer. Options: WRITER_PARAMS."""
     path = os.fspath(path)
     opts = writer_options(options, owner=f"output {path}")
-    if _is_images(path, opts):
+    if is_sequence_path(path) or opts.codec in IMAGE_CODECS:
         codec = opts.codec if opts.codec in IMAGE_CODECS else None
         if opts.codec not in ("auto",) + IMAGE_CODECS:
             raise ParamError(f"output {path}: codec {opts.codec} cannot write images")
@@ -125,23 +125,14 @@ def make_sink(path: str | os.PathLike[str], **options: Any) -> Sink:
     return VideoWriter(path, opts)
 
 
-def _is_images(path: str, opts: SimpleNamespace) -> bool:
-    return is_sequence_path(path) or opts.codec in IMAGE_CODECS
-
-
 def check_output(path: str | os.PathLike[str], info: ClipInfo | None = None, **options: Any) -> None:
     """Check an output without writing anything: the options, the codec against the container
     and (given the clip's ``info``) against its bit depth, alpha and size, that the output
     folder exists and is writable, and that no other run is writing the output. Raises the
     ParamError/MediaError that ``make_sink(path, **options).open(info)`` would raise."""
-    path = os.fspath(path)
-    opts = writer_options(options, owner=f"output {path}")
     sink = make_sink(path, **options)
-    if isinstance(sink, ImageSequenceWriter):
-        sink.check(info)
-        return
-    plan_video(path, opts, info)
-    check_not_locked(path)
+    assert isinstance(sink, (VideoWriter, ImageSequenceWriter))  # what make_sink makes
+    sink.check(info)
 
 
 @dataclass(frozen=True)
@@ -275,6 +266,11 @@ class VideoWriter(Sink):
         self.fast_frames = 0  # frames encoded straight from the decoder's frame
 
     # --- set-up --------------------------------------------------------------------------
+    def check(self, info: ClipInfo | None) -> None:
+        """Everything ``open`` refuses (``check_output``), creating nothing."""
+        plan_video(self.path, self.opts, info)
+        check_not_locked(self.path)
+
     def open(self, info: ClipInfo) -> None:
         """Check the output (as ``check_output``), lock the target path, create the
         temporary file and the video (and audio) streams."""
