@@ -54,3 +54,22 @@ def test_output_colourspace_needs_a_declared_source(tmp_path):
     with pytest.raises(vidfx.ParamError, match="declares no colour space"):
         g.run(device="cpu")
     assert not list(tmp_path.iterdir())
+
+
+def test_read_declares_the_colour_space_a_graph_file_converts_from(tmp_path):
+    src = tmp_path / "plate.exr"
+    g = vidfx.Graph()
+    g.write(g.add(ACEScgRamp(name="plate")), str(tmp_path / "plate_%04d.exr"), exr="float")
+    g.run(device="cpu")
+    doc = tmp_path / "g.yaml"
+    doc.write_text(
+        "inputs:\n  plate: {path: plate_%04d.exr, colourspace: ACEScg}\n"
+        "outputs:\n  - {input: plate, path: log_%04d.exr, colourspace: ARRI LogC4, exr: float}\n"
+    )
+    assert vidfx.load(doc).run(device="cpu").frames
+    frames = [ACEScgRamp().read(n).data for n in range(3)]
+    expected = vidfx.apply("ocio", frames, source="ACEScg", target="ARRI LogC4")
+    written = vidfx.read(str(tmp_path / "log_%04d.exr"), device="cpu")
+    for n in range(3):
+        assert torch.allclose(written.frame(n).data, expected[n], atol=1e-5)
+    assert not src.exists()

@@ -212,7 +212,7 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from .io import probe
+    from .io.probe import probe
 
     info = probe(args.file)
     if args.json:

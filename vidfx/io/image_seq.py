@@ -15,18 +15,20 @@ import os
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
 import OpenEXR
-import torch
 
 from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, ColourTags, EndOfStream, Frame
 from vidfx.core.timecode import Timecode, nominal_rate
 
 from . import dpx
-from .convert import av_to_tensor
 from .pixfmt import bit_depth_of, has_alpha, is_grey, is_yuv
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".exr", ".jpg", ".jpeg", ".dpx", ".bmp")
 PATTERN = re.compile(r"%(0?\d*)d")
@@ -308,6 +310,11 @@ class ImageSequenceDecoder:
 
     def get(self, n: int) -> Frame:
         """Frame ``n``; EndOfStream past the last file."""
+        # pixels need torch; opening and probing a sequence do not (`vidfx probe` stays light)
+        import torch
+
+        from .convert import av_to_tensor
+
         info = self.info if self.info is not None else self.open()
         found = self.found
         assert found is not None  # set by open()

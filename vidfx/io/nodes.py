@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -44,6 +45,13 @@ class Read(SourceNode):
             choices=GAP_MODES,
         ),
         Param("strict", "bool", False, doc="Damaged data the decoder would conceal is an error, not a warning."),
+        Param(
+            "colourspace",
+            "str",
+            "",
+            doc="The OpenColorIO colour space the pictures are in (e.g. ARRI LogC4, ACEScg); "
+            "ocio nodes and outputs with a colourspace convert from it.",
+        ),
     )
 
     def __init__(self, name: str | None = None, **values: Any):
@@ -63,6 +71,8 @@ class Read(SourceNode):
         info = decoder.open()
         if not self.p.audio:
             info = info.replace(audio=None)
+        if self.p.colourspace:
+            info = info.replace(colour=dataclasses.replace(info.colour, space=self.p.colourspace))
         self.info = info
         return info
 
