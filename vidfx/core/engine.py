@@ -87,6 +87,14 @@ def check_frame_memory(name: str, info: ClipInfo, available: int | None) -> None
         )
 
 
+_lengths_changed = 0  # how often a source has found its real length (derived lengths are stale then)
+
+
+def _source_length_changed() -> None:
+    global _lengths_changed
+    _lengths_changed += 1
+
+
 class NodeRun:
     """One node during a run: its inputs, its output description and its frame cache."""
 
@@ -98,6 +106,7 @@ class NodeRun:
         self.info: ClipInfo = node.configure([i.info for i in inputs], device)
         check_frame_memory(node.name, self.info, available_memory())
         self._length = self.info.num_frames if isinstance(node, SourceNode) else None
+        self._derived_length = (-1, 0)  # (the _lengths_changed count it was computed at, length)
         self.cache: OrderedDict[int, Frame] = OrderedDict()
         self.cache_size = MIN_CACHE
         self.low_water: dict[tuple[int, int], int] = {}  # (id(consumer), input slot) -> index
@@ -110,7 +119,9 @@ class NodeRun:
         """Number of output frames, as known now (a reader may correct its count at the end)."""
         if self._length is not None:
             return self._length
-        return self.node.output_length([i.length for i in self.inputs])
+        if self._derived_length[0] != _lengths_changed:  # asking the whole chain each time costs O(depth)
+            self._derived_length = (_lengths_changed, self.node.output_length([i.length for i in self.inputs]))
+        return self._derived_length[1]
 
     # --- pulling ---------------------------------------------------------------------
     def get(self, n: int) -> Frame:
@@ -127,6 +138,7 @@ class NodeRun:
                     raise
                 log.debug("%s: %d frames, not %d", self.node.name, end.length, self._length)
                 self._length = end.length
+                _source_length_changed()
                 raise
         elif isinstance(self.node, SequenceNode):
             frame = self._render_sequence(n)
@@ -150,12 +162,13 @@ class NodeRun:
                     raise
 
     def _render(self, n: int) -> Frame:
-        needed = needed_frames(self.node, n, [i.length for i in self.inputs])
+        lengths = [i.length for i in self.inputs]
+        needed = needed_frames(self.node, n, lengths)
         self._note_span(needed)
         frames = [[self._fetch(slot, i) for i in idxs] for slot, idxs in enumerate(needed)]
         out = self.node.render(n, frames)
         if n + 1 < self.length:
-            ahead = needed_frames(self.node, n + 1, [i.length for i in self.inputs])
+            ahead = needed_frames(self.node, n + 1, lengths)
             for slot, idxs in enumerate(ahead):
                 self.inputs[slot].release_below(id(self), slot, min(idxs, default=0))
         return out
