@@ -263,10 +263,10 @@ def test_unknown_class_lists_valid_ones():
     SegmentNode(classes=["Sky", "CAR"])  # names are case-insensitive
 
 
-def test_matte_without_classes_is_a_param_error():
-    node = SegmentNode(output="alpha")
-    with pytest.raises(ParamError, match="needs classes"):
-        node.configure([ClipInfo(width=8, height=8, fps=Fraction(25), num_frames=1)], torch.device("cpu"))
+def test_matte_without_classes_uses_default_classes():
+    node = SegmentNode(output="alpha")  # an OFX host's first RoD must not fail: a default matte
+    node.configure([ClipInfo(width=8, height=8, fps=Fraction(25), num_frames=1)], torch.device("cpu"))
+    assert [node.names[i] for i in node.class_ids] == ["car", "pedestrian", "bicyclist"]
 
 
 def test_grey_and_rgba_input():

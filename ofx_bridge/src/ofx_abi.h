@@ -139,6 +139,20 @@ typedef struct OfxPlugin {
 #define kOfxImagePropData "OfxImagePropData"
 #define kOfxImagePropBounds "OfxImagePropBounds"
 #define kOfxImagePropRowBytes "OfxImagePropRowBytes"
+#define kOfxImagePropPixelAspectRatio "OfxImagePropPixelAspectRatio"
+#define kOfxImageEffectPropPreMultiplication "OfxImageEffectPropPreMultiplication"
+#define kOfxImageOpaque "OfxImageOpaque"
+#define kOfxImagePreMultiplied "OfxImageAlphaPremultiplied"
+#define kOfxImageUnPreMultiplied "OfxImageAlphaUnPremultiplied"
+#define kOfxImageEffectPropSupportsMultipleClipPARs "OfxImageEffectPropSupportsMultipleClipPARs"
+#define kOfxImageEffectPluginPropFieldRenderTwiceAlways "OfxImageEffectPluginPropFieldRenderTwiceAlways"
+#define kOfxImageClipPropFieldExtraction "OfxImageClipPropFieldExtraction"
+#define kOfxImageFieldDoubled "OfxFieldDoubled"
+#define kOfxImageEffectFrameVarying "OfxImageEffectFrameVarying"
+/* GetClipPreferences out-arguments: these prefixes + a clip name */
+#define kVidfxClipComponentsPrefix "OfxImageClipPropComponents_"
+#define kVidfxClipDepthPrefix "OfxImageClipPropDepth_"
+#define kVidfxClipPARPrefix "OfxImageClipPropPAR_"
 /* Per-clip out-argument names are these prefixes with the clip name appended. */
 #define kVidfxClipRoIPrefix "OfxImageClipPropRoI_"
 #define kVidfxClipFrameRangePrefix "OfxImageClipPropFrameRange_"
@@ -159,6 +173,7 @@ typedef struct OfxPlugin {
 #define kOfxParamPropAnimates "OfxParamPropAnimates"
 #define kOfxParamPropStringMode "OfxParamPropStringMode"
 #define kOfxParamStringIsSingleLine "OfxParamStringIsSingleLine"
+#define kOfxParamPropSecret "OfxParamPropSecret"
 
 /* ---- messages ---------------------------------------------------------------------- */
 #define kOfxMessageError "OfxMessageError"
@@ -255,6 +270,14 @@ typedef struct OfxMultiThreadSuiteV1 {
 typedef struct OfxMessageSuiteV1 {
   OfxStatus (*message)(void *handle, const char *messageType, const char *messageId, const char *format, ...);
 } OfxMessageSuiteV1;
+
+/* Version 2 adds messages that stay on the effect until cleared (e.g. "server not running"). */
+typedef struct OfxMessageSuiteV2 {
+  OfxStatus (*message)(void *handle, const char *messageType, const char *messageId, const char *format, ...);
+  OfxStatus (*setPersistentMessage)(void *handle, const char *messageType, const char *messageId,
+                                    const char *format, ...);
+  OfxStatus (*clearPersistentMessage)(void *handle);
+} OfxMessageSuiteV2;
 
 #ifdef __cplusplus
 }

@@ -1,11 +1,13 @@
 /* vidfx OFX plugin: every vidfx node as an OpenFX image effect, rendered by `vidfx serve`.
  *
- * The plugin holds no image processing and no Python. At load it asks the render server for
- * the node list and parameter schemas (starting the server if needed; falling back to the
- * copy written into Contents/Resources/nodes.txt at build time), defines one plugin per node
- * (`org.vidfx.<node>`), and for every action that needs the node (region of definition,
- * frames needed, render) it sends the instance's description and the pixels (in shared
- * memory) to the server. Any server failure becomes kOfxStatFailed plus a host message.
+ * The plugin holds no image processing and no Python. At load it reads the node list and
+ * parameter schemas from the manifest written into Contents/Resources/nodes.txt at build time
+ * (so the set and order of plugins never depend on the live server), defines one plugin per
+ * node (`org.vidfx.<node>`), and for every action that needs the node (region of definition,
+ * frames needed, clip preferences, render) it sends the instance's description and the pixels
+ * (in shared memory) to the server, after checking once that the server's node matches the
+ * manifest's. Any server failure becomes kOfxStatFailed plus a host message (a persistent one
+ * where the host has message suite V2).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,21 +25,23 @@
 #include "ofx_abi.h"
 #include "wire.h"
 
-#define EXPORT __attribute__((visibility("default")))
+#define EXPORT VFX_EXPORT
 #define MAX_PLUGINS 64
 #define MAX_INPUTS 2
-#define POOL_SIZE 4
+#define POOL_KEEP 4 /* idle shared-memory buffers kept per instance (any number while busy) */
+#define SIZE_CACHE 4 /* output-size answers cached per instance (full and proxy scale, ...) */
 
 /* ---- node descriptions (from the server's `nodes` reply) -------------------------------- */
 typedef struct ParamDesc {
-  const char *name, *kind, *def, *min, *max, *doc;
+  const char *name, *kind, *def, *min, *max, *dmin, *dmax, *doc;
   char **choices;
   int nchoices;
 } ParamDesc;
 
 typedef struct NodeDesc {
-  const char *name, *label, *doc, *context, *tparam;
+  const char *name, *label, *doc, *context, *tparam, *hash, *alpha;
   int inputs;
+  int checked; /* the live server's node was compared with the manifest: 1 same, -1 differs */
   int nparams;
   ParamDesc *params;
   char identifier[160];
@@ -55,6 +58,7 @@ static const OfxPropertySuiteV1 *g_prop;
 static const OfxImageEffectSuiteV1 *g_fx;
 static const OfxParameterSuiteV1 *g_param;
 static const OfxMessageSuiteV1 *g_msg;
+static const OfxMessageSuiteV2 *g_msg2;        /* persistent messages, where the host has them */
 static const OfxMemorySuiteV1 *g_mem;           /* fetched for completeness; we use malloc */
 static const OfxMultiThreadSuiteV1 *g_threads;  /* splits the pixel copies across the host's threads */
 
@@ -64,7 +68,14 @@ typedef struct ShmBuf {
   void *ptr;
   size_t size;
   int busy;
+  struct ShmBuf *next;
 } ShmBuf;
+
+typedef struct SizeEntry {
+  char *key; /* the `info` request */
+  int w, h;
+  char alpha; /* where the output's alpha comes from: 'n'ode, 's'ource, 'o'paque */
+} SizeEntry;
 
 /* A frame this instance sent to the server (which keeps recent ones), by content. */
 #define SENT_MAX 64
@@ -82,11 +93,15 @@ typedef struct Instance {
   OfxImageClipHandle output;
   OfxParamHandle *params;     /* one per ParamDesc */
   OfxParamHandle transition;  /* transition context only */
-  pthread_mutex_t lock;       /* guards pool and the size cache */
-  ShmBuf pool[POOL_SIZE];
+  pthread_mutex_t lock;       /* guards pool, the size cache, active and destroyed */
+  pthread_cond_t idle;        /* signalled when the last running action returns */
+  int active;                 /* actions running on this instance (renders, RoD, ...) */
+  int destroyed;              /* DestroyInstance came: running renders abort, no new ones start */
+  int persistent;             /* a persistent error message is shown on the effect */
+  ShmBuf *pool;               /* one buffer per running render, a few idle ones kept */
   unsigned gen;
-  char *size_key;             /* the last `info` request and its answer */
-  int out_w, out_h;
+  SizeEntry sizes[SIZE_CACHE]; /* recent `info` requests and their answers */
+  int size_next;
   SentFrame sent[SENT_MAX];   /* guarded by lock */
   int sent_count, sent_next;
 } Instance;
@@ -103,6 +118,19 @@ static const char *input_clip_name(const NodeDesc *n, int k) {
 static void post_error(OfxImageEffectHandle effect, const char *text) {
   fprintf(stderr, "vidfx.ofx: %s\n", text);
   if (g_msg && g_msg->message) g_msg->message((void *)effect, kOfxMessageError, "", "%s", text);
+}
+
+/* An error that stays on the effect (host message suite V2) until an action succeeds. */
+static void post_persistent(OfxImageEffectHandle effect, int *shown, const char *text) {
+  if (g_msg2 && g_msg2->setPersistentMessage) {
+    g_msg2->setPersistentMessage((void *)effect, kOfxMessageError, "", "%s", text);
+    *shown = 1;
+  }
+}
+
+static void clear_persistent(OfxImageEffectHandle effect, int *shown) {
+  if (*shown && g_msg2 && g_msg2->clearPersistentMessage) g_msg2->clearPersistentMessage((void *)effect);
+  *shown = 0;
 }
 
 /* ---- loading the node list ---------------------------------------------------------------- */
@@ -144,6 +172,8 @@ static int parse_nodes(void) {
     d->doc = get_field("node.%d.%s", i, -1, "doc");
     d->context = get_field("node.%d.%s", i, -1, "context");
     d->tparam = get_field("node.%d.%s", i, -1, "transition_param");
+    d->hash = get_field("node.%d.%s", i, -1, "hash");
+    d->alpha = get_field("node.%d.%s", i, -1, "alpha");
     d->inputs = atoi(get_field("node.%d.%s", i, -1, "inputs"));
     d->nparams = atoi(get_field("node.%d.%s", i, -1, "params"));
     if (!*d->name || d->inputs < 1 || d->inputs > MAX_INPUTS) continue;
@@ -156,6 +186,8 @@ static int parse_nodes(void) {
       p->def = get_field("node.%d.param.%d.%s", i, j, "default");
       p->min = get_field("node.%d.param.%d.%s", i, j, "min");
       p->max = get_field("node.%d.param.%d.%s", i, j, "max");
+      p->dmin = get_field("node.%d.param.%d.%s", i, j, "display_min");
+      p->dmax = get_field("node.%d.param.%d.%s", i, j, "display_max");
       p->doc = get_field("node.%d.param.%d.%s", i, j, "doc");
       p->choices = split_commas(get_field("node.%d.param.%d.%s", i, j, "choices"), &p->nchoices);
     }
@@ -192,26 +224,16 @@ static OfxPluginEntryPoint *const g_entries[MAX_PLUGINS] = {
 static void load_nodes(void) {
   if (g_num_nodes >= 0) return;
   g_num_nodes = 0;
-  char err[1024] = "";
   char path[4200];
   snprintf(path, sizeof path, "%s/nodes.txt", vfx_resources_dir());
-  /* Ask the server (starting it). With a saved list to fall back on, the host's plugin scan
-   * waits less for a slow first start; the server keeps starting in the background. */
-  double wait = access(path, R_OK) == 0 ? 20.0 : VFX_START_WAIT;
-  vfx_buf req;
-  vfx_buf_init(&req, "nodes");
-  int rc = vfx_request(&req, &g_nodes_reply, wait, NULL, NULL, NULL, err, sizeof err);
-  vfx_buf_free(&req);
-  if (rc != VFX_OK) {
-    vfx_reply_free(&g_nodes_reply);
-    char *text = vfx_read_file(path);
-    if (!text) {
-      fprintf(stderr, "vidfx.ofx: no node list (%s; and no %s)\n", err, path);
-      return;
-    }
-    fprintf(stderr, "vidfx.ofx: using the node list saved at build time (%s)\n", err);
-    vfx_reply_parse(&g_nodes_reply, text);
+  /* The manifest written at build time: the plugin list never depends on the live server
+   * (whose nodes are checked against it before first use). */
+  char *text = vfx_read_file(path);
+  if (!text) {
+    fprintf(stderr, "vidfx.ofx: no plugin manifest %s (build the bundle with `vidfx ofx build`)\n", path);
+    return;
   }
+  vfx_reply_parse(&g_nodes_reply, text);
   g_num_nodes = parse_nodes();
   for (int i = 0; i < g_num_nodes; i++) {
     OfxPlugin *p = &g_nodes[i].plugin;
@@ -243,6 +265,7 @@ static OfxStatus on_load(void) {
   g_fx = g_host->fetchSuite(g_host->host, kOfxImageEffectSuite, 1);
   g_param = g_host->fetchSuite(g_host->host, kOfxParameterSuite, 1);
   g_msg = g_host->fetchSuite(g_host->host, kOfxMessageSuite, 1);
+  g_msg2 = g_host->fetchSuite(g_host->host, kOfxMessageSuite, 2);
   g_mem = g_host->fetchSuite(g_host->host, kOfxMemorySuite, 1);
   g_threads = g_host->fetchSuite(g_host->host, kOfxMultiThreadSuite, 1);
   if (!g_prop || !g_fx || !g_param) return kOfxStatErrMissingHostFeature;
@@ -267,6 +290,8 @@ static OfxStatus on_describe(NodeDesc *n, OfxImageEffectHandle effect) {
   g_prop->propSetInt(props, kOfxImageEffectPluginPropSingleInstance, 0, 0);
   g_prop->propSetInt(props, kOfxImageEffectPluginPropHostFrameThreading, 0, 0);
   g_prop->propSetString(props, kOfxImageEffectPluginRenderThreadSafety, 0, kOfxImageEffectRenderFullySafe);
+  g_prop->propSetInt(props, kOfxImageEffectPropSupportsMultipleClipPARs, 0, 0);
+  g_prop->propSetInt(props, kOfxImageEffectPluginPropFieldRenderTwiceAlways, 0, 0);
   return kOfxStatOK;
 }
 
@@ -275,8 +300,11 @@ static void define_clip(OfxImageEffectHandle effect, const char *name) {
   if (g_fx->clipDefine(effect, name, &props) != kOfxStatOK) return;
   g_prop->propSetString(props, kOfxImageEffectPropSupportedComponents, 0, kOfxImageComponentRGBA);
   g_prop->propSetInt(props, kOfxImageEffectPropSupportsTiles, 0, 0);
-  if (strcmp(name, kOfxImageEffectOutputClipName) != 0)
+  if (strcmp(name, kOfxImageEffectOutputClipName) != 0) {
     g_prop->propSetInt(props, kOfxImageEffectPropTemporalClipAccess, 0, 1);
+    /* interlaced material: whole frames made of both fields at full height */
+    g_prop->propSetString(props, kOfxImageClipPropFieldExtraction, 0, kOfxImageFieldDoubled);
+  }
 }
 
 static void set_label(OfxPropertySetHandle props, const char *name, const char *doc) {
@@ -294,25 +322,17 @@ static void define_param(OfxParamSetHandle set, const ParamDesc *p) {
   if (!strcmp(kind, "int")) {
     if (g_param->paramDefine(set, kOfxParamTypeInteger, p->name, &props) != kOfxStatOK) return;
     if (*p->def) g_prop->propSetInt(props, kOfxParamPropDefault, 0, (int)lround(atof(p->def)));
-    if (*p->min) {
-      g_prop->propSetInt(props, kOfxParamPropMin, 0, (int)ceil(atof(p->min)));
-      g_prop->propSetInt(props, kOfxParamPropDisplayMin, 0, (int)ceil(atof(p->min)));
-    }
-    if (*p->max) {
-      g_prop->propSetInt(props, kOfxParamPropMax, 0, (int)floor(atof(p->max)));
-      g_prop->propSetInt(props, kOfxParamPropDisplayMax, 0, (int)floor(atof(p->max)));
-    }
+    if (*p->min) g_prop->propSetInt(props, kOfxParamPropMin, 0, (int)ceil(atof(p->min)));
+    if (*p->max) g_prop->propSetInt(props, kOfxParamPropMax, 0, (int)floor(atof(p->max)));
+    if (*p->dmin) g_prop->propSetInt(props, kOfxParamPropDisplayMin, 0, (int)ceil(atof(p->dmin)));
+    if (*p->dmax) g_prop->propSetInt(props, kOfxParamPropDisplayMax, 0, (int)floor(atof(p->dmax)));
   } else if (!strcmp(kind, "float")) {
     if (g_param->paramDefine(set, kOfxParamTypeDouble, p->name, &props) != kOfxStatOK) return;
     if (*p->def) g_prop->propSetDouble(props, kOfxParamPropDefault, 0, atof(p->def));
-    if (*p->min) {
-      g_prop->propSetDouble(props, kOfxParamPropMin, 0, atof(p->min));
-      g_prop->propSetDouble(props, kOfxParamPropDisplayMin, 0, atof(p->min));
-    }
-    if (*p->max) {
-      g_prop->propSetDouble(props, kOfxParamPropMax, 0, atof(p->max));
-      g_prop->propSetDouble(props, kOfxParamPropDisplayMax, 0, atof(p->max));
-    }
+    if (*p->min) g_prop->propSetDouble(props, kOfxParamPropMin, 0, atof(p->min));
+    if (*p->max) g_prop->propSetDouble(props, kOfxParamPropMax, 0, atof(p->max));
+    if (*p->dmin) g_prop->propSetDouble(props, kOfxParamPropDisplayMin, 0, atof(p->dmin));
+    if (*p->dmax) g_prop->propSetDouble(props, kOfxParamPropDisplayMax, 0, atof(p->dmax));
   } else if (!strcmp(kind, "bool")) {
     if (g_param->paramDefine(set, kOfxParamTypeBoolean, p->name, &props) != kOfxStatOK) return;
     g_prop->propSetInt(props, kOfxParamPropDefault, 0, !strcmp(p->def, "true"));
@@ -343,7 +363,11 @@ static OfxStatus on_describe_in_context(NodeDesc *n, OfxImageEffectHandle effect
       g_prop->propSetDouble(props, kOfxParamPropDefault, 0, 0.5);
       g_prop->propSetDouble(props, kOfxParamPropMin, 0, 0.0);
       g_prop->propSetDouble(props, kOfxParamPropMax, 0, 1.0);
+      g_prop->propSetDouble(props, kOfxParamPropDisplayMin, 0, 0.0);
+      g_prop->propSetDouble(props, kOfxParamPropDisplayMax, 0, 1.0);
       g_prop->propSetString(props, kOfxPropLabel, 0, "Transition");
+      /* the transition context requires this parameter; hide it where it drives nothing */
+      if (!*n->tparam) g_prop->propSetInt(props, kOfxParamPropSecret, 0, 1);
     }
   }
   for (int j = 0; j < n->nparams; j++) define_param(set, &n->params[j]);
@@ -351,6 +375,8 @@ static OfxStatus on_describe_in_context(NodeDesc *n, OfxImageEffectHandle effect
 }
 
 /* ---- instances ---------------------------------------------------------------------------- */
+static pthread_mutex_t g_instances_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static Instance *get_instance(OfxImageEffectHandle effect) {
   OfxPropertySetHandle props;
   void *data = NULL;
@@ -359,6 +385,22 @@ static Instance *get_instance(OfxImageEffectHandle effect) {
   Instance *inst = data;
   if (inst) inst->effect = effect;
   return inst;
+}
+
+/* Every action that uses an instance holds a reference, so DestroyInstance (even one a host
+ * sends while a render runs) frees nothing, shared memory included, before they return. */
+static int instance_enter(Instance *inst) {
+  pthread_mutex_lock(&inst->lock);
+  int ok = !inst->destroyed;
+  if (ok) inst->active++;
+  pthread_mutex_unlock(&inst->lock);
+  return ok;
+}
+
+static void instance_leave(Instance *inst) {
+  pthread_mutex_lock(&inst->lock);
+  if (--inst->active == 0) pthread_cond_broadcast(&inst->idle);
+  pthread_mutex_unlock(&inst->lock);
 }
 
 static OfxStatus on_create_instance(NodeDesc *n, OfxImageEffectHandle effect) {
@@ -372,6 +414,7 @@ static OfxStatus on_create_instance(NodeDesc *n, OfxImageEffectHandle effect) {
   inst->node = n;
   inst->effect = effect;
   pthread_mutex_init(&inst->lock, NULL);
+  pthread_cond_init(&inst->idle, NULL);
   snprintf(inst->id, sizeof inst->id, "%d-%u", (int)getpid(), __atomic_add_fetch(&g_instance_counter, 1, __ATOMIC_SEQ_CST));
   for (int k = 0; k < n->inputs; k++) g_fx->clipGetHandle(effect, input_clip_name(n, k), &inst->inputs[k], NULL);
   g_fx->clipGetHandle(effect, kOfxImageEffectOutputClipName, &inst->output, NULL);
@@ -386,14 +429,25 @@ static OfxStatus on_create_instance(NodeDesc *n, OfxImageEffectHandle effect) {
   return kOfxStatOK;
 }
 
-static void pool_release_all(Instance *inst) {
-  for (int i = 0; i < POOL_SIZE; i++) {
-    ShmBuf *b = &inst->pool[i];
-    if (b->ptr) {
-      munmap(b->ptr, b->size);
-      shm_unlink(b->name);
+/* Unmap and remove idle buffers (all of them with keep 0); call with the lock held. */
+static void pool_trim(Instance *inst, int keep) {
+  int idle = 0;
+  for (ShmBuf **pp = &inst->pool; *pp;) {
+    ShmBuf *b = *pp;
+    if (!b->busy && ++idle > keep) {
+      *pp = b->next;
+      vfx_shm_destroy(b->name, b->ptr, b->size);
+      free(b);
+    } else {
+      pp = &b->next;
     }
-    memset(b, 0, sizeof *b);
+  }
+}
+
+static void size_cache_clear(Instance *inst) {
+  for (int i = 0; i < SIZE_CACHE; i++) {
+    free(inst->sizes[i].key);
+    inst->sizes[i].key = NULL;
   }
 }
 
@@ -415,89 +469,175 @@ static OfxStatus on_purge_caches(OfxImageEffectHandle effect) {
   if (!inst) return kOfxStatOK;
   forget_on_server(inst);
   pthread_mutex_lock(&inst->lock);
-  for (int i = 0; i < POOL_SIZE; i++) {
-    ShmBuf *b = &inst->pool[i];
-    if (b->ptr && !b->busy) {
-      munmap(b->ptr, b->size);
-      shm_unlink(b->name);
-      memset(b, 0, sizeof *b);
-    }
-  }
-  free(inst->size_key);
-  inst->size_key = NULL;
+  pool_trim(inst, 0);
+  size_cache_clear(inst);
   inst->sent_count = inst->sent_next = 0;
   pthread_mutex_unlock(&inst->lock);
   return kOfxStatOK;
 }
 
+/* Renders still running (a host that destroys during a render) see `destroyed` as an abort;
+ * the instance and its shared memory are freed only when the last of them has returned. */
 static OfxStatus on_destroy_instance(OfxImageEffectHandle effect) {
+  pthread_mutex_lock(&g_instances_lock);
   Instance *inst = get_instance(effect);
+  OfxPropertySetHandle props;
+  if (inst && g_fx->getPropertySet(effect, &props) == kOfxStatOK)
+    g_prop->propSetPointer(props, kOfxPropInstanceData, 0, NULL);
+  if (inst) __atomic_store_n(&inst->destroyed, 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_unlock(&g_instances_lock);
   if (!inst) return kOfxStatOK;
+  pthread_mutex_lock(&inst->lock);
+  while (inst->active > 0) pthread_cond_wait(&inst->idle, &inst->lock);
+  pool_trim(inst, 0);
+  size_cache_clear(inst);
+  pthread_mutex_unlock(&inst->lock);
   forget_on_server(inst);
-  pool_release_all(inst);
+  pthread_cond_destroy(&inst->idle);
   pthread_mutex_destroy(&inst->lock);
-  free(inst->size_key);
   free(inst->params);
   free(inst);
-  OfxPropertySetHandle props;
-  if (g_fx->getPropertySet(effect, &props) == kOfxStatOK) g_prop->propSetPointer(props, kOfxPropInstanceData, 0, NULL);
   return kOfxStatOK;
 }
 
-/* Shared-memory buffers: a few per instance, reused across renders, grown on demand. */
+/* Shared-memory buffers: one per running render (any number), reused across renders, grown
+ * on demand; POOL_KEEP idle ones stay mapped. */
 static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn) {
   pthread_mutex_lock(&inst->lock);
   ShmBuf *pick = NULL;
-  for (int i = 0; i < POOL_SIZE && !pick; i++)
-    if (!inst->pool[i].busy && inst->pool[i].ptr && inst->pool[i].size >= need) pick = &inst->pool[i];
-  for (int i = 0; i < POOL_SIZE && !pick; i++)
-    if (!inst->pool[i].busy) pick = &inst->pool[i];
+  for (ShmBuf *b = inst->pool; b && !pick; b = b->next)
+    if (!b->busy && b->size >= need) pick = b;
+  for (ShmBuf *b = inst->pool; b && !pick; b = b->next)
+    if (!b->busy) pick = b;
   if (!pick) {
-    pthread_mutex_unlock(&inst->lock);
-    snprintf(err, errn, "too many renders at once on one instance");
-    return NULL;
-  }
-  if (!pick->ptr || pick->size < need) {
-    if (pick->ptr) {
-      munmap(pick->ptr, pick->size);
-      shm_unlink(pick->name);
-      pick->ptr = NULL;
-    }
-    size_t size = need + need / 8; /* headroom so slightly larger frames reuse it */
-    snprintf(pick->name, sizeof pick->name, "/vidfx-%u-%s-%u", (unsigned)getuid(), inst->id, ++inst->gen);
-    int fd = shm_open(pick->name, O_RDWR | O_CREAT | O_EXCL, 0600);
-    /* reserve the pages now: on a full /dev/shm a later write would be a SIGBUS in the host */
-    int rc = fd < 0 ? errno : ftruncate(fd, (off_t)size) != 0 ? errno : posix_fallocate(fd, 0, (off_t)size);
-    if (rc != 0) {
-      snprintf(err, errn, "cannot create %zu MB of shared memory (%s): %s; is /dev/shm large enough?",
-               size >> 20, pick->name, strerror(rc));
-      if (fd >= 0) {
-        close(fd);
-        shm_unlink(pick->name);
-      }
+    pick = calloc(1, sizeof *pick);
+    if (!pick) {
       pthread_mutex_unlock(&inst->lock);
+      snprintf(err, errn, "out of memory");
       return NULL;
     }
-    void *ptr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (ptr == MAP_FAILED) {
-      shm_unlink(pick->name);
-      snprintf(err, errn, "cannot map %zu bytes of shared memory: %s", size, strerror(errno));
+    pick->next = inst->pool;
+    inst->pool = pick;
+  }
+  pick->busy = 1; /* reserved; the mapping is made outside the lock */
+  unsigned gen = ++inst->gen;
+  pthread_mutex_unlock(&inst->lock);
+  if (!pick->ptr || pick->size < need) {
+    if (pick->ptr) vfx_shm_destroy(pick->name, pick->ptr, pick->size);
+    pick->ptr = NULL;
+    pick->size = 0;
+    size_t size = need + need / 8; /* headroom so slightly larger frames reuse it */
+    snprintf(pick->name, sizeof pick->name, "/vidfx-%s-%s-%u", vfx_user_tag(), inst->id, gen);
+    void *ptr = vfx_shm_create(pick->name, size, err, errn);
+    if (!ptr) {
+      pthread_mutex_lock(&inst->lock);
+      pick->busy = 0;
       pthread_mutex_unlock(&inst->lock);
       return NULL;
     }
     pick->ptr = ptr;
     pick->size = size;
   }
-  pick->busy = 1;
-  pthread_mutex_unlock(&inst->lock);
   return pick;
 }
 
 static void pool_return(Instance *inst, ShmBuf *b) {
   pthread_mutex_lock(&inst->lock);
   b->busy = 0;
+  if (!b->ptr) { /* never mapped: drop it */
+    for (ShmBuf **pp = &inst->pool; *pp; pp = &(*pp)->next)
+      if (*pp == b) {
+        *pp = b->next;
+        free(b);
+        break;
+      }
+  }
+  pool_trim(inst, POOL_KEEP);
   pthread_mutex_unlock(&inst->lock);
+}
+
+/* ---- the live server against the manifest ------------------------------------------------- */
+static pthread_mutex_t g_check_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Before a node's first request, compare the server's description of it (a hash of its
+ * inputs and parameters) with the manifest's: a server of another vidfx version would
+ * otherwise silently render something else. Returns VFX_OK or an error with err set. */
+static int check_server_node(NodeDesc *n, double start_wait, char *err, size_t errn) {
+  if (__atomic_load_n(&n->checked, __ATOMIC_SEQ_CST) == 1) return VFX_OK;
+  pthread_mutex_lock(&g_check_lock);
+  int rc = VFX_OK;
+  if (n->checked == 0) {
+    vfx_buf req;
+    vfx_reply rep;
+    vfx_buf_init(&req, "nodes");
+    rc = vfx_request(&req, &rep, start_wait, NULL, NULL, NULL, err, errn);
+    vfx_buf_free(&req);
+    if (rc == VFX_OK) {
+      const char *count = vfx_reply_get(&rep, "count");
+      int found = 0;
+      for (int i = 0; count && i < atoi(count) && !found; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "node.%d.name", i);
+        const char *name = vfx_reply_get(&rep, key);
+        if (!name || strcmp(name, n->name) != 0) continue;
+        snprintf(key, sizeof key, "node.%d.hash", i);
+        const char *hash = vfx_reply_get(&rep, key);
+        found = hash && !strcmp(hash, n->hash) ? 1 : -1;
+      }
+      __atomic_store_n(&n->checked, found == 1 ? 1 : -1, __ATOMIC_SEQ_CST);
+      vfx_reply_free(&rep);
+    }
+  }
+  if (rc == VFX_OK && n->checked == -1) {
+    snprintf(err, errn,
+             "the running vidfx server's node %s differs from this plugin's manifest (another vidfx "
+             "version?); rebuild the plugin with `vidfx ofx build` or stop the server (`vidfx serve --stop`)",
+             n->name);
+    rc = VFX_EOTHER;
+  }
+  pthread_mutex_unlock(&g_check_lock);
+  return rc;
+}
+
+/* ---- clips: pixel aspect ratio, render scale, premultiplication --------------------------- */
+static double clip_par(OfxImageClipHandle clip) {
+  OfxPropertySetHandle cp;
+  double par = 1.0;
+  if (clip && g_fx->clipGetPropertySet(clip, &cp) == kOfxStatOK) g_prop->propGetDouble(cp, kOfxImagePropPixelAspectRatio, 0, &par);
+  return par > 0 ? par : 1.0;
+}
+
+static int clip_premultiplied(OfxImageClipHandle clip) {
+  OfxPropertySetHandle cp;
+  char *v = NULL;
+  if (clip && g_fx->clipGetPropertySet(clip, &cp) == kOfxStatOK)
+    g_prop->propGetString(cp, kOfxImageEffectPropPreMultiplication, 0, &v);
+  return v && !strcmp(v, kOfxImagePreMultiplied);
+}
+
+static int clip_opaque(OfxImageClipHandle clip) {
+  OfxPropertySetHandle cp;
+  char *v = NULL;
+  if (clip && g_fx->clipGetPropertySet(clip, &cp) == kOfxStatOK)
+    g_prop->propGetString(cp, kOfxImageEffectPropPreMultiplication, 0, &v);
+  return v && !strcmp(v, kOfxImageOpaque);
+}
+
+/* The render scale of an action (1, 1 when the host gives none). */
+static void action_scale(OfxPropertySetHandle in, double scale[2]) {
+  scale[0] = scale[1] = 1.0;
+  if (in) g_prop->propGetDoubleN(in, kOfxImageEffectPropRenderScale, 2, scale);
+  if (!(scale[0] > 0 && scale[0] <= 1)) scale[0] = 1.0;
+  if (!(scale[1] > 0 && scale[1] <= 1)) scale[1] = 1.0;
+}
+
+/* Full-resolution pixel size of an input (its RoD is in canonical coordinates: x is
+ * stretched by the pixel aspect ratio). */
+static int input_full_size(Instance *inst, int k, double time, OfxRectD *rod, int *w, int *h) {
+  if (!inst->inputs[k] || g_fx->clipGetRegionOfDefinition(inst->inputs[k], time, rod) != kOfxStatOK) return -1;
+  *w = (int)lround((rod->x2 - rod->x1) / clip_par(inst->inputs[k]));
+  *h = (int)lround(rod->y2 - rod->y1);
+  return *w > 0 && *h > 0 ? 0 : -1;
 }
 
 /* The fields that describe an instance at a time: node, id, parameter values, rate, ranges. */
@@ -563,22 +703,33 @@ static void add_instance_fields(Instance *inst, vfx_buf *b, double time) {
   vfx_buf_fieldf(b, "fps", "%.10g", fps > 0 ? fps : 25.0);
 }
 
-/* An action failed (rc: a VFX_ code): show `err` through the host's message suite, except
- * after a host abort, which is not an error to report. */
+/* An action failed (rc: a VFX_ code): show `err` through the host's message suite (and as a
+ * persistent message where the host has one), except after a host abort, which is not an
+ * error to report. */
 static OfxStatus action_failed(Instance *inst, int rc, const char *err) {
   if (rc == VFX_EABORT) return kOfxStatFailed;
   char text[1200];
   snprintf(text, sizeof text, "vidfx %s: %s", inst->node->name, err);
   post_error(inst->effect, text);
+  post_persistent(inst->effect, &inst->persistent, text);
   return kOfxStatFailed;
 }
 
-/* Output size for inputs of the given sizes (asks the server; cached per description). */
-static int query_out_size(Instance *inst, double time, const int *w, const int *h, int *ow, int *oh,
-                          char *err, size_t errn) {
+static void add_scale(vfx_buf *b, const double scale[2]) {
+  if (scale[0] != 1.0 || scale[1] != 1.0) vfx_buf_fieldf(b, "scale", "%.17g,%.17g", scale[0], scale[1]);
+}
+
+/* Output size for inputs of the given sizes at a render scale (asks the server once per
+ * description; the answers for a few descriptions are cached, e.g. full and proxy scale);
+ * `alpha`, when given, gets where the output's alpha comes from ('n', 's', 'o'). */
+static int query_out_size(Instance *inst, double time, const int *w, const int *h, const double scale[2], int *ow,
+                          int *oh, char *alpha, char *err, size_t errn) {
+  int rc = check_server_node(inst->node, VFX_START_WAIT, err, errn);
+  if (rc != VFX_OK) return rc;
   vfx_buf req;
   vfx_buf_init(&req, "info");
   add_instance_fields(inst, &req, time);
+  add_scale(&req, scale);
   char key[32];
   for (int k = 0; k < inst->node->inputs; k++) {
     snprintf(key, sizeof key, "size.%d", k);
@@ -589,30 +740,39 @@ static int query_out_size(Instance *inst, double time, const int *w, const int *
     snprintf(err, errn, "out of memory");
     return VFX_EOTHER;
   }
+  int hit = 0;
   pthread_mutex_lock(&inst->lock);
-  int hit = inst->size_key && strcmp(inst->size_key, req.data) == 0;
-  if (hit) {
-    *ow = inst->out_w;
-    *oh = inst->out_h;
-  }
+  for (int i = 0; i < SIZE_CACHE && !hit; i++)
+    if (inst->sizes[i].key && !strcmp(inst->sizes[i].key, req.data)) {
+      hit = 1;
+      *ow = inst->sizes[i].w;
+      *oh = inst->sizes[i].h;
+      if (alpha) *alpha = inst->sizes[i].alpha;
+    }
   pthread_mutex_unlock(&inst->lock);
   if (hit) {
     vfx_buf_free(&req);
     return VFX_OK;
   }
   vfx_reply rep;
-  int rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
+  rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
   if (rc == VFX_OK) {
     const char *s = vfx_reply_get(&rep, "size");
+    const char *a = vfx_reply_get(&rep, "alpha");
+    char kind = a && *a ? a[0] : 's';
     if (!s || sscanf(s, "%d,%d", ow, oh) != 2) {
       snprintf(err, errn, "malformed info reply");
       rc = VFX_EOTHER;
     } else {
+      if (alpha) *alpha = kind;
       pthread_mutex_lock(&inst->lock);
-      free(inst->size_key);
-      inst->size_key = strdup(req.data);
-      inst->out_w = *ow;
-      inst->out_h = *oh;
+      SizeEntry *e = &inst->sizes[inst->size_next];
+      inst->size_next = (inst->size_next + 1) % SIZE_CACHE;
+      free(e->key);
+      e->key = strdup(req.data);
+      e->w = *ow;
+      e->h = *oh;
+      e->alpha = kind;
       pthread_mutex_unlock(&inst->lock);
     }
     vfx_reply_free(&rep);
@@ -621,31 +781,32 @@ static int query_out_size(Instance *inst, double time, const int *w, const int *
   return rc;
 }
 
-/* ---- region of definition / interest, frames needed ---------------------------------------- */
+/* ---- region of definition / interest, frames needed, clip preferences --------------------- */
+/* In canonical coordinates (OFX): x = pixel x * PAR / render scale. The node is asked about
+ * full-resolution pixel sizes, so the RoD does not depend on the render scale. */
 static OfxStatus on_region_of_definition(Instance *inst, OfxPropertySetHandle in, OfxPropertySetHandle out) {
   double time = 0;
   g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
   OfxRectD rod[MAX_INPUTS];
   int w[MAX_INPUTS], h[MAX_INPUTS];
-  for (int k = 0; k < inst->node->inputs; k++) {
-    if (!inst->inputs[k] || g_fx->clipGetRegionOfDefinition(inst->inputs[k], time, &rod[k]) != kOfxStatOK)
-      return kOfxStatReplyDefault;
-    w[k] = (int)lround(rod[k].x2 - rod[k].x1);
-    h[k] = (int)lround(rod[k].y2 - rod[k].y1);
-    if (w[k] <= 0 || h[k] <= 0) return kOfxStatReplyDefault;
-  }
+  for (int k = 0; k < inst->node->inputs; k++)
+    if (input_full_size(inst, k, time, &rod[k], &w[k], &h[k]) != 0) return kOfxStatReplyDefault;
   int ow, oh;
   char err[1024];
-  int rc = query_out_size(inst, time, w, h, &ow, &oh, err, sizeof err);
+  const double one[2] = {1.0, 1.0};
+  int rc = query_out_size(inst, time, w, h, one, &ow, &oh, NULL, err, sizeof err);
   if (rc != VFX_OK) return action_failed(inst, rc, err);
+  double par = clip_par(inst->inputs[0]);
   double fx = (double)ow / w[0], fy = (double)oh / h[0];
-  double r[4] = {rod[0].x1 * fx, rod[0].y1 * fy, rod[0].x1 * fx + ow, rod[0].y1 * fy + oh};
+  double r[4] = {rod[0].x1 * fx, rod[0].y1 * fy, rod[0].x1 * fx + ow * par, rod[0].y1 * fy + oh};
   g_prop->propSetDoubleN(out, kOfxImageEffectPropRegionOfDefinition, 4, r);
+  clear_persistent(inst->effect, &inst->persistent);
   return kOfxStatOK;
 }
 
 static OfxStatus on_regions_of_interest(Instance *inst, OfxPropertySetHandle in, OfxPropertySetHandle out) {
-  /* Nodes work on whole frames: ask for each input's full region of definition. */
+  /* Nodes work on whole frames: ask for each input's full region of definition (canonical
+   * coordinates, so the same at any render scale). */
   double time = 0;
   g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
   for (int k = 0; k < inst->node->inputs; k++) {
@@ -659,23 +820,26 @@ static OfxStatus on_regions_of_interest(Instance *inst, OfxPropertySetHandle in,
   return kOfxStatOK;
 }
 
-/* Ask the server which frames output `time` needs; fills times[k] (malloc'd) and counts[k]. */
+/* Ask the server which frames output `time` needs; fills times[k] (malloc'd) and counts[k].
+ * The server answers from the node's declared window without waiting for a running render. */
 static int query_frames(Instance *inst, double time, double **times, int *counts, char *err, size_t errn) {
+  int rc = check_server_node(inst->node, VFX_START_WAIT, err, errn);
+  if (rc != VFX_OK) return rc;
   vfx_buf req;
   vfx_buf_init(&req, "frames");
   add_instance_fields(inst, &req, time);
   vfx_buf_fieldf(&req, "time", "%.17g", time);
   for (int k = 0; k < inst->node->inputs; k++) { /* lets the server configure the node first */
     OfxRectD rod;
-    if (inst->inputs[k] && g_fx->clipGetRegionOfDefinition(inst->inputs[k], time, &rod) == kOfxStatOK &&
-        rod.x2 > rod.x1 && rod.y2 > rod.y1) {
+    int w, h;
+    if (input_full_size(inst, k, time, &rod, &w, &h) == 0) {
       char key[32];
       snprintf(key, sizeof key, "size.%d", k);
-      vfx_buf_fieldf(&req, key, "%ld,%ld", lround(rod.x2 - rod.x1), lround(rod.y2 - rod.y1));
+      vfx_buf_fieldf(&req, key, "%d,%d", w, h);
     }
   }
   vfx_reply rep;
-  int rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
+  rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
   vfx_buf_free(&req);
   if (rc != VFX_OK) return rc;
   for (int k = 0; k < inst->node->inputs; k++) {
@@ -738,6 +902,45 @@ static OfxStatus on_frames_needed(Instance *inst, OfxPropertySetHandle in, OfxPr
   return kOfxStatOK;
 }
 
+/* What the output's alpha means: the node's own (RGBA or a matte: straight), the source's
+ * (premultiplied again after a straight-alpha node if the source was), or none (opaque). */
+static const char *output_premult(Instance *inst, char alpha) {
+  if (alpha == 'n') return kOfxImageUnPreMultiplied;
+  if (alpha == 'o' || clip_opaque(inst->inputs[0])) return kOfxImageOpaque;
+  return clip_premultiplied(inst->inputs[0]) ? kOfxImagePreMultiplied : kOfxImageUnPreMultiplied;
+}
+
+/* GetClipPreferences: float RGBA everywhere, the output keeps the input's pixel aspect ratio,
+ * and its premultiplication follows the node and its output mode (asks the server). */
+static OfxStatus on_clip_preferences(Instance *inst, OfxPropertySetHandle out) {
+  char name[160];
+  double range[2] = {0, 0}, time;
+  OfxPropertySetHandle cp;
+  if (inst->inputs[0] && g_fx->clipGetPropertySet(inst->inputs[0], &cp) == kOfxStatOK)
+    g_prop->propGetDoubleN(cp, kOfxImageEffectPropFrameRange, 2, range);
+  time = range[0];
+  for (int k = 0; k <= inst->node->inputs; k++) {
+    const char *clip = k < inst->node->inputs ? input_clip_name(inst->node, k) : kOfxImageEffectOutputClipName;
+    snprintf(name, sizeof name, "%s%s", kVidfxClipComponentsPrefix, clip);
+    g_prop->propSetString(out, name, 0, kOfxImageComponentRGBA);
+    snprintf(name, sizeof name, "%s%s", kVidfxClipDepthPrefix, clip);
+    g_prop->propSetString(out, name, 0, kOfxBitDepthFloat);
+  }
+  snprintf(name, sizeof name, "%s%s", kVidfxClipPARPrefix, kOfxImageEffectOutputClipName);
+  g_prop->propSetDouble(out, name, 0, clip_par(inst->inputs[0]));
+  g_prop->propSetInt(out, kOfxImageEffectFrameVarying, 0, 1);
+  int w[MAX_INPUTS], h[MAX_INPUTS], ow, oh;
+  OfxRectD rod;
+  for (int k = 0; k < inst->node->inputs; k++)
+    if (input_full_size(inst, k, time, &rod, &w[k], &h[k]) != 0) return kOfxStatOK; /* nothing connected yet */
+  char alpha = 's', err[1024];
+  const double one[2] = {1.0, 1.0};
+  int rc = query_out_size(inst, time, w, h, one, &ow, &oh, &alpha, err, sizeof err);
+  if (rc != VFX_OK) return action_failed(inst, rc, err);
+  g_prop->propSetString(out, kOfxImageEffectPropPreMultiplication, 0, output_premult(inst, alpha));
+  return kOfxStatOK;
+}
+
 /* ---- render ------------------------------------------------------------------------------- */
 typedef struct Image {
   OfxPropertySetHandle handle;
@@ -749,6 +952,7 @@ typedef struct Image {
   uint64_t fp;     /* content fingerprint (valid when hashed) */
   int hashed;
   int reuse;       /* the server already holds these pixels: not copied */
+  int unpremult;   /* premultiplied host pixels for a straight-alpha node: divided by alpha in the copy */
 } Image;
 
 /* ---- content fingerprints: the server keeps recent input frames per instance, so the plugin
@@ -823,7 +1027,8 @@ static OfxStatus hash_band(unsigned int index, unsigned int count, void *arg) {
 
 static uint64_t combine_bands(const struct Image *img, const uint64_t *band) {
   uint64_t h = 0x84222325CBF29CE4ull ^ (uint64_t)(img->bounds.x2 - img->bounds.x1) ^
-               ((uint64_t)(img->bounds.y2 - img->bounds.y1) << 32) ^ (uint64_t)img->comps << 60;
+               ((uint64_t)(img->bounds.y2 - img->bounds.y1) << 32) ^ (uint64_t)img->comps << 60 ^
+               (uint64_t)img->unpremult << 59; /* the server holds what was sent, converted or not */
   for (int i = 0; i < HASH_BANDS; i++) h = rotl64(h ^ band[i], 27) * 0x9E3779B97F4A7C15ull;
   return h ^ (h >> 29);
 }
@@ -927,6 +1132,7 @@ typedef struct CopyJob {
   const Image *out;
   OfxRectI win;
   int ow, oh, ox, oy;
+  int premult; /* multiply the colour by alpha (a straight-alpha node, premultiplied output) */
 } CopyJob;
 
 static void copy_in_rows(const Image *img, float *dst, int y0, int y1) {
@@ -936,7 +1142,15 @@ static void copy_in_rows(const Image *img, float *dst, int y0, int y1) {
   for (int y = y0; y < y1; y++) {
     const float *src = (const float *)(img->data + (ptrdiff_t)(h - 1 - y) * img->row_bytes);
     size_t o = (size_t)y * w;
-    if (img->comps == 4) {
+    if (img->comps == 4 && img->unpremult) {
+      for (int x = 0; x < w; x++) {
+        float al = src[4 * x + 3], k = al > 0.0f ? 1.0f / al : 1.0f; /* alpha 0: colour kept */
+        r[o + x] = src[4 * x] * k;
+        g[o + x] = src[4 * x + 1] * k;
+        b[o + x] = src[4 * x + 2] * k;
+        a[o + x] = al;
+      }
+    } else if (img->comps == 4) {
       for (int x = 0; x < w; x++) {
         r[o + x] = src[4 * x];
         g[o + x] = src[4 * x + 1];
@@ -972,9 +1186,10 @@ static void copy_out_rows(const CopyJob *j, int y0, int y1) {
         continue;
       }
       size_t o = (size_t)ry * ow + rx;
-      d[0] = res[o];
-      d[1] = res[plane + o];
-      d[2] = res[2 * plane + o];
+      float k = j->premult ? res[3 * plane + o] : 1.0f;
+      d[0] = res[o] * k;
+      d[1] = res[plane + o] * k;
+      d[2] = res[2 * plane + o] * k;
       if (out->comps == 4) d[3] = res[3 * plane + o];
     }
   }
@@ -1029,9 +1244,12 @@ static double mono_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-typedef struct AbortCtx { OfxImageEffectHandle effect; } AbortCtx;
+typedef struct AbortCtx { Instance *inst; OfxImageEffectHandle effect; } AbortCtx;
 static int host_aborted(void *ctx) {
   AbortCtx *a = ctx;
+  /* a DestroyInstance waiting for this render counts as an abort (and the effect handle is
+   * going away: do not call the host with it) */
+  if (__atomic_load_n(&a->inst->destroyed, __ATOMIC_SEQ_CST)) return 1;
   return g_fx->abort ? g_fx->abort(a->effect) : 0;
 }
 
@@ -1040,6 +1258,8 @@ typedef struct Render {
   Instance *inst;
   double time;
   OfxRectI win;                /* the host's render window */
+  double scale[2];             /* the host's render scale */
+  char alpha;                  /* where the output's alpha comes from ('n', 's', 'o') */
   double *times[MAX_INPUTS];   /* host times needed from each input (malloc'd) */
   int counts[MAX_INPUTS];
   Image *images[MAX_INPUTS];   /* the fetched frames, counts[k] per input */
@@ -1055,6 +1275,8 @@ typedef struct Render {
 /* Ask the server which frames are needed, fetch them from the host (hashing those sent at
  * the same time before, to see whether the server still holds their content), and ask for the
  * output size. Returns a VFX_ code, with r->err set on failure. */
+static int straight_alpha(const NodeDesc *n) { return strcmp(n->alpha, "any") != 0; }
+
 static int fetch_inputs(Render *r) {
   Instance *inst = r->inst;
   int rc = query_frames(inst, r->time, r->times, r->counts, r->err, sizeof r->err);
@@ -1074,6 +1296,7 @@ static int fetch_inputs(Render *r) {
       Image *im = &r->images[k][i];
       double t = r->times[k][i];
       if (fetch_image(inst->inputs[k], t, im, r->err, sizeof r->err) != 0) return VFX_EOTHER;
+      im->unpremult = straight_alpha(inst->node) && clip_premultiplied(inst->inputs[k]);
       /* a frame time sent before may be held by the server: hash it now to compare contents
        * (a new one is hashed while it is copied) */
       if (sent_time(inst, k, t)) {
@@ -1085,7 +1308,7 @@ static int fetch_inputs(Render *r) {
     r->w[k] = img_w(&r->images[k][r->cur[k]]);
     r->h[k] = img_h(&r->images[k][r->cur[k]]);
   }
-  return query_out_size(inst, r->time, r->w, r->h, &r->ow, &r->oh, r->err, sizeof r->err);
+  return query_out_size(inst, r->time, r->w, r->h, r->scale, &r->ow, &r->oh, &r->alpha, r->err, sizeof r->err);
 }
 
 /* Lay out a shared buffer (inputs to send, then the output) and copy the inputs into it,
@@ -1126,6 +1349,7 @@ static int request_render(Render *r, vfx_reply *rep) {
   vfx_buf req;
   vfx_buf_init(&req, "render");
   add_instance_fields(inst, &req, r->time);
+  add_scale(&req, r->scale);
   vfx_buf_fieldf(&req, "time", "%.17g", r->time);
   vfx_buf_field(&req, "id", rid);
   vfx_buf_field(&req, "shm", r->buf->name + 1);
@@ -1140,7 +1364,7 @@ static int request_render(Render *r, vfx_reply *rep) {
       vfx_buf_fieldf(&req, key, "%.17g,%d,%d,%lld,%016llx", im->time, img_w(im), img_h(im), offset,
                      (unsigned long long)im->fp);
     }
-  AbortCtx actx = {inst->effect};
+  AbortCtx actx = {inst, inst->effect};
   int rc = vfx_request(&req, rep, VFX_START_WAIT, host_aborted, &actx, rid, r->err, sizeof r->err);
   vfx_buf_free(&req);
   return rc;
@@ -1160,6 +1384,8 @@ static int copy_output(Render *r) {
   job.oh = r->oh;
   job.ox = (int)lround(src0->bounds.x1 * fx);
   job.oy = (int)lround(src0->bounds.y1 * fy);
+  /* a straight-alpha node on premultiplied input: premultiply the result again */
+  job.premult = straight_alpha(r->inst->node) && r->alpha == 's' && clip_premultiplied(r->inst->inputs[0]);
   job.win.x1 = r->win.x1 > b->x1 ? r->win.x1 : b->x1;
   job.win.x2 = r->win.x2 < b->x2 ? r->win.x2 : b->x2;
   job.win.y1 = r->win.y1 > b->y1 ? r->win.y1 : b->y1;
@@ -1189,6 +1415,7 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   r.inst = inst;
   g_prop->propGetDouble(in, kOfxPropTime, 0, &r.time);
   g_prop->propGetIntN(in, kOfxImageEffectPropRenderWindow, 4, &r.win.x1);
+  action_scale(in, r.scale);
   vfx_reply rep = {0};
   int rc = fetch_inputs(&r);
   if (timing) t_fetch = mono_ms();
@@ -1217,7 +1444,9 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
             t_fetch - t0, t_copy_in - t_fetch, t_server - t_copy_in, mono_ms() - t_server);
   render_release(&r);
   vfx_reply_free(&rep);
-  return rc == VFX_OK ? kOfxStatOK : action_failed(inst, rc, r.err);
+  if (rc != VFX_OK) return action_failed(inst, rc, r.err);
+  clear_persistent(inst->effect, &inst->persistent);
+  return kOfxStatOK;
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
@@ -1234,11 +1463,19 @@ static OfxStatus plugin_main(int index, const char *action, const void *handle, 
   if (!strcmp(action, kOfxActionCreateInstance)) return on_create_instance(n, effect);
   if (!strcmp(action, kOfxActionDestroyInstance)) return on_destroy_instance(effect);
   if (!strcmp(action, kOfxActionPurgeCaches)) return on_purge_caches(effect);
+  /* the instance is looked up and referenced under g_instances_lock, which DestroyInstance
+   * takes to detach it: an action never sees an instance being freed */
+  pthread_mutex_lock(&g_instances_lock);
   Instance *inst = get_instance(effect);
+  if (inst && !instance_enter(inst)) inst = NULL;
+  pthread_mutex_unlock(&g_instances_lock);
   if (!inst) return kOfxStatReplyDefault;
-  if (!strcmp(action, kOfxImageEffectActionGetRegionOfDefinition)) return on_region_of_definition(inst, in, out);
-  if (!strcmp(action, kOfxImageEffectActionGetRegionsOfInterest)) return on_regions_of_interest(inst, in, out);
-  if (!strcmp(action, kOfxImageEffectActionGetFramesNeeded)) return on_frames_needed(inst, in, out);
-  if (!strcmp(action, kOfxImageEffectActionRender)) return on_render(inst, in);
-  return kOfxStatReplyDefault;
+  OfxStatus st = kOfxStatReplyDefault;
+  if (!strcmp(action, kOfxImageEffectActionGetRegionOfDefinition)) st = on_region_of_definition(inst, in, out);
+  else if (!strcmp(action, kOfxImageEffectActionGetRegionsOfInterest)) st = on_regions_of_interest(inst, in, out);
+  else if (!strcmp(action, kOfxImageEffectActionGetFramesNeeded)) st = on_frames_needed(inst, in, out);
+  else if (!strcmp(action, kOfxImageEffectActionGetClipPreferences)) st = on_clip_preferences(inst, out);
+  else if (!strcmp(action, kOfxImageEffectActionRender)) st = on_render(inst, in);
+  instance_leave(inst);
+  return st;
 }

@@ -29,6 +29,17 @@ class HostHints:
     ``defaults``: parameter defaults that suit a host better than the node's own.
     ``hidden``: parameters the bridge sets itself. ``transition_param``: the float
     parameter the host's Transition value drives (two-input transitions only).
+
+    Render scale (proxy renders): ``pixel_params`` names the parameters measured in
+    pixels of the full-resolution picture, with the axis they follow (``"x"``, ``"y"``, or
+    ``"xy"`` for a length along both, e.g. a blur radius); in ``scale_mode="scaled"`` (the
+    default) the node runs on the host's scaled images with those parameters multiplied by
+    the render scale (positions and sizes rounded down, sizes at least 1). ``scale_mode=
+    "full"``: the node's result depends on the absolute resolution (models), so it runs on
+    the inputs resampled to full resolution and its output is resampled to the render
+    scale. ``alpha``: ``"straight"`` (default) if the node expects un-premultiplied colour
+    (premultiplied host inputs are unpremultiplied before it and premultiplied again
+    after), ``"any"`` if it treats every channel alike and needs no conversion.
     """
 
     exposed: bool = True
@@ -36,6 +47,9 @@ class HostHints:
     defaults: dict[str, Any] = field(default_factory=dict)
     hidden: tuple[str, ...] = ()
     transition_param: str = ""
+    pixel_params: dict[str, str] = field(default_factory=dict)
+    scale_mode: str = "scaled"
+    alpha: str = "straight"
 
 
 class Node:

@@ -31,6 +31,7 @@ class Resize(Node):
 
     type_name = "resize"
     description = "Resize to width x height (0 keeps the aspect ratio from the other side)."
+    host = HostHints(pixel_params={"width": "x", "height": "y"}, defaults={"scale": 1.0})
     params = (
         Param("width", "int", 0, "output width in pixels (0: from height and aspect)", min=0, max=32768),
         Param("height", "int", 0, "output height in pixels (0: from width and aspect)", min=0, max=32768),
@@ -68,25 +69,28 @@ class Crop(Node):
     """Cuts a rectangle out of each frame."""
 
     type_name = "crop"
-    description = "Keep the rectangle x, y, width, height."
+    description = "Keep the rectangle x, y, width, height (0: to the right or bottom edge)."
+    host = HostHints(pixel_params={"x": "x", "y": "y", "width": "x", "height": "y"})
     params = (
-        Param("x", "int", 0, "left edge", min=0),
-        Param("y", "int", 0, "top edge", min=0),
-        Param("width", "int", None, "width of the kept area", min=1, required=True),
-        Param("height", "int", None, "height of the kept area", min=1, required=True),
+        Param("x", "int", 0, "left edge", min=0, max=32768),
+        Param("y", "int", 0, "top edge", min=0, max=32768),
+        Param("width", "int", 0, "width of the kept area (0: to the right edge)", min=0, max=32768),
+        Param("height", "int", 0, "height of the kept area (0: to the bottom edge)", min=0, max=32768),
     )
 
     def configure(self, inputs, device):
         info, p = inputs[0], self.p
-        if p.x + p.width > info.width or p.y + p.height > info.height:
+        self.width = p.width or info.width - p.x
+        self.height = p.height or info.height - p.y
+        if self.width < 1 or self.height < 1 or p.x + self.width > info.width or p.y + self.height > info.height:
             raise ParamError(
                 f"{self.name}: crop {p.width}x{p.height}+{p.x}+{p.y} exceeds the {info.width}x{info.height} frame"
             )
-        return info.replace(width=p.width, height=p.height)
+        return info.replace(width=self.width, height=self.height)
 
     def render(self, n, inputs):
         p, frame = self.p, inputs[0][0]
-        return frame.with_data(frame.data[:, p.y : p.y + p.height, p.x : p.x + p.width])
+        return frame.with_data(frame.data[:, p.y : p.y + self.height, p.x : p.x + self.width])
 
 
 class Pad(Node):
@@ -94,11 +98,12 @@ class Pad(Node):
 
     type_name = "pad"
     description = "Add borders of a constant value; alpha 0 in the border if the input has alpha."
+    host = HostHints(pixel_params={"left": "x", "top": "y", "right": "x", "bottom": "y"})
     params = (
-        Param("left", "int", 0, "pixels added on the left", min=0),
-        Param("top", "int", 0, "pixels added on top", min=0),
-        Param("right", "int", 0, "pixels added on the right", min=0),
-        Param("bottom", "int", 0, "pixels added at the bottom", min=0),
+        Param("left", "int", 0, "pixels added on the left", min=0, max=32768),
+        Param("top", "int", 0, "pixels added on top", min=0, max=32768),
+        Param("right", "int", 0, "pixels added on the right", min=0, max=32768),
+        Param("bottom", "int", 0, "pixels added at the bottom", min=0, max=32768),
         Param("value", "float", 0.0, "border grey level", min=0, max=1),
     )
 

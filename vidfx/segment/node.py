@@ -25,6 +25,7 @@ from .model import load_model_shared, predict_lowres, weights_scale
 from .smoothing import TemporalSmoother
 
 PERSON_CLASSES = ("background", "person")
+DEFAULT_MATTE_CLASSES = ("car", "pedestrian", "bicyclist")  # camvid matte/alpha without classes
 PERSON_PALETTE = np.array([[0, 0, 0], [0, 200, 80]], dtype=np.uint8)
 OUTPUTS = ("overlay", "labels", "matte", "alpha")
 
@@ -43,7 +44,9 @@ class SegmentNode(Node):
     type_name = "segment"
     description = "Semantic segmentation (CamVid road-scene classes) or person matte, stable over time"
     # In an editor, segment is mostly used to key people out, as an alpha channel.
-    host = HostHints(defaults={"mode": "person", "output": "alpha"})
+    # Models see the picture at a processing scale of the input: at a host's proxy scale the
+    # bridge runs it at full resolution and resamples the result.
+    host = HostHints(defaults={"mode": "person", "output": "alpha"}, scale_mode="full")
     params = (
         Param(
             "mode",
@@ -117,7 +120,8 @@ class SegmentNode(Node):
             if bad:
                 raise ParamError(f"{self.name}.classes: unknown value(s) {', '.join(bad)}; valid: {', '.join(names)}")
             if p.output in ("matte", "alpha") and not classes:
-                raise ParamError(f"{self.name}.classes: output {p.output!r} needs classes; valid: {', '.join(names)}")
+                classes = list(DEFAULT_MATTE_CLASSES)  # the moving things of a road scene
+                self.warn(f"no classes given for output {p.output!r}: using {', '.join(classes)}")
             self.model = load_model_shared(p.weights, device)
             self.palette = PALETTE
             self.proc_scale = p.scale or weights_scale(self.model)

@@ -7,6 +7,7 @@ docs/ofx.md).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from vidfx.core.node import Node, SourceNode
@@ -62,8 +63,35 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _display_range(p, default: Any) -> tuple[str, str]:
+    """A slider range for a number parameter (hosts such as Resolve clamp to it): the
+    parameter's own bounds where it has them, else a span around its default."""
+    if p.kind not in ("int", "float"):
+        return "", ""
+    d = float(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else 0.0
+    lo = p.min if p.min is not None else min(0.0, d)
+    hi = p.max if p.max is not None else max(1.0, abs(d) * 4, lo + 1)
+    if p.max is not None and p.max > 4096 and p.kind == "int":
+        hi = max(4096, d)  # pixel sizes: a usable slider; typing larger values still works
+    return _text(lo), _text(hi)
+
+
+def _bounds(p) -> tuple[str, str]:
+    """Hard bounds; numbers without them get wide ones (a host that needs a range gets one)."""
+    if p.kind == "int":
+        return _text(p.min if p.min is not None else -(10**6)), _text(p.max if p.max is not None else 10**6)
+    if p.kind == "float":
+        return _text(p.min if p.min is not None else -1e6), _text(p.max if p.max is not None else 1e6)
+    return _text(p.min), _text(p.max)
+
+
 def describe_fields() -> dict[str, object]:
-    """The reply fields of the ``nodes`` request (format in docs/ofx.md)."""
+    """The reply fields of the ``nodes`` request (format in docs/ofx.md).
+
+    ``node.i.hash`` digests what the plugin relies on (inputs, context, parameters and their
+    kinds, choices and defaults): the plugin compares it with its build-time manifest before
+    using a live server. ``node.i.alpha``: ``HostHints.alpha``.
+    """
     fields: dict[str, object] = {}
     nodes = ofx_nodes()
     fields["count"] = len(nodes)
@@ -77,15 +105,20 @@ def describe_fields() -> dict[str, object]:
         fields[pre + "inputs"] = ofx_inputs(cls)
         fields[pre + "transition_param"] = transition_param(cls)
         params = [p for p in cls.params if p.name not in hidden_params(cls)]
+        fields[pre + "alpha"] = cls.host.alpha
         fields[pre + "params"] = len(params)
+        digest = [name, context_of(cls), str(ofx_inputs(cls)), transition_param(cls)]
         for j, p in enumerate(params):
             pp = f"{pre}param.{j}."
+            default = cls.host.defaults.get(p.name, p.default)
             fields[pp + "name"] = p.name
             fields[pp + "kind"] = p.kind
-            fields[pp + "default"] = _text(cls.host.defaults.get(p.name, p.default))
-            fields[pp + "min"] = _text(p.min)
-            fields[pp + "max"] = _text(p.max)
+            fields[pp + "default"] = _text(default)
+            fields[pp + "min"], fields[pp + "max"] = _bounds(p)
+            fields[pp + "display_min"], fields[pp + "display_max"] = _display_range(p, default)
             fields[pp + "choices"] = _text(p.choices)
             fields[pp + "doc"] = p.doc
             fields[pp + "required"] = int(p.required)
+            digest += [p.name, p.kind, _text(default), _text(p.choices)]
+        fields[pre + "hash"] = hashlib.blake2b("\n".join(digest).encode(), digest_size=8).hexdigest()
     return fields

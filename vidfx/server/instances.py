@@ -25,6 +25,7 @@ from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import Node, SequenceNode
 from vidfx.core.registry import node_type
 from vidfx.core.scheduler import ChunkRunner, clamp, needed_frames
+from vidfx.ops.resample import resize
 
 from .catalog import is_cut_transition, ofx_inputs, transition_param
 
@@ -146,6 +147,41 @@ def describe_request(fields: dict[str, str]) -> tuple[str, dict[str, str], Direc
     return type_name, params, layout
 
 
+def request_scale(fields: dict[str, str]) -> tuple[float, float]:
+    """The host's render scale of a request (``scale=sx,sy``; 1,1 when absent)."""
+    text = fields.get("scale")
+    if not text:
+        return (1.0, 1.0)
+    sx, sy = (float(v) for v in text.split(","))
+    if not (0 < sx <= 1 and 0 < sy <= 1):
+        raise RequestError(f"render scale {text} is not in (0, 1]")
+    return (sx, sy)
+
+
+def scaled_params(cls: type[Node], params: dict[str, str], scale: tuple[float, float]) -> dict[str, str]:
+    """Parameter values for a render at ``scale`` (``HostHints.pixel_params``, mode "scaled").
+
+    Positions and sizes are rounded down, so a rectangle inside the full picture stays inside
+    the scaled one; a non-zero size stays at least 1 (0 keeps its meaning, e.g. "to the edge").
+    """
+    if scale == (1.0, 1.0) or cls.host.scale_mode != "scaled" or not cls.host.pixel_params:
+        return params
+    out = dict(params)
+    kinds = {p.name: p.kind for p in cls.params}
+    for name, axis in cls.host.pixel_params.items():
+        text = params.get(name, "")
+        if text in ("", None) or name not in kinds:
+            continue
+        f = scale[0] if axis == "x" else scale[1] if axis == "y" else (scale[0] + scale[1]) / 2
+        value = float(text) * f
+        if kinds[name] == "int":
+            v = int(value + 1e-9) if value >= 0 else -int(-value + 1e-9)
+            out[name] = str(max(v, 1) if float(text) >= 1 else v)
+        else:
+            out[name] = repr(value)
+    return out
+
+
 class ShmMapper:
     """Keeps recently used shared-memory buffers mapped (the plugin reuses its buffers)."""
 
@@ -210,6 +246,9 @@ class Instance:
         # sends only frames it has not sent with the same content
         self.inputs: collections.OrderedDict[tuple[int, int], tuple] = collections.OrderedDict()
         self.inputs_layout: tuple | None = None  # the layout key the stored frames' indices follow
+        self.scale = (1.0, 1.0)  # render scale of the current configuration
+        self.full_sizes: list[tuple[int, int]] | None = None  # scale_mode "full": the node's input sizes
+        self.scaled_out: tuple[int, int] | None = None  # scale_mode "full": output size at the scale
 
     def take_inputs(
         self, entries: list[tuple[int, int, str, np.ndarray | None]], index_of, layout_key: tuple
@@ -255,7 +294,8 @@ class Instance:
             raise RequestError(f"plugin did not send frame {t} of input {clip}")
         return self.inputs[(clip, t)][1:]
 
-    def _make_node(self, params: dict[str, str]) -> Node:
+    def _make_node(self, params: dict[str, str], scale: tuple[float, float] = (1.0, 1.0)) -> Node:
+        params = scaled_params(self.cls, params, scale)
         values = {k: v for k, v in params.items() if v != "" or k == self.live_param}
         return self.cls(name=self.type_name, **values)
 
@@ -277,42 +317,92 @@ class Instance:
             setattr(self.node.p, self.live_param, p.coerce(value, self.type_name))
             self.params[self.live_param] = value
 
-    def configure(self, sizes: list[tuple[int, int]], ranges: list[ClipRange], fps: Fraction) -> ClipInfo:
-        """Configure the node for inputs of these sizes (only when they change).
+    def configure(
+        self,
+        sizes: list[tuple[int, int]],
+        ranges: list[ClipRange],
+        fps: Fraction,
+        scale: tuple[float, float] = (1.0, 1.0),
+    ) -> ClipInfo:
+        """Configure the node for inputs of these sizes at this render scale (only when they change).
 
+        ``sizes`` are the host's image sizes (already scaled). In scale mode "scaled" the node
+        gets those and its pixel parameters scaled; in mode "full" it is configured for the
+        full-resolution sizes and the returned info has the output size at the render scale.
         The last two configurations stay ready (each its own node object), so a host that
         switches between proxy and full resolution does not reload models at every switch.
         """
-        key = (tuple(sizes), tuple(ranges), fps)
+        full = self.cls.host.scale_mode == "full" and scale != (1.0, 1.0)
+        key = (tuple(sizes), tuple(ranges), fps, scale)
         if key == self.config_key:
             return self.out_info
         if self.config_key is not None:
-            self.configured[self.config_key] = (self.node, self.out_info)
+            self.configured[self.config_key] = (self.node, self.out_info, self.full_sizes, self.scaled_out)
         if key in self.configured:
-            self.node, self.out_info = self.configured.pop(key)
+            self.node, self.out_info, self.full_sizes, self.scaled_out = self.configured.pop(key)
         else:
-            if self.config_key is not None:
-                self.node = self._make_node(self.params)
+            node_sizes = [(round(w / scale[0]), round(h / scale[1])) for w, h in sizes] if full else list(sizes)
+            node = self._make_node(self.params, scale)
             infos = [
                 ClipInfo(width=w, height=h, fps=fps, num_frames=r.count, channels=3, bit_depth=32, time_base=1 / fps)
-                for (w, h), r in zip(sizes, ranges)
+                for (w, h), r in zip(node_sizes, ranges)
             ]
-            self.node.device = self.device
-            self.out_info = self.node.configure(infos, self.device)
+            node.device = self.device
+            out_info = node.configure(infos, self.device)
+            self.full_sizes, self.scaled_out = None, None
+            if full:
+                self.full_sizes = node_sizes
+                self.scaled_out = (max(1, round(out_info.width * scale[0])), max(1, round(out_info.height * scale[1])))
+                out_info = out_info.replace(width=self.scaled_out[0], height=self.scaled_out[1])
+            if self.config_key is None:
+                self.node.close()
+            self.node, self.out_info = node, out_info
         self.config_key = key
+        self.scale = scale
         if isinstance(self.node, SequenceNode) and (
             self.chunk_runner is None or self.chunk_runner.node is not self.node
         ):
             self.chunk_runner = ChunkRunner(self.node)
         while len(self.configured) > 1:  # the other ready configuration
-            _, (node, _) = self.configured.popitem(last=False)
+            _, (node, *_) = self.configured.popitem(last=False)
             node.close()
         return self.out_info
+
+    def ready_info(self, sizes, ranges, fps, scale) -> ClipInfo | None:
+        """The output info of a configuration already made, or None; needs no lock."""
+        key = (tuple(sizes), tuple(ranges), fps, scale)
+        if key == self.config_key:
+            return self.out_info
+        ready = self.configured.get(key)
+        return ready[1] if ready else None
+
+    def alpha_kind(self, out: ClipInfo, sizes: list[tuple[int, int]]) -> str:
+        """Where the output's alpha comes from: ``node`` (the node makes it: RGBA or a matte,
+        straight), ``source`` (input 0's alpha, same size) or ``opaque`` (1)."""
+        if out.channels in (1, 2, 4):
+            return "node"
+        return "source" if sizes and (out.width, out.height) == tuple(sizes[0]) else "opaque"
+
+    def plan(self, n: int, ranges: list[ClipRange], configure_args: tuple | None) -> list[list[int]]:
+        """Input indices needed for output frame n, without waiting for a running render.
+
+        A configured node (any configuration: temporal windows do not depend on the picture
+        size) answers from its declared window at once; only an instance never configured
+        takes the lock to configure first (``configure_args``: sizes, ranges, fps), for
+        windows that depend on configure (jumpcut's plan).
+        """
+        node = self.node
+        if self.config_key is None and configure_args is not None:
+            with self.lock:
+                if self.config_key is None:
+                    self.configure(*configure_args)
+                node = self.node
+        return needed_frames(node, n, [r.count for r in ranges])
 
     def close(self) -> None:
         """Release every configured node."""
         self.node.close()
-        for node, _ in self.configured.values():
+        for node, *_ in self.configured.values():
             node.close()
         self.configured.clear()
 
@@ -322,7 +412,27 @@ class Instance:
         return needed_frames(self.node, n, [r.count for r in ranges])
 
     def render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
-        """Output frame n as a (C, H, W) tensor; ``get_frame(k, index)`` gives input frames."""
+        """Output frame n as a (C, H, W) tensor; ``get_frame(k, index)`` gives input frames.
+
+        In scale mode "full" at a render scale below 1 the inputs are resampled to full
+        resolution and the output back to the render scale.
+        """
+        if self.full_sizes is None:
+            return self._render(n, ranges, get_frame, aborted)
+        cache: dict = {}
+
+        def full_frame(k: int, i: int) -> Frame:
+            if (k, i) not in cache:
+                f = get_frame(k, i)
+                w, h = self.full_sizes[k]
+                cache[(k, i)] = f.with_data(resize(f.data, h, w, kernel="bilinear"))
+            return cache[(k, i)]
+
+        out = self._render(n, ranges, full_frame, aborted)
+        w, h = self.scaled_out
+        return resize(out.float(), h, w, kernel="bilinear")
+
+    def _render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
         if self.chunk_runner is not None:
 
             def fetch(i: int) -> Frame:

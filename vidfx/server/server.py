@@ -1,21 +1,21 @@
 """``vidfx serve``: the long-lived render server the OFX plugin talks to.
 
-One server per user listens on a Unix socket in a private directory (mode 0700). Every
-connection gets its own thread, so renders of different effect instances run at the same
-time; renders of one instance are serialised by that instance's lock. Pixels never cross
-the socket: the plugin puts them in POSIX shared memory and names the buffer.
+One server per user listens on a Unix socket in a private directory (mode 0700; a named pipe
+on Windows, see :mod:`vidfx.server.transport`), answers only its own user, and serves only
+the nodes the OFX plugin exposes. Every connection gets its own thread, so renders of
+different effect instances run at the same time; renders of one instance are serialised by
+that instance's lock. Pixels never cross the socket: the plugin puts them in shared memory
+and names the buffer.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import importlib
 import os
 import signal
 import socket
 import socketserver
-import stat
 import sys
 import threading
 import time
@@ -26,37 +26,42 @@ from pathlib import Path
 import numpy as np
 import torch
 
+if sys.platform != "win32":
+    import fcntl
+
 from vidfx import __version__
 from vidfx.core.errors import VidfxError
 
-from . import protocol
-from .catalog import describe_fields
-from .instances import DirectLayout, InstanceTable, MissingFrames, RenderAborted, RequestError, ShmMapper, write_planes
+from . import protocol, transport
+from .catalog import describe_fields, ofx_nodes
+from .instances import (
+    DirectLayout,
+    InstanceTable,
+    MissingFrames,
+    RenderAborted,
+    RequestError,
+    ShmMapper,
+    request_scale,
+    write_planes,
+)
 
 
 def prepare_socket_dir(path: Path) -> None:
-    """Create the socket's directory private to this user, or refuse one that is not."""
-    d = path.parent
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = d.stat()
-    if st.st_uid != os.getuid():
-        raise SystemExit(f"vidfx serve: {d} belongs to another user; refusing to use it")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise SystemExit(
-            f"vidfx serve: {d} is accessible to other users (mode "
-            f"{stat.S_IMODE(st.st_mode):o}); make it 0700 or remove it"
-        )
+    """Create the socket's directory private to this user, or refuse one that is not: it must
+    be a real directory (not a symlink), ours, mode 0700 (``protocol.private_dir_problem``)."""
+    problem = protocol.ensure_private_dir(path.parent, parents=True)
+    if problem:
+        raise SystemExit(f"vidfx serve: refusing the socket directory: {problem}")
 
 
-class RenderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """The socket server: state shared by all connection threads."""
+class ServerState:
+    """What every connection thread shares (the socket server and the Windows pipe server)."""
 
-    daemon_threads = True
-    allow_reuse_address = False
-
-    def __init__(self, path: Path, device: torch.device, idle_timeout: float):
+    def _init_state(self, device: torch.device, idle_timeout: float) -> None:
+        self.served = frozenset(ofx_nodes())  # only what the bundle exposes: no readers, sources...
+        self.max_pixels = transport.max_pixels()
         self.instances = InstanceTable(device)
-        self.shm = ShmMapper()
+        self.shm = transport.WinShmMapper() if sys.platform == "win32" else ShmMapper()
         self.device = device
         self.idle_timeout = idle_timeout
         self.last_request = time.monotonic()
@@ -65,7 +70,44 @@ class RenderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.frames_received = 0  # input frames that came with their pixels
         self.frames_reused = 0  # input frames the plugin only referred to (already held)
         self.node_seconds = 0.0  # time spent inside node code (render / render_chunk)
+
+
+class RenderServer(ServerState, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The socket server: state shared by all connection threads."""
+
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, path: Path, device: torch.device, idle_timeout: float):
+        self._init_state(device, idle_timeout)
         super().__init__(str(path), Handler)
+
+
+class PipeRenderServer(ServerState):
+    """The Windows server: one thread per pipe client, same requests (``transport.PipeListener``)."""
+
+    def __init__(self, name: str, device: torch.device, idle_timeout: float, winapi: object | None = None):
+        self._init_state(device, idle_timeout)
+        self.listener = transport.PipeListener(name, winapi)
+        self._stopped = threading.Event()
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        while not self._stopped.is_set():
+            stream = self.listener.accept()
+            if stream is None:
+                break
+            threading.Thread(target=self._serve, args=(stream,), daemon=True).start()
+
+    def _serve(self, stream: transport.PipeStream) -> None:
+        with stream:
+            serve_connection(self, stream)  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        self._stopped.set()
+        self.listener.close()
+
+    def server_close(self) -> None:
+        pass
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -73,34 +115,42 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        server: RenderServer = self.server  # type: ignore[assignment]
-        while True:
-            try:
-                msg = protocol.recv_message(sock)
-            except (protocol.ProtocolError, OSError):
-                return
-            if msg is None:
-                return
-            server.last_request = time.monotonic()
-            verb, fields = msg
-            try:
-                head, reply = "ok", dispatch(server, verb, fields)
-            except RenderAborted:
-                head, reply = "error", {"message": "render aborted"}
-            except MissingFrames as exc:
-                head, reply = "error", {"message": str(exc), "missing": 1}
-            except VidfxError as exc:
-                head, reply = "error", {"message": str(exc)}
-            except Exception as exc:  # never let one bad render take the server down
-                traceback.print_exc()
-                head, reply = "error", {"message": f"{type(exc).__name__}: {exc}"}
-            try:
-                protocol.send_message(sock, head, reply)
-            except OSError:
-                return
-            if verb == "shutdown":
-                threading.Thread(target=server.shutdown, daemon=True).start()
-                return
+        uid = transport.peer_uid(sock)
+        if uid is not None and uid != os.geteuid():
+            print(f"vidfx serve: dropped a connection from uid {uid}", flush=True)
+            return  # another user's process: no answer at all
+        serve_connection(self.server, sock)  # type: ignore[arg-type]
+
+
+def serve_connection(server: ServerState, sock: socket.socket) -> None:
+    """Answer requests on one connection until the peer hangs up."""
+    while True:
+        try:
+            msg = protocol.recv_message(sock)
+        except (protocol.ProtocolError, OSError):
+            return
+        if msg is None:
+            return
+        server.last_request = time.monotonic()
+        verb, fields = msg
+        try:
+            head, reply = "ok", dispatch(server, verb, fields)
+        except RenderAborted:
+            head, reply = "error", {"message": "render aborted"}
+        except MissingFrames as exc:
+            head, reply = "error", {"message": str(exc), "missing": 1}
+        except VidfxError as exc:
+            head, reply = "error", {"message": str(exc)}
+        except Exception as exc:  # never let one bad render take the server down
+            traceback.print_exc()
+            head, reply = "error", {"message": f"{type(exc).__name__}: {exc}"}
+        try:
+            protocol.send_message(sock, head, reply)
+        except OSError:
+            return
+        if verb == "shutdown":
+            threading.Thread(target=server.shutdown, daemon=True).start()
+            return
 
 
 def _fps(fields: dict[str, str]) -> Fraction:
@@ -121,8 +171,11 @@ def _sizes(fields: dict[str, str], num_inputs: int) -> list[tuple[int, int]]:
     return out
 
 
-def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[str, object]:
+def dispatch(server: ServerState, verb: str, fields: dict[str, str]) -> dict[str, object]:
     """Answer one request (verbs in docs/ofx.md)."""
+    if verb in ("frames", "info", "render"):
+        transport.check_node(fields, server.served)
+        transport.check_pixels(fields, server.max_pixels)
     if verb == "hello":
         return {
             "pid": os.getpid(),
@@ -138,12 +191,11 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
         return describe_fields()
     if verb == "frames":
         inst, layout = server.instances.get(fields)
-        with inst.lock:
-            if inst.config_key is None and all(f"size.{k}" in fields for k in range(len(layout.clips))):
-                # some windows depend on configure (jumpcut's plan); later renders
-                # reconfigure with the real image sizes if they differ
-                inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges, _fps(fields))
-            needed = inst.frames_needed(layout.n_of(float(fields["time"])), layout.node_ranges)
+        args = None  # some windows depend on configure (jumpcut's plan): configure once first
+        if all(f"size.{k}" in fields for k in range(len(layout.clips))):
+            args = (layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges, _fps(fields))
+        # answered from the node's declared window, without waiting for a running render
+        needed = inst.plan(layout.n_of(float(fields["time"])), layout.node_ranges, args)
         times: list[set[int]] = [set() for _ in layout.clips]
         for k, idxs in enumerate(needed):
             for i in idxs:
@@ -155,9 +207,12 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
         return {f"frames.{k}": ",".join(str(t) for t in sorted(ts)) for k, ts in enumerate(times)}
     if verb == "info":
         inst, layout = server.instances.get(fields)
-        with inst.lock:
-            out = inst.configure(layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges, _fps(fields))
-        return {"size": f"{out.width},{out.height}"}
+        args = (layout.node_sizes(_sizes(fields, len(layout.clips))), layout.node_ranges, _fps(fields))
+        out = inst.ready_info(*args, request_scale(fields))  # no wait behind a render when known
+        if out is None:
+            with inst.lock:
+                out = inst.configure(*args, request_scale(fields))
+        return {"size": f"{out.width},{out.height}", "alpha": inst.alpha_kind(out, args[0])}
     if verb == "render":
         return render(server, fields)
     if verb == "abort":
@@ -175,7 +230,7 @@ def dispatch(server: RenderServer, verb: str, fields: dict[str, str]) -> dict[st
     raise RequestError(f"unknown request {verb!r}")
 
 
-def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
+def render(server: ServerState, fields: dict[str, str]) -> dict[str, object]:
     """Render one output frame from the input frames the plugin put in shared memory.
 
     ``in.<k>.<j>=time,width,height,offset,fingerprint`` locate input frames (float32 R, G,
@@ -188,6 +243,7 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
         server.renders[render_id] = aborted
     try:
         inst, layout = server.instances.get(fields)
+        transport.check_shm_name(fields["shm"])
         mm = server.shm.get(fields["shm"], int(fields["shm_size"]))
         entries = []
         sizes: list[tuple[int, int] | None] = [None] * len(layout.clips)
@@ -216,7 +272,7 @@ def render(server: RenderServer, fields: dict[str, str]) -> dict[str, object]:
         n = layout.n_of(float(fields["time"]))
         with inst.lock:
             inst.set_live_param(fields)
-            inst.configure(layout.node_sizes(sizes), layout.node_ranges, _fps(fields))  # type: ignore[arg-type]
+            inst.configure(layout.node_sizes(sizes), layout.node_ranges, _fps(fields), request_scale(fields))  # type: ignore[arg-type]
             received, reused = inst.take_inputs(entries, index_of, layout.key)
             server.frames_received += received
             server.frames_reused += reused
@@ -277,7 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         "--socket",
         type=Path,
         default=None,
-        help="socket path (default: $VIDFX_SOCKET, $XDG_RUNTIME_DIR/vidfx/server.sock or /tmp/vidfx-$UID/server.sock)",
+        help="socket path (default: $VIDFX_SOCKET, else server.sock in the first private directory of "
+        "$XDG_RUNTIME_DIR/vidfx, /tmp/vidfx-$UID, ~/.cache/vidfx/run; Windows: \\\\.\\pipe\\vidfx-<user>)",
+    )
+    ap.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="append output to this file (opened without following symlinks); also $VIDFX_SERVER_LOG",
     )
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ap.add_argument(
@@ -313,23 +376,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
+    if sys.platform == "win32":
+        return _serve_pipe(args, str(path))
     prepare_socket_dir(path)
-    lock = open(str(path) + ".lock", "w")
+    log = args.log or (Path(os.environ["VIDFX_SERVER_LOG"]) if os.environ.get("VIDFX_SERVER_LOG") else None)
+    if log is not None:
+        transport.redirect_output(log)
+    lock = os.fdopen(transport.open_private(Path(str(path) + ".lock"), os.O_RDWR), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         print(f"vidfx serve: a server already runs at {path}", flush=True)
         return 0
-    modules = [m for m in os.environ.get("VIDFX_SERVER_IMPORTS", "").split(",") if m.strip()]
-    for module in modules + args.imports:
-        importlib.import_module(module.strip())
+    _import_modules(args.imports)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     remove_stale_buffers()
-    if path.exists() or path.is_symlink():
-        path.unlink()  # stale: we hold the lock, so no live server owns it
+    transport.remove_stale_socket(path)  # we hold the lock, so no live server owns it
     server = RenderServer(path, device, args.idle_timeout)
     os.chmod(path, 0o600)
-    Path(str(path) + ".pid").write_text(f"{os.getpid()}\n")
+    inode = os.lstat(path).st_ino
+    transport.write_private(Path(str(path) + ".pid"), f"{os.getpid()}\n")
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     if args.idle_timeout > 0:
         threading.Thread(target=_watch_idle, args=(server,), daemon=True).start()
@@ -340,12 +406,41 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
-        for p in (path, Path(str(path) + ".pid")):
-            try:
-                p.unlink()
-            except OSError:
-                pass
+        transport.remove_own_socket(path, inode)
+        try:
+            Path(str(path) + ".pid").unlink()
+        except OSError:
+            pass
         lock.close()
+    return 0
+
+
+def _import_modules(extra: list[str]) -> None:
+    modules = [m for m in os.environ.get("VIDFX_SERVER_IMPORTS", "").split(",") if m.strip()]
+    for module in modules + extra:
+        importlib.import_module(module.strip())
+
+
+def _serve_pipe(args: argparse.Namespace, name: str) -> int:  # pragma: no cover - Windows only
+    """``vidfx serve`` on Windows: the same server on a named pipe (no lock file: the pipe's
+    first instance is exclusive, so a second server fails to create it and exits)."""
+    if args.log is not None or os.environ.get("VIDFX_SERVER_LOG"):
+        log = args.log or Path(os.environ["VIDFX_SERVER_LOG"])
+        sys.stdout = sys.stderr = open(log, "a", buffering=1)  # noqa: SIM115 (for the server's lifetime)
+    _import_modules(args.imports)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    server = PipeRenderServer(name, device, args.idle_timeout)
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+        if args.idle_timeout > 0:
+            threading.Thread(target=_watch_idle, args=(server,), daemon=True).start()
+        print(f"vidfx serve: listening on {name} (pid {os.getpid()}, device {device})", flush=True)
+        server.serve_forever()
+    except PermissionError:
+        print(f"vidfx serve: {name} is already in use (a server runs, or another user holds the name)", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

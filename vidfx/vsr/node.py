@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..core.errors import MediaError, ParamError
 from ..core.frame import ClipInfo, Frame
-from ..core.node import SequenceNode
+from ..core.node import HostHints, SequenceNode
 from ..core.params import Param
 from ..ops.colour import luma
 from ..ops.flow import DISFlow
@@ -110,6 +110,9 @@ class VSRNode(SequenceNode):
         "Video super-resolution x2/x4: flow-guided recurrent propagation + U-Net with "
         "temporal attention; temporally stable, tiled, chunked."
     )
+    # At a host's proxy scale vsr upscales the proxy frames (x2/x4 of what it gets), which is
+    # what the scaled region of definition asks for; no full-resolution detour.
+    host = HostHints(scale_mode="scaled")
     params = (
         Param("scale", "int", 4, "upscaling factor (2 or 4)", min=2, max=4),
         Param(
