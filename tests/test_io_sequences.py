@@ -179,6 +179,23 @@ def test_exr_timecode_attribute(tmp_path):
     assert reader.info.first_number == 1001
 
 
+def test_exr_rate_attribute_counts_the_timecode(tmp_path):
+    # Nuke writes framesPerSecond next to timeCode; the timecode is counted at that rate
+    tc = OpenEXR.TimeCode()
+    tc.hours, tc.minutes, tc.seconds, tc.frame = 0, 0, 59, 29
+    tc.dropFrame = True
+    header = {
+        "compression": OpenEXR.ZIP_COMPRESSION,
+        "type": OpenEXR.scanlineimage,
+        "timeCode": tc,
+        "framesPerSecond": Fraction(30000, 1001),
+    }
+    with OpenEXR.File(header, {"RGB": np.full((H, W, 3), 0.5, np.float16)}) as f:
+        f.write(str(tmp_path / "nuke.1001.exr"))
+    reader = open_source(tmp_path / "nuke.%04d.exr", fps="25")
+    assert reader.info.timecode.drop and str(reader.info.timecode + 1) == "00:01:00;02"
+
+
 def test_probe_command_shows_first_number_and_timecode(tmp_path, capsys):
     from vidfx.cli import main
 

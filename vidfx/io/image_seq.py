@@ -225,6 +225,15 @@ def _exact_rate(value: float | None) -> Fraction | None:
     return Fraction(value).limit_denominator(1001)
 
 
+def _exr_rate(field: object) -> Fraction | None:
+    """An EXR ``framesPerSecond`` attribute (OpenEXR gives a Fraction, older bindings a pair)."""
+    if isinstance(field, Fraction):
+        return field if field > 0 else None
+    if isinstance(field, (tuple, list)) and len(field) == 2 and field[1]:
+        return Fraction(int(field[0]), int(field[1]))
+    return None
+
+
 def _exr_timecode(path: str, fps: Fraction) -> Timecode | None:
     try:
         header = OpenEXR.File(path, header_only=True).header()
@@ -233,9 +242,9 @@ def _exr_timecode(path: str, fps: Fraction) -> Timecode | None:
     tc = header.get("timeCode")
     if tc is None:
         return None
-    rate_field = header.get("framesPerSecond")
-    if rate_field is not None and len(rate_field) == 2 and rate_field[1]:
-        fps = Fraction(int(rate_field[0]), int(rate_field[1]))
+    rate = _exr_rate(header.get("framesPerSecond"))
+    if rate is not None:
+        fps = rate
     frame = tc.frame
     if nominal_rate(fps) > 30:  # SMPTE 12-1 counts frame pairs above 30 fps; the phase bit marks the second
         frame = 2 * frame + (1 if tc.fieldPhase or tc.bgf2 else 0)
