@@ -207,3 +207,14 @@ def test_probe_command_shows_first_number_and_timecode(tmp_path, capsys):
     assert main(["probe", str(tmp_path / "tc_%04d.dpx")]) == 0
     out = capsys.readouterr().out
     assert "first_number: 1001" in out and "timecode: 10:00:00:12" in out and "frames: 2" in out
+
+
+def test_sequence_rate_comes_from_its_headers_unless_given(tmp_path):
+    tc = Timecode.parse("01:00:00;00", Fraction(30000, 1001))
+    for n in (1, 2):
+        data = dpx.add_industry_headers(encode_dpx(ramp(1023), "gbrp10le"), tc + (n - 1), Fraction(30000, 1001))
+        (tmp_path / f"ntsc_{n:04d}.dpx").write_bytes(data)
+    auto = open_source(tmp_path / "ntsc_%04d.dpx")
+    assert auto.info.fps == Fraction(30000, 1001) and str(auto.info.timecode) == "01:00:00;00"
+    given = open_source(tmp_path / "ntsc_%04d.dpx", fps="25")
+    assert given.info.fps == 25

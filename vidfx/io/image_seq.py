@@ -202,6 +202,20 @@ def _describe_missing(found: SequenceFiles, missing: list[int]) -> str:
     return f"{shown}{more}"
 
 
+def header_rate(path: str) -> Fraction | None:
+    """The frame rate an image file's header states (DPX film/TV header, EXR
+    ``framesPerSecond``), or None."""
+    lower = path.lower()
+    try:
+        if lower.endswith(".dpx"):
+            return _exact_rate(dpx.read_file_header(path).frame_rate)
+        if lower.endswith(".exr"):
+            return _exr_rate(OpenEXR.File(path, header_only=True).header().get("framesPerSecond"))
+    except Exception:  # an unreadable header states nothing; decoding reports a bad file
+        return None
+    return None
+
+
 def image_timecode(path: str, fps: Fraction) -> Timecode | None:
     """The timecode an image file's header stores (DPX television header, EXR ``timeCode``),
     counted at the rate the header states, else at ``fps``; None when it has none."""
@@ -264,11 +278,11 @@ class ImageSequenceDecoder:
     before it) or ``"black"`` (a black frame of the same size).
     """
 
-    def __init__(self, path: str, fps: Fraction, gaps: str = "error"):
+    def __init__(self, path: str, fps: Fraction | None = None, gaps: str = "error"):
         if gaps not in GAP_MODES:
             raise MediaError(f"{path}: gaps must be one of {', '.join(GAP_MODES)}, not {gaps!r}")
         self.path = path
-        self.fps = fps
+        self.fps = fps  # None: the rate the first file's header states, else 25
         self.gaps = gaps
         self.found: SequenceFiles | None = None
         self.info: ClipInfo | None = None
@@ -289,6 +303,7 @@ class ImageSequenceDecoder:
                 f"{_describe_missing(found, missing)} (read option gaps: hold or black fills them)"
             )
         first_file = found.files[found.first]
+        fps = self.fps or header_rate(first_file) or Fraction(25)
         first = read_image(first_file)
         pix_fmt = first.format.name
         depth = bit_depth_of(pix_fmt)
@@ -303,16 +318,16 @@ class ImageSequenceDecoder:
         self.info = ClipInfo(
             width=first.width,
             height=first.height,
-            fps=self.fps,
+            fps=fps,
             num_frames=found.last - found.first + 1,
             channels=4 if has_alpha(pix_fmt) else 1 if is_grey(pix_fmt) else 3,
             bit_depth=depth,
             colour=colour,
-            time_base=1 / self.fps,
+            time_base=1 / fps,
             source=self.path,
             pix_fmt=pix_fmt,
             codec=os.path.splitext(first_file)[1].lstrip(".").lower(),
-            timecode=image_timecode(first_file, self.fps),
+            timecode=image_timecode(first_file, fps),
             first_number=found.first if found.numbered else None,
         )
         return self.info

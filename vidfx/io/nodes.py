@@ -34,7 +34,13 @@ class Read(SourceNode):
     )
     params = (
         Param("path", "str", required=True, doc="Video file, image pattern (shot_%04d.exr) or folder."),
-        Param("fps", "str", "25", doc="Frame rate of an image sequence (25, 24000/1001, 29.97)."),
+        Param(
+            "fps",
+            "str",
+            "auto",
+            doc="Frame rate of an image sequence (25, 24000/1001, 29.97); auto: the rate its DPX/EXR "
+            "headers state, else 25.",
+        ),
         Param("threads", "int", 0, min=0, max=256, doc="Decoder threads (0: automatic)."),
         Param("audio", "bool", True, doc="Pass the file's audio on to outputs."),
         Param(
@@ -64,7 +70,8 @@ class Read(SourceNode):
         path = os.path.expanduser(self.p.path)
         decoder: ImageSequenceDecoder | VideoDecoder
         if is_image_input(path):
-            decoder = ImageSequenceDecoder(path, parse_fps(self.p.fps), self.p.gaps)
+            fps = None if self.p.fps == "auto" else parse_fps(self.p.fps)
+            decoder = ImageSequenceDecoder(path, fps, self.p.gaps)
         else:
             decoder = VideoDecoder(path, self.p.threads, self.p.strict)
         self.decoder = decoder

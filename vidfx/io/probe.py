@@ -200,7 +200,7 @@ def probe(path: str | os.PathLike[str]) -> ClipInfo:
     """
     path = os.fspath(path)
     if is_image_input(path):
-        return ImageSequenceDecoder(path, Fraction(25)).open()  # an image sequence (rate unknown: 25)
+        return ImageSequenceDecoder(path).open()  # an image sequence: its headers' rate, else 25
     container = open_input(path)
     try:
         if not container.streams.video:
