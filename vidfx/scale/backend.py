@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,11 +49,12 @@ class RayProgress:
     segments_done: int
     segments: int
     retried: int
+    reused: int = 0  # frames of segments a resumed run found finished
 
     @property
     def fps(self) -> float:
-        """Output frames per second so far (frames reused from a resumed run not counted)."""
-        return self.done / self.seconds if self.seconds > 0 else 0.0
+        """Output frames per second rendered so far (reused frames not counted)."""
+        return (self.done - self.reused) / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def eta(self) -> float | None:
@@ -121,6 +123,7 @@ def run_on_ray(
     plan, lengths, info = plan_job(job, segment_frames)
     fmt = segment_format(job.path, job.options, info)
     records = load_manifest(work, job, plan, resume)
+    reused = len(records)
     owned = connect(ray, address, workers)
     try:
         retried = run_segments(
@@ -135,7 +138,7 @@ def run_on_ray(
     summary = RunSummary(frames={job.path: written}, seconds=time.monotonic() - started)
     summary.messages.append(
         f"ray: {len(plan.segments)} segment(s) of up to {plan.segment_frames} frames on {workers} worker(s), "
-        f"{retried} retried" + (f"; not split: {plan.whole}" if plan.whole else "")
+        f"{reused} reused, {retried} retried" + (f"; not split: {plan.whole}" if plan.whole else "")
     )
     return summary
 
@@ -218,6 +221,8 @@ def connect(ray: Any, address: str | None, workers: int) -> bool:
     """Connect to Ray; True if this call started it (and so must shut it down)."""
     if ray.is_initialized():
         return False
+    if address not in (None, "auto"):
+        check_reachable(address)
     try:
         if address is None:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
@@ -228,6 +233,19 @@ def connect(ray: Any, address: str | None, workers: int) -> bool:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MediaError(f"cannot start or reach {where} ({text})") from None
     return True
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """MediaError unless something answers at ``address`` (``host:port`` or
+    ``ray://host:port``) within ``timeout`` seconds: Ray itself waits minutes for an
+    unreachable cluster."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise MediaError(f"Ray address {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise MediaError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
 
 
 def run_segments(

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from vidfx.core.node import Node, SourceNode
-from vidfx.core.scheduler import needed_frames
+from vidfx.core.node import Node, SequenceNode, SourceNode
+from vidfx.core.scheduler import chunk_plan, needed_frames
 
 DEFAULT_SEGMENT_FRAMES = 500
 
@@ -29,7 +29,7 @@ class Segment:
     """Output frames ``[start, stop)`` of one output, and what rendering them touches.
 
     ``halo``: per source node, the range ``[first, last + 1)`` of its frames needed.
-    ``computed``: per node, how many of its frames are made (needed) for this segment.
+    ``computed``: per node, how many frames it processes for this segment (``work_counts``).
     """
 
     index: int
@@ -134,14 +134,33 @@ def plan_segments(
         stop = min(start + step, length)
         needed = frames_needed_by(order, lengths, output, start, stop)
         halo = {name: (min(idxs), max(idxs) + 1) for name, idxs in needed.items() if name in sources and idxs}
-        computed = {name: len(idxs) for name, idxs in needed.items()}
+        computed = work_counts(order, lengths, needed)
         segments.append(Segment(index, start, stop, halo, computed))
     return Plan(output, length, segment_frames, segments, whole)
 
 
+def work_counts(order: Order, lengths: dict[str, int], needed: dict[str, set[int]]) -> dict[str, int]:
+    """Frames each node processes to make its ``needed`` frames: the frames needed, or for a
+    sequence node the frames of every chunk those draw on (a chunk is processed whole)."""
+    counts = {}
+    for name, node, inputs in order:
+        if name not in needed:
+            continue
+        if isinstance(node, SequenceNode):
+            chunks = {
+                (part.start, part.stop)
+                for n in needed[name]
+                for part in chunk_plan(n, lengths[inputs[0]], node.chunk_length, node.chunk_overlap)
+            }
+            counts[name] = sum(stop - start for start, stop in chunks)
+        else:
+            counts[name] = len(needed[name])
+    return counts
+
+
 def single_run_counts(order: Order, lengths: dict[str, int], output: str) -> dict[str, int]:
-    """Frames of each node that one run over the whole output makes."""
-    return {name: len(idxs) for name, idxs in frames_needed_by(order, lengths, output, 0, lengths[output]).items()}
+    """Frames each node processes in one run over the whole output (see ``work_counts``)."""
+    return work_counts(order, lengths, frames_needed_by(order, lengths, output, 0, lengths[output]))
 
 
 def halo_overhead(plan: Plan, single: dict[str, int]) -> dict[str, float]:

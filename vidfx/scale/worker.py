@@ -21,10 +21,10 @@ import json
 import os
 from typing import Any
 
-from vidfx.core.engine import build_runs, resolve_device
+from vidfx.core.engine import NodeRun, build_runs, resolve_device
 from vidfx.core.errors import MediaError
 from vidfx.core.frame import ClipInfo, EndOfStream
-from vidfx.core.sink import file_sinks
+from vidfx.core.sink import Sink, file_sinks
 
 from .assemble import SegmentFormat
 from .job import Job
@@ -84,18 +84,8 @@ def render_segment(
         media = fmt.segment_path(segment_stem(work_dir, segment.index))
         sink = file_sinks()(media, **fmt.segment_options(segment, run.info))
         sink.open(segment_info(run.info, segment))
-        pts: list[int | None] = []
-        durations: list[int | None] = []
         try:
-            for n in range(segment.start, segment.stop):
-                try:
-                    frame = run.get(n)
-                except EndOfStream:
-                    break
-                sink.write(frame)
-                pts.append(frame.pts)
-                durations.append(frame.meta.get("duration"))
-                run.release_below(id(sink), 0, n + 1)
+            pts, durations = render_range(run, segment.start, segment.stop, sink)
             _check_lengths(runs, lengths)
             if len(pts) != segment.frames:
                 raise MediaError(f"segment {segment.index}: made {len(pts)} frames, the plan has {segment.frames}")
@@ -120,6 +110,24 @@ def render_segment(
     return record
 
 
+def render_range(run: NodeRun, start: int, stop: int, sink: Sink) -> tuple[list[int | None], list[int | None]]:
+    """Write output frames ``start..stop-1`` of ``run`` to the open ``sink``, pulled as
+    ``engine.pull`` pulls (each frame released once written). Stops early at the end of
+    the stream. Returns each written frame's pts and ``meta["duration"]``."""
+    pts: list[int | None] = []
+    durations: list[int | None] = []
+    for n in range(start, stop):
+        try:
+            frame = run.get(n)
+        except EndOfStream:
+            break
+        sink.write(frame)
+        pts.append(frame.pts)
+        durations.append(frame.meta.get("duration"))
+        run.release_below(id(sink), 0, n + 1)
+    return pts, durations
+
+
 def segment_info(info: ClipInfo, segment: Segment) -> ClipInfo:
     """The output's description as seen from the segment's first frame (timecode and image
     numbers move with it, as after a trim)."""
@@ -129,7 +137,7 @@ def segment_info(info: ClipInfo, segment: Segment) -> ClipInfo:
     )
 
 
-def _check_lengths(runs: dict, lengths: dict[str, int]) -> None:
+def _check_lengths(runs: dict[str, NodeRun], lengths: dict[str, int]) -> None:
     for name, planned in lengths.items():
         now = runs[name].length if name in runs else planned
         if now != planned:
