@@ -1,25 +1,13 @@
-/* Render-server client: framing, requests with abort polling, starting the server. */
+/* Render-server client: framing, requests with abort polling, starting the server. The
+ * platform parts (socket or pipe, spawning) are in transport_posix.c / transport_win.c. */
 #include "wire.h"
 
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-extern char **environ;
 
 /* ---- buffers ------------------------------------------------------------------------ */
 static void buf_reserve(vfx_buf *b, size_t extra) {
@@ -124,37 +112,7 @@ int vfx_reply_parse(vfx_reply *r, char *text) {
   return VFX_OK;
 }
 
-/* ---- paths ------------------------------------------------------------------------- */
-int vfx_socket_path(char *out, size_t n) {
-  const char *explicit_path = getenv("VIDFX_SOCKET");
-  if (explicit_path && *explicit_path) return snprintf(out, n, "%s", explicit_path) < (int)n ? 0 : -1;
-  const char *runtime = getenv("XDG_RUNTIME_DIR");
-  struct stat st;
-  if (runtime && *runtime && stat(runtime, &st) == 0 && S_ISDIR(st.st_mode))
-    return snprintf(out, n, "%s/vidfx/server.sock", runtime) < (int)n ? 0 : -1;
-  return snprintf(out, n, "/tmp/vidfx-%u/server.sock", (unsigned)getuid()) < (int)n ? 0 : -1;
-}
-
-const char *vfx_resources_dir(void) {
-  static char dir[4096];
-  static int done = 0;
-  if (done) return dir;
-  done = 1;
-  Dl_info info;
-  if (!dladdr((void *)&vfx_resources_dir, &info) || !info.dli_fname) return dir;
-  /* .../vidfx.ofx.bundle/Contents/Linux-x86-64/vidfx.ofx -> .../Contents/Resources */
-  char path[4000];
-  snprintf(path, sizeof path, "%s", info.dli_fname);
-  char *slash = strrchr(path, '/');
-  if (!slash) return dir;
-  *slash = 0;
-  slash = strrchr(path, '/');
-  if (!slash) return dir;
-  *slash = 0;
-  snprintf(dir, sizeof dir, "%s/Resources", path);
-  return dir;
-}
-
+/* ---- files ------------------------------------------------------------------------- */
 char *vfx_read_file(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -180,103 +138,65 @@ char *vfx_read_file(const char *path) {
   return s;
 }
 
-/* ---- sockets ----------------------------------------------------------------------- */
-static int connect_server(void) {
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  if (vfx_socket_path(path, sizeof path) != 0) return -1;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  memcpy(addr.sun_path, path, strlen(path) + 1);
-  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-/* Send n bytes from `out`, or (out NULL) receive n bytes into `in`; -1 on an error or a closed
- * connection. MSG_NOSIGNAL: a dead server must give EPIPE, never a SIGPIPE that kills the host. */
-static int transfer_all(int fd, const char *out, char *in, size_t n) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t k = out ? send(fd, out + done, n - done, MSG_NOSIGNAL) : recv(fd, in + done, n - done, 0);
-    if (k == 0 && !out) return -1;
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    done += (size_t)k;
-  }
-  return 0;
-}
-
-static int send_all(int fd, const void *data, size_t n) { return transfer_all(fd, data, NULL, n); }
-static int recv_all(int fd, void *data, size_t n) { return transfer_all(fd, NULL, data, n); }
-
-static int send_message(int fd, const vfx_buf *b) {
+/* ---- messages (the connection itself is in transport_*.c) ---------------------------- */
+static int send_message(vfx_conn *c, const vfx_buf *b) {
   uint32_t len = (uint32_t)b->len;
   unsigned char hdr[4] = {(unsigned char)(len & 255), (unsigned char)((len >> 8) & 255),
                           (unsigned char)((len >> 16) & 255), (unsigned char)(len >> 24)};
-  if (send_all(fd, hdr, 4) != 0) return -1;
-  return send_all(fd, b->data, b->len);
+  if (vfx_conn_send(c, hdr, 4) != 0) return -1;
+  return vfx_conn_send(c, b->data, b->len);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Wait until fd is readable; 1 ready, 0 aborted, -1 error/timeout. */
-static int wait_readable(int fd, vfx_abort_fn should_abort, void *ctx, double timeout_s) {
-  double start = now_s();
+/* Wait until the reply arrives; 1 ready, 0 aborted, -1 error/timeout. */
+static int wait_readable(vfx_conn *c, vfx_abort_fn should_abort, void *ctx, double timeout_s) {
+  double start = vfx_now();
   for (;;) {
-    struct pollfd p = {fd, POLLIN, 0};
-    int r = poll(&p, 1, 100);
+    int r = vfx_conn_wait(c, 100);
     if (r > 0) return 1;
-    if (r < 0 && errno != EINTR) return -1;
+    if (r < 0) return -1;
     if (should_abort && should_abort(ctx)) return 0;
-    if (timeout_s > 0 && now_s() - start > timeout_s) return -1;
+    if (timeout_s > 0 && vfx_now() - start > timeout_s) return -1;
   }
 }
 
 static void send_abort(const char *id) {
-  int fd = connect_server();
-  if (fd < 0) return;
+  int refused;
+  char e[256];
+  vfx_conn *c = vfx_conn_open(&refused, e, sizeof e);
+  if (!c) return;
   vfx_buf b;
   vfx_buf_init(&b, "abort");
   vfx_buf_field(&b, "id", id);
-  if (!b.failed) send_message(fd, &b);
+  if (!b.failed) send_message(c, &b);
   vfx_buf_free(&b);
-  close(fd); /* no need to wait for the answer */
+  vfx_conn_close(c); /* no need to wait for the answer */
 }
 
 static int transact(const vfx_buf *req, vfx_reply *rep, vfx_abort_fn should_abort, void *ctx,
                     const char *abort_id, char *err, size_t errn) {
-  int fd = connect_server();
-  if (fd < 0) {
+  int refused = 0;
+  vfx_conn *c = vfx_conn_open(&refused, err, errn);
+  if (!c) {
+    if (refused) return VFX_EREFUSED;
     snprintf(err, errn, "no vidfx server is running");
     return VFX_ENOSERVER;
   }
-  if (send_message(fd, req) != 0) {
-    close(fd);
+  if (send_message(c, req) != 0) {
+    vfx_conn_close(c);
     snprintf(err, errn, "the vidfx server closed the connection (it stopped or crashed)");
     return VFX_ELOST;
   }
   const char *t = getenv("VIDFX_RENDER_TIMEOUT");
-  int w = wait_readable(fd, should_abort, ctx, t ? atof(t) : 0.0);
+  int w = wait_readable(c, should_abort, ctx, t ? atof(t) : 0.0);
   if (w == 0) {
-    close(fd);
+    vfx_conn_close(c);
     if (abort_id) send_abort(abort_id);
     snprintf(err, errn, "aborted by the host");
     return VFX_EABORT;
   }
   unsigned char hdr[4];
-  if (w < 0 || recv_all(fd, hdr, 4) != 0) {
-    close(fd);
+  if (w < 0 || vfx_conn_recv(c, hdr, 4) != 0) {
+    vfx_conn_close(c);
     snprintf(err, errn, "the vidfx server stopped before replying (crashed or was killed); "
                         "it is restarted on the next render");
     return VFX_ELOST;
@@ -284,17 +204,17 @@ static int transact(const vfx_buf *req, vfx_reply *rep, vfx_abort_fn should_abor
   uint32_t len = hdr[0] | (hdr[1] << 8) | (hdr[2] << 16) | ((uint32_t)hdr[3] << 24);
   char *text = malloc((size_t)len + 1);
   if (!text) {
-    close(fd);
+    vfx_conn_close(c);
     snprintf(err, errn, "out of memory reading the server's reply");
     return VFX_EOTHER;
   }
-  if (recv_all(fd, text, len) != 0) {
+  if (vfx_conn_recv(c, text, len) != 0) {
     free(text);
-    close(fd);
+    vfx_conn_close(c);
     snprintf(err, errn, "the vidfx server stopped while replying");
     return VFX_ELOST;
   }
-  close(fd);
+  vfx_conn_close(c);
   text[len] = 0;
   if (vfx_reply_parse(rep, text) != VFX_OK) {
     vfx_reply_free(rep);
@@ -317,30 +237,6 @@ static void trim(char *s) {
   while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) s[--n] = 0;
 }
 
-/* The host's environment minus what points at the host's own runtimes (hosts set these for
- * their embedded Python and libraries; our server needs its own). VIDFX_SERVER_KEEP_ENV=1 keeps
- * everything. The caller frees the array (not the strings). */
-static char **server_environment(void) {
-  static const char *drop[] = {"PYTHONHOME=", "PYTHONPATH=", "PYTHONSTARTUP=", "PYTHONEXECUTABLE=",
-                               "LD_LIBRARY_PATH=", "LD_PRELOAD=", NULL};
-  const char *keep = getenv("VIDFX_SERVER_KEEP_ENV");
-  size_t n = 0;
-  while (environ[n]) n++;
-  char **env = calloc(n + 1, sizeof(char *));
-  if (!env) return NULL;
-  size_t m = 0;
-  for (size_t i = 0; i < n; i++) {
-    int skip = 0;
-    for (int d = 0; drop[d] && !(keep && *keep == '1'); d++)
-      if (strncmp(environ[i], drop[d], strlen(drop[d])) == 0) skip = 1;
-    if (!skip) env[m++] = environ[i];
-  }
-  env[m] = NULL;
-  return env;
-}
-
-/* Spawn `sh -c "CMD >>LOG 2>&1 </dev/null &"` in a new session: the shell exits at once
- * (we reap it), the server is re-parented to init and outlives the host's render calls. */
 static int spawn_server(char *err, size_t errn) {
   char cmd[4096] = "";
   const char *env_cmd = getenv("VIDFX_SERVER_CMD");
@@ -357,60 +253,20 @@ static int spawn_server(char *err, size_t errn) {
     }
   }
   if (!*cmd) snprintf(cmd, sizeof cmd, "vidfx serve");
+  return vfx_spawn_server(cmd, err, errn);
+}
 
-  char sock[4096];
-  if (vfx_socket_path(sock, sizeof sock) != 0) {
-    snprintf(err, errn, "socket path too long");
-    return -1;
-  }
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s", sock);
-  char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  mkdir(dir, 0700);
-  char shell[12288];
-  snprintf(shell, sizeof shell, "%s >>'%s/server.log' 2>&1 </dev/null &", cmd, dir);
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  short flags = 0;
-#ifdef POSIX_SPAWN_SETSID
-  flags |= POSIX_SPAWN_SETSID;
-#endif
-  flags |= POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, flags);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* keep the host's files out of the server */
-#endif
-  char *argv[] = {"/bin/sh", "-c", shell, NULL};
-  pid_t pid;
-  char **env = server_environment();
-  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, env ? env : environ);
-  free(env);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    snprintf(err, errn, "could not start the vidfx server (%s): %s", cmd, strerror(rc));
-    return -1;
-  }
-  int status;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return 0;
+static int server_answers(void) {
+  int refused;
+  char e[256];
+  vfx_conn *c = vfx_conn_open(&refused, e, sizeof e);
+  vfx_conn_close(c);
+  return c != NULL;
 }
 
 static int ensure_server(double timeout, char *err, size_t errn) {
   pthread_mutex_lock(&start_lock);
-  int fd = connect_server();
-  if (fd >= 0) {
-    close(fd);
+  if (server_answers()) {
     pthread_mutex_unlock(&start_lock);
     return 0;
   }
@@ -418,20 +274,18 @@ static int ensure_server(double timeout, char *err, size_t errn) {
   if (rc == 0) {
     const char *t = getenv("VIDFX_SERVER_START_TIMEOUT");
     if (t && *t) timeout = atof(t);
-    double start = now_s();
+    double start = vfx_now();
     rc = -1;
-    while (now_s() - start < timeout) {
-      fd = connect_server();
-      if (fd >= 0) {
-        close(fd);
+    while (vfx_now() - start < timeout) {
+      if (server_answers()) {
         rc = 0;
         break;
       }
-      usleep(50 * 1000);
+      vfx_sleep_ms(50);
     }
     if (rc != 0) {
-      char sock[4096];
-      vfx_socket_path(sock, sizeof sock);
+      char sock[4096], e[256];
+      if (vfx_endpoint(sock, sizeof sock, e, sizeof e) != 0) snprintf(sock, sizeof sock, "?");
       snprintf(err, errn, "the vidfx server did not start within %g s (see the server.log next to %s)",
                timeout, sock);
     }
@@ -459,11 +313,12 @@ static void probe_after_loss(double start_server) {
       __atomic_store_n(&g_lost, 0, __ATOMIC_SEQ_CST);
       return;
     }
+    if (rc == VFX_EREFUSED) return;
     if (rc == VFX_ENOSERVER) {
       if (start_server <= 0 || ensure_server(start_server, e, sizeof e) != 0) return;
       continue;
     }
-    usleep(100 * 1000); /* the old server is still going away */
+    vfx_sleep_ms(100); /* the old server is still going away */
   }
 }
 

@@ -1,9 +1,18 @@
 /* The plugin's side of the render-server protocol (docs/ofx.md): framed text messages over
- * a Unix socket, and starting the server when none is listening. */
+ * the transport (transport.h: a Unix socket, or a named pipe on Windows), and starting the
+ * server when none is listening. */
 #ifndef VIDFX_WIRE_H
 #define VIDFX_WIRE_H
 
 #include <stddef.h>
+
+#include "transport.h"
+
+#ifdef __MINGW32__
+#define VFX_PRINTF gnu_printf
+#else
+#define VFX_PRINTF printf
+#endif
 
 /* Results of a request. */
 enum {
@@ -12,7 +21,8 @@ enum {
   VFX_ELOST = 2,     /* the connection broke before the reply: the server died mid-request */
   VFX_EREPLY = 3,    /* the server answered with an error; the message is in err */
   VFX_EABORT = 4,    /* the host aborted while we waited */
-  VFX_EOTHER = 5     /* anything else (out of memory, malformed reply) */
+  VFX_EOTHER = 5,    /* anything else (out of memory, malformed reply) */
+  VFX_EREFUSED = 6   /* the endpoint is not safe or the server runs as another user (nothing sent) */
 };
 
 /* A growable text buffer for building a request. */
@@ -27,7 +37,7 @@ void vfx_buf_free(vfx_buf *b);
 /* Append one key=value line; the value is escaped (\\ and \n). */
 void vfx_buf_field(vfx_buf *b, const char *key, const char *value);
 /* Append one key=value line with a printf-formatted value (must not contain newlines). */
-void vfx_buf_fieldf(vfx_buf *b, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void vfx_buf_fieldf(vfx_buf *b, const char *key, const char *fmt, ...) __attribute__((format(VFX_PRINTF, 3, 4)));
 /* Append raw text (already key=value lines, each ending in \n). */
 void vfx_buf_append(vfx_buf *b, const char *text, size_t n);
 
@@ -56,12 +66,6 @@ typedef int (*vfx_abort_fn)(void *ctx);
 #define VFX_START_WAIT 60.0
 int vfx_request(const vfx_buf *req, vfx_reply *rep, double start_server, vfx_abort_fn should_abort,
                 void *ctx, const char *abort_id, char *err, size_t errn);
-
-/* The socket path (same rules as vidfx.server.protocol.default_socket_path). */
-int vfx_socket_path(char *out, size_t n);
-
-/* Directory holding this plugin's Resources (nodes.txt, server_cmd), or "" if unknown. */
-const char *vfx_resources_dir(void);
 
 /* Read a whole small file into a new NUL-terminated string (NULL on failure). */
 char *vfx_read_file(const char *path);
