@@ -38,12 +38,24 @@ def default_build_dir() -> Path:
     return Path(cache) / "vidfx" / "ofx"
 
 
-def arch_dir() -> str:
-    """The OFX architecture folder name for this machine."""
-    machine = platform.machine().lower()
-    if sys.platform.startswith("linux"):
-        return "Linux-x86-64" if machine in ("x86_64", "amd64") else f"Linux-{machine}"
-    raise SystemExit("vidfx ofx build: only Linux builds are supported by this Makefile")
+TARGETS = ("linux", "macos", "windows")
+COMPILERS = {"linux": "gcc", "macos": "clang", "windows": "x86_64-w64-mingw32-gcc"}
+
+
+def host_target() -> str:
+    """The ``--target`` that builds for this machine."""
+    return "windows" if sys.platform == "win32" else "macos" if sys.platform == "darwin" else "linux"
+
+
+def arch_dir(target: str | None = None) -> str:
+    """The OFX architecture folder name for ``target`` (default: this machine)."""
+    target = target or host_target()
+    if target == "windows":
+        return "Win64"
+    if target == "macos":
+        return "MacOS"  # a universal (x86_64 + arm64) binary; untested
+    machine = platform.machine().lower() if host_target() == "linux" else "x86_64"
+    return "Linux-x86-64" if machine in ("x86_64", "amd64") else f"Linux-{machine}"
 
 
 def default_prefix() -> Path:
@@ -80,14 +92,17 @@ def nodes_text() -> bytes:
     return encode("ok", describe_fields())[4:]
 
 
-def build(build_dir: Path, source: Path, quiet: bool = False) -> Path:
-    """Compile the plugin and fill in Resources; return the bundle path."""
+def build(build_dir: Path, source: Path, quiet: bool = False, target: str | None = None) -> Path:
+    """Compile the plugin for ``target`` (linux, macos, windows; default: this machine) and
+    fill in Resources; return the bundle path."""
+    target = target or host_target()
     if not (source / "Makefile").is_file():
         raise SystemExit(f"vidfx ofx build: no Makefile in {source} (pass --source)")
-    if shutil.which("make") is None or shutil.which(os.environ.get("CC", "gcc")) is None:
-        raise SystemExit("vidfx ofx build: needs make and gcc on PATH")
+    compiler = COMPILERS[target] if target != host_target() else os.environ.get("CC", COMPILERS[target])
+    if shutil.which("make") is None or shutil.which(compiler) is None:
+        raise SystemExit(f"vidfx ofx build: needs make and {compiler} on PATH")
     build_dir = build_dir.resolve()
-    cmd = ["make", "-C", str(source), f"BUILD={build_dir}", f"ARCH={arch_dir()}"]
+    cmd = ["make", "-C", str(source), f"BUILD={build_dir}", f"TARGET={target}", f"ARCH={arch_dir(target)}"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
@@ -96,9 +111,11 @@ def build(build_dir: Path, source: Path, quiet: bool = False) -> Path:
     resources = bundle / "Contents" / "Resources"
     resources.mkdir(parents=True, exist_ok=True)
     (resources / "nodes.txt").write_bytes(nodes_text())
-    (resources / "server_cmd").write_text(server_command() + "\n")
+    # another platform's bundle cannot name this interpreter: it runs `vidfx` from PATH there
+    cross = target != host_target()
+    (resources / "server_cmd").write_text(("vidfx serve --idle-timeout 1800" if cross else server_command()) + "\n")
     if not quiet:
-        print(f"built {bundle / 'Contents' / arch_dir() / 'vidfx.ofx'}")
+        print(f"built {bundle / 'Contents' / arch_dir(target) / 'vidfx.ofx'}")
     return bundle
 
 
@@ -134,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             default=None,
             help=f"a folder with the plugin's Makefile and src/ (default: {source_dir()})",
         )
+        p.add_argument(
+            "--target",
+            choices=TARGETS,
+            default=None,
+            help=f"platform to build for (default: {host_target()}); windows cross-compiles with mingw-w64",
+        )
         if name == "install":
             p.add_argument("--prefix", type=Path, default=None, help=f"plugin folder (default: {default_prefix()})")
     if argv and argv[0] == "--":  # `vidfx serve -- --opt` (how some wrappers pass options through)
@@ -141,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     source = (args.source or source_dir()).resolve()
     build_dir = args.build_dir or default_build_dir()
-    bundle = build(build_dir, source)
+    bundle = build(build_dir, source, target=args.target)
     if args.command == "install":
         install(bundle, args.prefix or default_prefix())
     return 0
