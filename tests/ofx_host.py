@@ -5,6 +5,12 @@ memory, multi-thread), keeps every OFX object as a Python object behind an opaqu
 handle, and drives the actions a real host would: Load, Describe, DescribeInContext,
 CreateInstance, GetRegionOfDefinition, GetFramesNeeded, Render, DestroyInstance.
 Images are float RGBA numpy arrays stored bottom-up, as OFX lays them out.
+
+Render scale and pixel aspect ratio work as in OFX: regions of definition are in canonical
+coordinates (x stretched by the clip's PAR), images in pixels at the render scale; an input
+at render scale s is the source frame resampled by ``OfxHost.resample`` (a box filter for
+1/s an integer). Input clips can be declared premultiplied, and message suite V2
+(persistent messages) is offered.
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ class Clip:
         self.name, self.props = name, props
         self.source: Callable[[float], np.ndarray | None] | None = None
         self.rod = (0.0, 0.0, 0.0, 0.0)
+        self.par = 1.0
 
 
 class Param:
@@ -120,6 +127,8 @@ class OfxHost:
         self._lock = threading.Lock()
         self._keep: list = []
         self.messages: list[tuple[str, str]] = []
+        self.persistent: dict[int, str] = {}  # effect handle -> persistent message (suite V2)
+        self._tls = threading.local()  # the render scale of the action running on this thread
         self.callback_errors: list[str] = []
         self.images_out = 0  # images handed to the plugin and not yet released
         self.fetch_log: list[tuple[str, float]] = []
@@ -238,6 +247,10 @@ class OfxHost:
 
         message = _suite(1)
         message.f0 = self._cb(F(INT, P, S, S, S, S), self._message)
+        message2 = _suite(3)
+        message2.f0 = message.f0
+        message2.f1 = self._cb(F(INT, P, S, S, S, S), self._set_persistent)
+        message2.f2 = self._cb(F(INT, P), self._clear_persistent)
         memory = _suite(2)
         memory.f0 = memory.f1 = unsupported
         threads = _suite(9)
@@ -250,6 +263,7 @@ class OfxHost:
             (b"OfxImageEffectSuite", 1): fx,
             (b"OfxParameterSuite", 1): param,
             (b"OfxMessageSuite", 1): message,
+            (b"OfxMessageSuite", 2): message2,
             (b"OfxMemorySuite", 1): memory,
             (b"OfxMultiThreadSuite", 1): threads,
         }
@@ -365,9 +379,20 @@ class OfxHost:
             frame = clip.source(time)
             if frame is None:
                 return FAILED
-            clip.rod = (0.0, 0.0, float(frame.shape[1]), float(frame.shape[0]))
+            clip.rod = (0.0, 0.0, float(frame.shape[1]) * clip.par, float(frame.shape[0]))
         out[0] = RectD(*clip.rod)
         return OK
+
+    @staticmethod
+    def resample(frame: np.ndarray, sx: float, sy: float) -> np.ndarray:
+        """A (H, W, C) frame at render scale (sx, sy): box-averaged when 1/s is an integer."""
+        if (sx, sy) == (1.0, 1.0):
+            return frame
+        fx, fy = round(1 / sx), round(1 / sy)
+        assert abs(fx * sx - 1) < 1e-9 and abs(fy * sy - 1) < 1e-9, "test host: render scale 1/integer only"
+        h, w = frame.shape[0] // fy * fy, frame.shape[1] // fx * fx
+        f = frame[:h, :w].reshape(h // fy, fy, w // fx, fx, -1)
+        return f.mean(axis=(1, 3)).astype(np.float32)
 
     def _clip_get_image(self, c, time, region, out) -> int:
         clip: Clip = self.obj(c)
@@ -376,15 +401,19 @@ class OfxHost:
             if frame is None:
                 return FAILED
             self.fetch_log.append((clip.name, time))
-            key = (id(clip), id(frame))  # the same source array: the same flipped copy
+            sx, sy = getattr(self._tls, "scale", (1.0, 1.0))
+            key = (id(clip), id(frame), sx, sy)  # the same source array: the same flipped copy
             array = self._input_cache.get(key) if self.cache_inputs else None
             if array is None:
-                array = np.ascontiguousarray(frame[::-1], dtype=np.float32)  # bottom-up rows
+                array = np.ascontiguousarray(self.resample(frame, sx, sy)[::-1], dtype=np.float32)  # bottom-up
                 if self.cache_inputs:
                     self._input_cache[key] = array
             x1, y1 = 0, 0
         else:
-            x1, y1, x2, y2 = (int(round(v)) for v in clip.rod)
+            sx, sy = getattr(self._tls, "scale", (1.0, 1.0))
+            r = clip.rod  # canonical -> pixels at the render scale
+            x1, y1 = int(np.floor(r[0] / clip.par * sx)), int(np.floor(r[1] * sy))
+            x2, y2 = int(np.ceil(r[2] / clip.par * sx - 1e-9)), int(np.ceil(r[3] * sy - 1e-9))
             shape = (y2 - y1, x2 - x1, 4)
             if self.fill_output:
                 array = np.full(shape, -1.0, np.float32)
@@ -393,6 +422,7 @@ class OfxHost:
                 if array is None:
                     array = self._output_cache[shape] = np.empty(shape, np.float32)
             clip.last_output = array
+            self._tls.last_output = array  # concurrent renders: each thread its own
         h, w = array.shape[:2]
         props = PropertySet(
             {
@@ -403,8 +433,8 @@ class OfxHost:
                 "OfxImagePropRowBytes": w * 16,
                 "OfxImageEffectPropPixelDepth": "OfxBitDepthFloat",
                 "OfxImageEffectPropComponents": "OfxImageComponentRGBA",
-                "OfxImagePropPixelAspectRatio": 1.0,
-                "OfxImageEffectPropRenderScale": [1.0, 1.0],
+                "OfxImagePropPixelAspectRatio": clip.par,
+                "OfxImageEffectPropRenderScale": list(getattr(self._tls, "scale", (1.0, 1.0))),
                 "OfxPropTime": time,
             }
         )
@@ -445,6 +475,14 @@ class OfxHost:
     def _message(self, handle, kind, msg_id, fmt, arg) -> int:
         text = arg.decode() if fmt == b"%s" and arg else (fmt or b"").decode()
         self.messages.append(((kind or b"").decode(), text))
+        return OK
+
+    def _set_persistent(self, handle, kind, msg_id, fmt, arg) -> int:
+        self.persistent[handle or 0] = arg.decode() if fmt == b"%s" and arg else (fmt or b"").decode()
+        return OK
+
+    def _clear_persistent(self, handle) -> int:
+        self.persistent.pop(handle or 0, None)
         return OK
 
     # --- driving the plugin -------------------------------------------------------------------------
@@ -492,9 +530,12 @@ class OfxHost:
         fps: float = 25.0,
         params: dict | None = None,
         clip_ranges: dict[str, tuple[int, int]] | None = None,
+        par: float = 1.0,
+        premultiplied: bool = False,
     ) -> Instance:
         """An instance of a plugin in a context, its inputs fed from ``sources``; every clip
-        has ``frame_range`` unless ``clip_ranges`` names another."""
+        has ``frame_range`` unless ``clip_ranges`` names another. ``par``: the pixel aspect
+        ratio of every clip; ``premultiplied``: the inputs' colour is premultiplied by alpha."""
         desc = self.describe(identifier, context)
         inst = Effect(
             PropertySet(
@@ -515,8 +556,13 @@ class OfxHost:
                     "OfxImageEffectPropPixelDepth": ["OfxBitDepthFloat"],
                     "OfxImageEffectPropComponents": ["OfxImageComponentRGBA"],
                     "OfxImageClipPropConnected": [1],
+                    "OfxImagePropPixelAspectRatio": [par],
+                    "OfxImageEffectPropPreMultiplication": [
+                        "OfxImageAlphaPremultiplied" if premultiplied else "OfxImageAlphaUnPremultiplied"
+                    ],
                 }
             )
+            clip.par = par
             clip.source = sources.get(name)
             inst.clips[name] = clip
         for name, dparam in desc.params.items():
@@ -535,16 +581,23 @@ class Instance:
         self.handle = host.handle(effect)
         self.last_render_s = 0.0  # wall time of the last Render action alone
 
-    def region_of_definition(self, time: float) -> tuple[int, tuple[float, ...]]:
+    def region_of_definition(self, time: float, scale=(1.0, 1.0)) -> tuple[int, tuple[float, ...]]:
+        """The output's RoD in canonical coordinates (the same at every render scale)."""
         out = PropertySet({"OfxImageEffectPropRegionOfDefinition": [0.0, 0.0, 0.0, 0.0]})
         status = self.host.call(
             self.identifier,
             "OfxImageEffectActionGetRegionOfDefinition",
             self.handle,
-            PropertySet({"OfxPropTime": float(time), "OfxImageEffectPropRenderScale": [1.0, 1.0]}),
+            PropertySet({"OfxPropTime": float(time), "OfxImageEffectPropRenderScale": list(scale)}),
             out,
         )
         return status, tuple(out.values["OfxImageEffectPropRegionOfDefinition"])
+
+    def clip_preferences(self) -> tuple[int, dict[str, list]]:
+        """GetClipPreferences: the status and the out-arguments the plugin set."""
+        out = PropertySet()
+        status = self.host.call(self.identifier, "OfxImageEffectActionGetClipPreferences", self.handle, None, out)
+        return status, dict(out.values)
 
     def frames_needed(self, time: float) -> tuple[int, dict[str, list[float]]]:
         inputs = [n for n in self.effect.clips if n != "Output"]
@@ -576,16 +629,25 @@ class Instance:
         )
         return status, {n: out.values[f"OfxImageClipPropRoI_{n}"] for n in inputs}
 
-    def render(self, time: float) -> tuple[int, np.ndarray | None]:
-        """GetRegionOfDefinition then Render of the whole output; the image top-down (H, W, 4)."""
-        status, rod = self.region_of_definition(time)
+    def render(self, time: float, scale=(1.0, 1.0)) -> tuple[int, np.ndarray | None]:
+        """GetRegionOfDefinition then Render of the whole output at a render scale; the image
+        top-down (H, W, 4), in pixels at that scale."""
+        status, rod = self.region_of_definition(time, scale)
         if status == REPLY_DEFAULT:
             rod = self.effect.clips[[n for n in self.effect.clips if n != "Output"][0]].rod
         elif status != OK:
             return status, None
         out_clip = self.effect.clips["Output"]
         out_clip.rod = rod
-        window = [int(round(v)) for v in rod]
+        out_clip.par = self.effect.clips[[n for n in self.effect.clips if n != "Output"][0]].par
+        sx, sy = scale
+        window = [
+            int(np.floor(rod[0] / out_clip.par * sx)),
+            int(np.floor(rod[1] * sy)),
+            int(np.ceil(rod[2] / out_clip.par * sx - 1e-9)),
+            int(np.ceil(rod[3] * sy - 1e-9)),
+        ]
+        self.host._tls.scale = (float(sx), float(sy))
         start = time_module.perf_counter()
         status = self.host.call(
             self.identifier,
@@ -595,7 +657,7 @@ class Instance:
                 {
                     "OfxPropTime": float(time),
                     "OfxImageEffectPropRenderWindow": window,
-                    "OfxImageEffectPropRenderScale": [1.0, 1.0],
+                    "OfxImageEffectPropRenderScale": [float(sx), float(sy)],
                     "OfxImageEffectPropFieldToRender": "OfxImageFieldNone",
                     "OfxImageEffectPropSequentialRenderStatus": 0,
                     "OfxImageEffectPropInteractiveRenderStatus": 0,
@@ -603,9 +665,10 @@ class Instance:
             ),
         )
         self.last_render_s = time_module.perf_counter() - start
+        self.host._tls.scale = (1.0, 1.0)
         if status != OK:
             return status, None
-        return status, out_clip.last_output[::-1].copy()
+        return status, self.host._tls.last_output[::-1].copy()
 
     def destroy(self) -> int:
         return self.host.call(self.identifier, "OfxActionDestroyInstance", self.handle)
