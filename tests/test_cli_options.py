@@ -70,8 +70,15 @@ def test_broken_pipe_is_quiet(tmp_path):
     assert reader.returncode in (0, 141)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_remove_unfinished_outputs(tmp_path, sig):
+@pytest.mark.parametrize(
+    "sig, output",
+    [
+        (signal.SIGTERM, "{path: out.mov, codec: prores_422hq}"),
+        (signal.SIGHUP, "{path: out.mov, codec: prores_422hq}"),
+        (signal.SIGTERM, "{path: frames_%04d.png}"),
+    ],
+)
+def test_sigterm_and_sighup_remove_unfinished_outputs(tmp_path, sig, output):
     g = graph(
         tmp_path,
         """
@@ -79,8 +86,8 @@ def test_sigterm_and_sighup_remove_unfinished_outputs(tmp_path, sig):
           src: {type: pattern, width: 640, height: 360, frames: 100000}
           slow: {type: temporal_average, input: src, radius: 6}
         outputs:
-          - {input: slow, path: out.mov, codec: prores_422hq}
-        """,
+          - {input: slow, OUTPUT}
+        """.replace("OUTPUT", output.strip("{}")),
     )
     proc = subprocess.Popen(VIDFX + ["run", g], stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.monotonic() + 120

@@ -59,3 +59,38 @@ def test_trim_moves_timecode_and_frame_numbers_select_drops_them():
     assert str(out.timecode) == "01:00:00:10" and out.first_number == 1011
     thinned = create_node("select", every=2).configure([info], torch.device("cpu"))
     assert thinned.timecode is None and thinned.first_number is None
+
+
+@pytest.mark.parametrize("out_name", ["out.mov", "out_%04d.exr"])
+def test_timecode_through_the_command_line_with_frames(tmp_path, out_name):
+    """A drop-frame MOV through `vidfx run --frames 10:14`: the output's timecode starts ten
+    frames later, in a MOV and in every EXR header."""
+    from vidfx.cli import main
+    from vidfx.io.probe import probe
+
+    graph = tmp_path / "make.yaml"
+    graph.write_text(
+        "nodes:\n  src: {type: pattern, width: 64, height: 36, fps: 30000/1001, frames: 30}\n"
+        "outputs:\n  - {input: src, path: source.mov, codec: prores_422hq}\n"
+    )
+    assert main(["run", str(graph), "-q"]) == 0
+    # stamp the source with a timecode the way a camera file carries it (a tmcd track)
+    from vidfx.io.nodes import open_source
+    from vidfx.io.writer import make_sink
+
+    reader = open_source(tmp_path / "source.mov")
+    stamped = tmp_path / "stamped.mov"
+    sink = make_sink(str(stamped), codec="prores_422hq")
+    sink.open(reader.info.replace(timecode=Timecode.parse("00:00:59;25", NTSC)))
+    for n in range(reader.info.num_frames):
+        sink.write(reader.read(n))
+    sink.close()
+    reader.close()
+    assert str(probe(stamped).timecode) == "00:00:59;25"
+
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(f"inputs: {{src: stamped.mov}}\noutputs:\n  - {{input: src, path: {out_name}}}\n")
+    assert main(["run", str(copy), "-q", "--frames", "10:14"]) == 0
+    out = probe(tmp_path / out_name)
+    assert out.num_frames == 4 and str(out.timecode) == "00:01:00;07"  # 59;25 + 10 frames skips ;00 and ;01
+    assert out.fps == NTSC

@@ -1,4 +1,4 @@
-"""The OpenEXR ``timeCode`` header attribute: added to the files FFmpeg's ``exr`` encoder
+"""The OpenEXR ``timeCode`` and ``framesPerSecond`` header attributes: added to the files FFmpeg's ``exr`` encoder
 writes (it writes none), and read back.
 
 A single-part scan-line EXR is: magic and version (8 bytes), header attributes (``name\\0
@@ -64,6 +64,11 @@ def add_attribute(data: bytes, name: str, kind: str, value: bytes, where: str = 
 def add_timecode(data: bytes, timecode: Timecode, where: str = "EXR") -> bytes:
     """An EXR file's bytes with a ``timeCode`` attribute (packed SMPTE word, no user bits)."""
     return add_attribute(data, "timeCode", "timecode", struct.pack("<II", smpte.pack(timecode), 0), where)
+
+
+def add_rate(data: bytes, fps: Fraction, where: str = "EXR") -> bytes:
+    """An EXR file's bytes with the standard ``framesPerSecond`` attribute (a rational)."""
+    return add_attribute(data, "framesPerSecond", "rational", struct.pack("<iI", fps.numerator, fps.denominator), where)
 
 
 def read_timecode(data: bytes, fps: Fraction, where: str = "EXR") -> Timecode | None:

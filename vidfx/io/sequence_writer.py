@@ -200,8 +200,10 @@ class ImageSequenceWriter(Sink):
         timecode = None if self._timecode is None else self._timecode + len(self._pending)
         if self.codec == "dpx":
             payload = dpx.add_industry_headers(payload, timecode, info.fps)
-        elif self.codec == "exr" and timecode is not None:
-            payload = exr_header.add_timecode(payload, timecode, self.pattern)
+        elif self.codec == "exr":
+            payload = exr_header.add_rate(payload, info.fps, self.pattern)  # Nuke reads the rate from here
+            if timecode is not None:
+                payload = exr_header.add_timecode(payload, timecode, self.pattern)
         return payload
 
     def write(self, frame: Frame) -> None:
