@@ -8,8 +8,9 @@ imported on first use, so probing a file does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vidfx.core.lazy import lazy_attributes
 
 # imported now: the function shares its module's name, which a lazy import would shadow
 from .probe import probe
@@ -27,12 +28,7 @@ _EXPORTS = {
 __all__ = ["WRITER_PARAMS", "Read", "VideoWriter", "copy_media", "make_sink", "open_source", "probe", "writer_options"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'vidfx.io' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
