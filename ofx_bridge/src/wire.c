@@ -237,6 +237,17 @@ static void trim(char *s) {
   while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ')) s[--n] = 0;
 }
 
+/* Where the start command leaves the server's exit status when it ends (next to the socket):
+ * a server that dies while starting (bad command, import error) fails the wait at once. */
+static void exit_marker(char *out, size_t n) {
+  char sock[4096], e[256];
+  out[0] = 0;
+  if (vfx_endpoint(sock, sizeof sock, e, sizeof e) != 0) return;
+  char *slash = strrchr(sock, '/');
+  if (slash) *slash = 0;
+  snprintf(out, n, "%s/server.exit", slash ? sock : ".");
+}
+
 static int spawn_server(char *err, size_t errn) {
   char cmd[4096] = "";
   const char *env_cmd = getenv("VIDFX_SERVER_CMD");
@@ -253,6 +264,20 @@ static int spawn_server(char *err, size_t errn) {
     }
   }
   if (!*cmd) snprintf(cmd, sizeof cmd, "vidfx serve");
+#ifndef _WIN32
+  char marker[4200], wrapped[8600];
+  exit_marker(marker, sizeof marker);
+  if (*marker && !strchr(marker, '\'')) {
+    remove(marker);
+    /* a subshell, so that an `exit` in the command still reaches the echo */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", marker);
+    *strrchr(dir, '/') = 0;
+    snprintf(wrapped, sizeof wrapped, "{ (%s\n)\n s=$?; mkdir -m 700 -p '%s' 2>/dev/null; echo $s >'%s'; }", cmd, dir,
+             marker);
+    return vfx_spawn_server(wrapped, err, errn);
+  }
+#endif
   return vfx_spawn_server(cmd, err, errn);
 }
 
@@ -264,7 +289,9 @@ static int server_answers(void) {
   return c != NULL;
 }
 
-static int ensure_server(double timeout, char *err, size_t errn) {
+/* Start a server and wait until it answers: 0; -1 on failure (err set), at once when the
+ * server exits while starting; 1 when the host aborted (polled while waiting). */
+static int ensure_server(double timeout, vfx_abort_fn should_abort, void *ctx, char *err, size_t errn) {
   pthread_mutex_lock(&start_lock);
   if (server_answers()) {
     pthread_mutex_unlock(&start_lock);
@@ -276,10 +303,28 @@ static int ensure_server(double timeout, char *err, size_t errn) {
     if (t && *t) timeout = atof(t);
     double start = vfx_now();
     rc = -1;
+    char marker[4200];
+    exit_marker(marker, sizeof marker);
     while (vfx_now() - start < timeout) {
       if (server_answers()) {
         rc = 0;
         break;
+      }
+      char *status = *marker ? vfx_read_file(marker) : NULL;
+      if (status) {
+        trim(status);
+        char sock[4096], e[256];
+        if (vfx_endpoint(sock, sizeof sock, e, sizeof e) != 0) snprintf(sock, sizeof sock, "?");
+        snprintf(err, errn, "the vidfx server exited while starting (status %s); see the server.log next to %s",
+                 status, sock);
+        free(status);
+        pthread_mutex_unlock(&start_lock);
+        return -1;
+      }
+      if (should_abort && should_abort(ctx)) {
+        snprintf(err, errn, "aborted by the host");
+        pthread_mutex_unlock(&start_lock);
+        return 1;
       }
       vfx_sleep_ms(50);
     }
@@ -315,7 +360,7 @@ static void probe_after_loss(double start_server) {
     }
     if (rc == VFX_EREFUSED) return;
     if (rc == VFX_ENOSERVER) {
-      if (start_server <= 0 || ensure_server(start_server, e, sizeof e) != 0) return;
+      if (start_server <= 0 || ensure_server(start_server, NULL, NULL, e, sizeof e) != 0) return;
       continue;
     }
     vfx_sleep_ms(100); /* the old server is still going away */
@@ -332,7 +377,8 @@ int vfx_request(const vfx_buf *req, vfx_reply *rep, double start_server, vfx_abo
   if (__atomic_load_n(&g_lost, __ATOMIC_SEQ_CST)) probe_after_loss(start_server);
   int rc = transact(req, rep, should_abort, ctx, abort_id, err, errn);
   if (rc == VFX_ENOSERVER && start_server > 0) {
-    if (ensure_server(start_server, err, errn) != 0) return VFX_ENOSERVER;
+    int started = ensure_server(start_server, should_abort, ctx, err, errn);
+    if (started != 0) return started > 0 ? VFX_EABORT : VFX_ENOSERVER;
     rc = transact(req, rep, should_abort, ctx, abort_id, err, errn);
   }
   if (rc == VFX_ELOST) __atomic_store_n(&g_lost, 1, __ATOMIC_SEQ_CST);
