@@ -92,6 +92,46 @@ def bridge_ms(
     return statistics.median(times) * 1e3
 
 
+def threads_rps(host: OfxHost, frames: list[np.ndarray], threads: int, renders: int, radius: int = 2) -> float:
+    """Renders per second of temporal_average on ONE instance with ``threads`` host threads
+    rendering different frames at once (the plugin declares full thread safety)."""
+    import threading
+
+    count = len(frames)
+    inst = host.create_instance(
+        "org.vidfx.temporal_average",
+        FILTER,
+        {"Source": lambda t: frames[int(t) % count]},
+        (0, 10**6),
+        params={"radius": radius},
+    )
+    inst.render(0)  # configure once
+    next_frame = iter(range(1, renders + 1))
+    lock = threading.Lock()
+    failures = []
+
+    def worker():
+        while True:
+            with lock:
+                n = next(next_frame, None)
+            if n is None:
+                return
+            if inst.render(n)[0] != OK:
+                failures.append(n)
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    took = time.perf_counter() - start
+    inst.destroy()
+    if failures:
+        raise SystemExit(f"{len(failures)} renders failed with {threads} threads: {host.messages[-1:]}")
+    return renders / took
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1920x1080,3840x2160")
@@ -99,6 +139,13 @@ def main(argv=None) -> int:
     ap.add_argument("--ratio-node", default="vsr", help="node whose own time the overhead is compared with")
     ap.add_argument("--ratio-input", default="480x270", help="input size for that node (x4 -> 1080p)")
     ap.add_argument("--ratio-frames", type=int, default=8)
+    ap.add_argument(
+        "--threads",
+        default="",
+        help="only measure renders/s of temporal_average at 1080p on one instance with these host thread counts "
+        "(e.g. 1,4,8)",
+    )
+    ap.add_argument("--thread-renders", type=int, default=24)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
@@ -109,6 +156,12 @@ def main(argv=None) -> int:
     try:
         host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
         host.cache_inputs, host.fill_output = True, False
+        if args.threads:
+            frames = make_frames(1920, 1080, 16)
+            print("temporal_average r=2 1920x1080, one instance:")
+            for n in (int(v) for v in args.threads.split(",")):
+                print(f"  {n} host thread(s): {threads_rps(host, frames, n, args.thread_renders):6.2f} renders/s")
+            return 0
         rows = []
         for size in args.sizes.split(","):
             w, h = parse_size(size)

@@ -54,8 +54,9 @@ def server_env(socket_path: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def bridge(tmp_path_factory):
+def bridge_session(tmp_path_factory):
+    """The body of the module-scoped ``bridge`` fixture (test_ofx_host_semantics shares it): a
+    built bundle, its test host and a server with the test nodes; shut down at the end."""
     sockdir = tempfile.mkdtemp(prefix="vfx")  # short: socket paths are limited to 107 bytes
     sock = f"{sockdir}/run/server.sock"
     env = server_env(sock)
@@ -98,7 +99,12 @@ def bridge(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frames():
+def bridge(tmp_path_factory):
+    yield from bridge_session(tmp_path_factory)
+
+
+def random_frames() -> list[np.ndarray]:
+    """Eight random 64x48 RGBA frames with random alpha (the ``frames`` fixture)."""
     rng = np.random.default_rng(7)
     out = []
     for _ in range(COUNT):
@@ -106,6 +112,11 @@ def frames():
         f[..., 3] = rng.random((48, 64), dtype=np.float32)  # alpha must survive RGB nodes
         out.append(f)
     return out
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return random_frames()
 
 
 def source(frames):
@@ -347,19 +358,25 @@ def test_host_abort_stops_waiting(bridge, frames, tmp_path):
     inst.destroy()
 
 
+def run_host_without_server(bridge, tmp_path: Path, code: str, server_cmd: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (a Python script; argv[1] is the plugin binary) in a fresh process whose
+    plugin finds no server and starts it with ``server_cmd`` (the default start timeout)."""
+    env = dict(os.environ, VIDFX_SOCKET=str(tmp_path / "none" / "s.sock"), VIDFX_SERVER_CMD=server_cmd)
+    env["PYTHONPATH"] = str(TESTS)
+    env.pop("VIDFX_SERVER_START_TIMEOUT", None)
+    binary = bridge.bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"
+    return subprocess.run(
+        [sys.executable, "-c", code, str(binary)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_offline_describe_uses_saved_node_list(bridge, tmp_path):
     # No server can start: the plugin list comes from Resources/nodes.txt (the manifest written
     # at build time) and never waits for a server.
-    env = dict(
-        os.environ,
-        VIDFX_SOCKET=str(tmp_path / "none" / "s.sock"),
-        VIDFX_SERVER_CMD="true",
-        VIDFX_SERVER_START_TIMEOUT="0.5",
-        PYTHONPATH=str(TESTS),
-    )
     code = "import sys; from ofx_host import OfxHost; h = OfxHost(sys.argv[1]); print(','.join(sorted(h.plugins)))"
-    binary = bridge.bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"
-    out = subprocess.run([sys.executable, "-c", code, str(binary)], env=env, capture_output=True, text=True, timeout=60)
+    start = time.monotonic()
+    out = run_host_without_server(bridge, tmp_path, code, "sleep 600")
+    assert time.monotonic() - start < 30  # the plugin scan did not wait for the server
     assert out.returncode == 0, out.stderr
     assert "org.vidfx.temporal_average" in out.stdout.strip().split(",")
     assert "org.vidfx.trim" not in out.stdout  # not exposed

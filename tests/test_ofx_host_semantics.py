@@ -5,8 +5,6 @@ during a render, premultiplied inputs and GetClipPreferences."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -19,19 +17,31 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
 from ofx_host import FAILED, OK, OfxHost  # noqa: E402
-from test_ofx_bridge import (  # noqa: E402, F401  (bridge and frames are fixtures)
+from test_ofx_bridge import (  # noqa: E402
     COUNT,
     FILTER,
     FIRST,
+    bridge_session,
     filter_instance,
     hwc,
-    pytestmark,
+    pytestmark,  # noqa: F401
+    random_frames,
+    run_host_without_server,
     source,
 )
-from test_ofx_bridge import bridge, frames  # noqa: E402, F401, F811
 
 import vidfx  # noqa: E402
 from vidfx.ops.colour import TRANSFERS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory):
+    yield from bridge_session(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return random_frames()
 
 
 def engine(node: str, clip: list[np.ndarray], **params) -> list[np.ndarray]:
@@ -204,13 +214,6 @@ def test_crop_defaults_render_full_frame(bridge, frames):
 
 
 def test_server_that_cannot_start_fails_fast_with_a_message(bridge, tmp_path):
-    env = dict(
-        os.environ,
-        VIDFX_SOCKET=str(tmp_path / "none" / "s.sock"),
-        VIDFX_SERVER_CMD="exit 3",
-        PYTHONPATH=str(TESTS),
-    )
-    env.pop("VIDFX_SERVER_START_TIMEOUT", None)  # the default: the plugin must not wait for it
     code = """
 import sys, time
 import numpy as np
@@ -221,18 +224,12 @@ inst = h.create_instance("org.vidfx.passthrough", "OfxImageEffectContextFilter",
                          {"Source": lambda t: frames[0]}, (0, 0))
 start = time.monotonic()
 status, _ = inst.render(0)
-print(status, round(time.monotonic() - start, 2), repr(h.messages[-1][1] if h.messages else ""),
-      bool(h.persistent))
+print(status, round(time.monotonic() - start, 2), bool(h.persistent), repr(h.messages[-1][1] if h.messages else ""))
 """
-    binary = bridge.bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"
-    start = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(binary)], env=env, capture_output=True, text=True, timeout=120
-    )
+    out = run_host_without_server(bridge, tmp_path, code, "exit 3")  # a server that dies at start
     assert out.returncode == 0, out.stderr
-    status, took = out.stdout.split(" ")[:2]
-    message = out.stdout
-    print(f"\ntime to a visible error when the server cannot start: {took} s ({out.stdout.strip()})")
-    assert status == str(FAILED)
-    assert "server" in message and "True" in out.stdout  # a message and a persistent one
-    assert float(took) < 10 and time.monotonic() - start < 60
+    status, took, persistent, message = out.stdout.split(" ", 3)
+    print(f"\ntime to a visible error when the server cannot start: {took} s ({message.strip()})")
+    assert status == str(FAILED) and persistent == "True"  # a message and a persistent one
+    assert "exited while starting" in message and "server.log" in message
+    assert float(took) < 10

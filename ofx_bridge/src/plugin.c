@@ -607,21 +607,16 @@ static double clip_par(OfxImageClipHandle clip) {
   return par > 0 ? par : 1.0;
 }
 
-static int clip_premultiplied(OfxImageClipHandle clip) {
+/* The clip's kOfxImageEffectPropPreMultiplication is `state` (opaque, premultiplied...). */
+static int clip_alpha_is(OfxImageClipHandle clip, const char *state) {
   OfxPropertySetHandle cp;
   char *v = NULL;
   if (clip && g_fx->clipGetPropertySet(clip, &cp) == kOfxStatOK)
     g_prop->propGetString(cp, kOfxImageEffectPropPreMultiplication, 0, &v);
-  return v && !strcmp(v, kOfxImagePreMultiplied);
+  return v && !strcmp(v, state);
 }
 
-static int clip_opaque(OfxImageClipHandle clip) {
-  OfxPropertySetHandle cp;
-  char *v = NULL;
-  if (clip && g_fx->clipGetPropertySet(clip, &cp) == kOfxStatOK)
-    g_prop->propGetString(cp, kOfxImageEffectPropPreMultiplication, 0, &v);
-  return v && !strcmp(v, kOfxImageOpaque);
-}
+static int clip_premultiplied(OfxImageClipHandle clip) { return clip_alpha_is(clip, kOfxImagePreMultiplied); }
 
 /* The render scale of an action (1, 1 when the host gives none). */
 static void action_scale(OfxPropertySetHandle in, double scale[2]) {
@@ -906,7 +901,7 @@ static OfxStatus on_frames_needed(Instance *inst, OfxPropertySetHandle in, OfxPr
  * (premultiplied again after a straight-alpha node if the source was), or none (opaque). */
 static const char *output_premult(Instance *inst, char alpha) {
   if (alpha == 'n') return kOfxImageUnPreMultiplied;
-  if (alpha == 'o' || clip_opaque(inst->inputs[0])) return kOfxImageOpaque;
+  if (alpha == 'o' || clip_alpha_is(inst->inputs[0], kOfxImageOpaque)) return kOfxImageOpaque;
   return clip_premultiplied(inst->inputs[0]) ? kOfxImagePreMultiplied : kOfxImageUnPreMultiplied;
 }
 
