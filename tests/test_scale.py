@@ -312,11 +312,11 @@ def cluster():
 
 
 def decoded(path) -> tuple[list[int], list[bytes], int]:
-    """Every video frame's pts and raw planes, and the number of audio streams."""
+    """Every video frame's pts and pixels (as 16-bit RGB), and the number of audio streams."""
     with av.open(str(path)) as c:
         audio = len(c.streams.audio)
         frames = list(c.decode(video=0))
-    return [f.pts for f in frames], [b"".join(bytes(p) for p in f.planes) for f in frames], audio
+    return [f.pts for f in frames], [f.to_ndarray(format="rgb48le").tobytes() for f in frames], audio
 
 
 def assert_same_video(a, b):

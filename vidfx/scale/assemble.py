@@ -148,7 +148,10 @@ def _remux(fmt: SegmentFormat, records: list[dict[str, Any]], info: ClipInfo, wo
         output = av.open(temp, "w", format=_MUXERS[ext])
         template = av.open(os.path.join(work_dir, records[0]["media"]))
         try:
-            stream = output.add_stream_from_template(template.streams.video[0])
+            source = template.streams.video[0]
+            stream = output.add_stream_from_template(source, rate=info.fps)
+            if source.codec_tag:  # not copied by the template; MOV would guess ProRes 422 HQ's tag
+                stream.codec_context.codec_tag = source.codec_tag
         finally:
             template.close()
         stream.time_base = time_base

@@ -281,7 +281,7 @@ def run_segments(
         report()
         return 0
     actor_class = ray.remote(RayWorker).options(
-        num_cpus=1, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=0
+        num_cpus=1, num_gpus=gpus_per_worker, max_restarts=0, max_task_retries=0
     )
     actors = [actor_class.remote(threads_per_worker) for _ in range(min(workers, len(pending)))]
     job_ref = ray.put(job)
@@ -296,10 +296,13 @@ def run_segments(
             ready, _ = ray.wait(list(running), num_returns=1)
             ref = ready[0]
             actor, seg = running.pop(ref)
-            idle.append(actor)
             try:
                 record = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                # a fresh process replaces the dead one (Ray places it on any live node)
+                actors.remove(actor)
+                actors.append(actor_class.remote(threads_per_worker))
+                idle.append(actors[-1])
                 attempts[seg.index] = attempts.get(seg.index, 0) + 1
                 if attempts[seg.index] > retries:
                     raise MediaError(
@@ -315,6 +318,7 @@ def run_segments(
                 if isinstance(cause, VidfxError):
                     raise type(cause)(str(cause)) from None
                 raise
+            idle.append(actor)
             records[seg.index] = record
             done += seg.frames
             write_json(manifest_path, {**_read_json(manifest_path), "done": sorted(records)})
