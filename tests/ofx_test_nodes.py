@@ -65,7 +65,22 @@ class OfxTestMix(Node):
         return inputs[0][0].with_data((a * (1 - t) + b * t) * self.p.gain)
 
 
-TEST_NODES = (OfxTestSlow, OfxTestChunks, OfxTestMix)
+class OfxTestBlocks(Node):
+    """Means of 4x4-pixel blocks: a result that depends on the absolute resolution, so the
+    bridge renders it at full resolution at a proxy scale (``scale_mode="full"``)."""
+
+    type_name = "ofx_test_blocks"
+    description = "Test node: 4x4 block means (resolution-dependent)."
+    host = HostHints(scale_mode="full")
+
+    def render(self, n, inputs):
+        x = inputs[0][0].data
+        c, h, w = x.shape
+        blocks = torch.nn.functional.avg_pool2d(x[None], 4, ceil_mode=True)
+        return inputs[0][0].with_data(blocks.repeat_interleave(4, -1).repeat_interleave(4, -2)[0, :, :h, :w])
+
+
+TEST_NODES = (OfxTestSlow, OfxTestChunks, OfxTestMix, OfxTestBlocks)
 
 for _cls in TEST_NODES:  # the test fixture removes them again when the OFX tests end
     register(_cls)

@@ -233,3 +233,65 @@ print(status, round(time.monotonic() - start, 2), bool(h.persistent), repr(h.mes
     assert status == str(FAILED) and persistent == "True"  # a message and a persistent one
     assert "exited while starting" in message and "server.log" in message
     assert float(took) < 10
+
+
+def test_full_scale_mode_renders_at_full_resolution_and_resamples(bridge, frames):
+    # a node whose result depends on the absolute resolution (HostHints(scale_mode="full")):
+    # at render scale 0.5 its inputs go up to full resolution and its output comes back down
+    import torch
+
+    from vidfx.ops.resample import resize
+
+    inst = filter_instance(bridge.host, "ofx_test_blocks", frames)
+    status, img = inst.render(FIRST, (0.5, 0.5))
+    assert status == OK, bridge.host.messages[-2:]
+    small = torch.from_numpy(half(frames)[0][..., :3]).permute(2, 0, 1).contiguous()
+    full = resize(small, 48, 64, kernel="bilinear")
+    blocks = torch.nn.functional.avg_pool2d(full[None], 4).repeat_interleave(4, -1).repeat_interleave(4, -2)[0]
+    want = resize(blocks, 24, 32, kernel="bilinear")
+    np.testing.assert_allclose(img[..., :3], hwc(want), atol=1e-4)
+    inst.destroy()
+
+
+def test_live_server_is_checked_against_the_manifest(bridge, frames, tmp_path):
+    # a plugin built for another catalogue: its passthrough differs from the server's
+    import shutil
+
+    bundle = tmp_path / "other.ofx.bundle"
+    shutil.copytree(bridge.bundle, bundle)
+    manifest = bundle / "Contents" / "Resources" / "nodes.txt"
+    lines = manifest.read_text().splitlines()
+    index = next(line.split(".")[1] for line in lines if line.endswith(".name=passthrough"))
+    lines = [
+        f"node.{index}.hash=0000000000000000" if line.startswith(f"node.{index}.hash=") else line for line in lines
+    ]
+    manifest.write_text("\n".join(lines) + "\n")
+    host = OfxHost(str(bundle / "Contents" / "Linux-x86-64" / "vidfx.ofx"))
+    assert sorted(host.plugins) == sorted(bridge.host.plugins)  # the same set and order of plugins
+    inst = filter_instance(host, "passthrough", frames)
+    status, _ = inst.render(FIRST)
+    assert status == FAILED and "differs from this plugin's manifest" in host.messages[-1][1]
+    inst.destroy()
+    inst = filter_instance(host, "temporal_average", frames)  # the other nodes still work
+    assert inst.render(FIRST)[0] == OK
+    inst.destroy()
+
+
+@pytest.mark.parametrize("node", ["colour", "crop", "pad", "passthrough", "resize", "temporal_average"])
+def test_host_defaults_render(bridge, frames, node):
+    inst = filter_instance(bridge.host, node, frames)
+    status, img = inst.render(FIRST)
+    assert status == OK, bridge.host.messages[-2:]
+    assert np.isfinite(img).all()
+    inst.destroy()
+
+
+def test_over_with_defaults_renders(bridge, frames):
+    inst = bridge.host.create_instance(
+        "org.vidfx.over",
+        "OfxImageEffectContextTransition",
+        {"SourceFrom": source(frames), "SourceTo": source(frames[::-1])},
+        (FIRST, FIRST + COUNT - 1),
+    )
+    assert inst.render(FIRST)[0] == OK, bridge.host.messages[-2:]
+    inst.destroy()

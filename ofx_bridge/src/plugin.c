@@ -99,12 +99,31 @@ typedef struct Instance {
   int destroyed;              /* DestroyInstance came: running renders abort, no new ones start */
   int persistent;             /* a persistent error message is shown on the effect */
   ShmBuf *pool;               /* one buffer per running render, a few idle ones kept */
+  int busy, peak;             /* buffers in use now, and the most in use at once */
   unsigned gen;
   SizeEntry sizes[SIZE_CACHE]; /* recent `info` requests and their answers */
   int size_next;
   SentFrame sent[SENT_MAX];   /* guarded by lock */
   int sent_count, sent_next;
 } Instance;
+
+/* A render polls the host's abort (and its instance's destruction) while it waits for the
+ * server, starting included; the render sets t_abort for the requests made on its thread. */
+typedef struct AbortCtx { Instance *inst; OfxImageEffectHandle effect; } AbortCtx;
+static __thread AbortCtx *t_abort;
+
+static int host_aborted(void *ctx) {
+  AbortCtx *a = ctx;
+  /* a DestroyInstance waiting for this render counts as an abort (and the effect handle is
+   * going away: do not call the host with it) */
+  if (__atomic_load_n(&a->inst->destroyed, __ATOMIC_SEQ_CST)) return 1;
+  return g_fx->abort ? g_fx->abort(a->effect) : 0;
+}
+
+/* vfx_request with the current render's abort polling, if any. */
+static int request(const vfx_buf *req, vfx_reply *rep, char *err, size_t errn) {
+  return vfx_request(req, rep, VFX_START_WAIT, t_abort ? host_aborted : NULL, t_abort, NULL, err, errn);
+}
 
 static unsigned g_instance_counter;
 static unsigned g_render_counter;
@@ -470,6 +489,7 @@ static OfxStatus on_purge_caches(OfxImageEffectHandle effect) {
   forget_on_server(inst);
   pthread_mutex_lock(&inst->lock);
   pool_trim(inst, 0);
+  inst->peak = inst->busy;
   size_cache_clear(inst);
   inst->sent_count = inst->sent_next = 0;
   pthread_mutex_unlock(&inst->lock);
@@ -500,6 +520,24 @@ static OfxStatus on_destroy_instance(OfxImageEffectHandle effect) {
   return kOfxStatOK;
 }
 
+static void pool_return(Instance *inst, ShmBuf *b) {
+  pthread_mutex_lock(&inst->lock);
+  b->busy = 0;
+  inst->busy--;
+  if (!b->ptr) { /* never mapped: drop it */
+    for (ShmBuf **pp = &inst->pool; *pp; pp = &(*pp)->next)
+      if (*pp == b) {
+        *pp = b->next;
+        free(b);
+        break;
+      }
+  }
+  /* a host that renders N frames at once keeps N buffers (re-creating large shared memory
+   * costs page faults on every render) */
+  pool_trim(inst, inst->peak > POOL_KEEP ? inst->peak : POOL_KEEP);
+  pthread_mutex_unlock(&inst->lock);
+}
+
 /* Shared-memory buffers: one per running render (any number), reused across renders, grown
  * on demand; POOL_KEEP idle ones stay mapped. */
 static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn) {
@@ -520,6 +558,7 @@ static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn)
     inst->pool = pick;
   }
   pick->busy = 1; /* reserved; the mapping is made outside the lock */
+  if (++inst->busy > inst->peak) inst->peak = inst->busy;
   unsigned gen = ++inst->gen;
   pthread_mutex_unlock(&inst->lock);
   if (!pick->ptr || pick->size < need) {
@@ -530,9 +569,7 @@ static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn)
     snprintf(pick->name, sizeof pick->name, "/vidfx-%s-%s-%u", vfx_user_tag(), inst->id, gen);
     void *ptr = vfx_shm_create(pick->name, size, err, errn);
     if (!ptr) {
-      pthread_mutex_lock(&inst->lock);
-      pick->busy = 0;
-      pthread_mutex_unlock(&inst->lock);
+      pool_return(inst, pick);
       return NULL;
     }
     pick->ptr = ptr;
@@ -541,20 +578,6 @@ static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn)
   return pick;
 }
 
-static void pool_return(Instance *inst, ShmBuf *b) {
-  pthread_mutex_lock(&inst->lock);
-  b->busy = 0;
-  if (!b->ptr) { /* never mapped: drop it */
-    for (ShmBuf **pp = &inst->pool; *pp; pp = &(*pp)->next)
-      if (*pp == b) {
-        *pp = b->next;
-        free(b);
-        break;
-      }
-  }
-  pool_trim(inst, POOL_KEEP);
-  pthread_mutex_unlock(&inst->lock);
-}
 
 /* ---- the live server against the manifest ------------------------------------------------- */
 static pthread_mutex_t g_check_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -562,7 +585,7 @@ static pthread_mutex_t g_check_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Before a node's first request, compare the server's description of it (a hash of its
  * inputs and parameters) with the manifest's: a server of another vidfx version would
  * otherwise silently render something else. Returns VFX_OK or an error with err set. */
-static int check_server_node(NodeDesc *n, double start_wait, char *err, size_t errn) {
+static int check_server_node(NodeDesc *n, char *err, size_t errn) {
   if (__atomic_load_n(&n->checked, __ATOMIC_SEQ_CST) == 1) return VFX_OK;
   pthread_mutex_lock(&g_check_lock);
   int rc = VFX_OK;
@@ -570,7 +593,7 @@ static int check_server_node(NodeDesc *n, double start_wait, char *err, size_t e
     vfx_buf req;
     vfx_reply rep;
     vfx_buf_init(&req, "nodes");
-    rc = vfx_request(&req, &rep, start_wait, NULL, NULL, NULL, err, errn);
+    rc = request(&req, &rep, err, errn);
     vfx_buf_free(&req);
     if (rc == VFX_OK) {
       const char *count = vfx_reply_get(&rep, "count");
@@ -719,7 +742,7 @@ static void add_scale(vfx_buf *b, const double scale[2]) {
  * `alpha`, when given, gets where the output's alpha comes from ('n', 's', 'o'). */
 static int query_out_size(Instance *inst, double time, const int *w, const int *h, const double scale[2], int *ow,
                           int *oh, char *alpha, char *err, size_t errn) {
-  int rc = check_server_node(inst->node, VFX_START_WAIT, err, errn);
+  int rc = check_server_node(inst->node, err, errn);
   if (rc != VFX_OK) return rc;
   vfx_buf req;
   vfx_buf_init(&req, "info");
@@ -750,7 +773,7 @@ static int query_out_size(Instance *inst, double time, const int *w, const int *
     return VFX_OK;
   }
   vfx_reply rep;
-  rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
+  rc = request(&req, &rep, err, errn);
   if (rc == VFX_OK) {
     const char *s = vfx_reply_get(&rep, "size");
     const char *a = vfx_reply_get(&rep, "alpha");
@@ -818,7 +841,7 @@ static OfxStatus on_regions_of_interest(Instance *inst, OfxPropertySetHandle in,
 /* Ask the server which frames output `time` needs; fills times[k] (malloc'd) and counts[k].
  * The server answers from the node's declared window without waiting for a running render. */
 static int query_frames(Instance *inst, double time, double **times, int *counts, char *err, size_t errn) {
-  int rc = check_server_node(inst->node, VFX_START_WAIT, err, errn);
+  int rc = check_server_node(inst->node, err, errn);
   if (rc != VFX_OK) return rc;
   vfx_buf req;
   vfx_buf_init(&req, "frames");
@@ -834,7 +857,7 @@ static int query_frames(Instance *inst, double time, double **times, int *counts
     }
   }
   vfx_reply rep;
-  rc = vfx_request(&req, &rep, VFX_START_WAIT, NULL, NULL, NULL, err, errn);
+  rc = request(&req, &rep, err, errn);
   vfx_buf_free(&req);
   if (rc != VFX_OK) return rc;
   for (int k = 0; k < inst->node->inputs; k++) {
@@ -1239,14 +1262,6 @@ static double mono_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-typedef struct AbortCtx { Instance *inst; OfxImageEffectHandle effect; } AbortCtx;
-static int host_aborted(void *ctx) {
-  AbortCtx *a = ctx;
-  /* a DestroyInstance waiting for this render counts as an abort (and the effect handle is
-   * going away: do not call the host with it) */
-  if (__atomic_load_n(&a->inst->destroyed, __ATOMIC_SEQ_CST)) return 1;
-  return g_fx->abort ? g_fx->abort(a->effect) : 0;
-}
 
 /* One render's state, from the fetched inputs to the copied output; released by render_release. */
 typedef struct Render {
@@ -1411,6 +1426,8 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   g_prop->propGetDouble(in, kOfxPropTime, 0, &r.time);
   g_prop->propGetIntN(in, kOfxImageEffectPropRenderWindow, 4, &r.win.x1);
   action_scale(in, r.scale);
+  AbortCtx actx = {inst, inst->effect};
+  t_abort = &actx;
   vfx_reply rep = {0};
   int rc = fetch_inputs(&r);
   if (timing) t_fetch = mono_ms();
@@ -1437,6 +1454,7 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   if (rc == VFX_OK && timing)
     fprintf(stderr, "vidfx.ofx timing: fetch %.1f ms, copy in %.1f ms, server %.1f ms, copy out %.1f ms\n",
             t_fetch - t0, t_copy_in - t_fetch, t_server - t_copy_in, mono_ms() - t_server);
+  t_abort = NULL;
   render_release(&r);
   vfx_reply_free(&rep);
   if (rc != VFX_OK) return action_failed(inst, rc, r.err);
