@@ -270,7 +270,10 @@ def test_live_server_is_checked_against_the_manifest(bridge, frames, tmp_path):
     assert sorted(host.plugins) == sorted(bridge.host.plugins)  # the same set and order of plugins
     inst = filter_instance(host, "passthrough", frames)
     status, _ = inst.render(FIRST)
-    assert status == FAILED and "differs from this plugin's manifest" in host.messages[-1][1]
+    assert (
+        status == FAILED
+        and "describes a different node passthrough than this plugin's manifest" in (host.messages[-1][1])
+    )
     inst.destroy()
     inst = filter_instance(host, "temporal_average", frames)  # the other nodes still work
     assert inst.render(FIRST)[0] == OK

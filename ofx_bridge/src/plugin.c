@@ -41,7 +41,7 @@ typedef struct ParamDesc {
 typedef struct NodeDesc {
   const char *name, *label, *doc, *context, *tparam, *hash, *alpha;
   int inputs;
-  int checked; /* the live server's node was compared with the manifest: 1 same, -1 differs */
+  int checked; /* 1: the live server's node was found equal to the manifest's */
   int nparams;
   ParamDesc *params;
   char identifier[160];
@@ -588,8 +588,8 @@ static pthread_mutex_t g_check_lock = PTHREAD_MUTEX_INITIALIZER;
 static int check_server_node(NodeDesc *n, char *err, size_t errn) {
   if (__atomic_load_n(&n->checked, __ATOMIC_SEQ_CST) == 1) return VFX_OK;
   pthread_mutex_lock(&g_check_lock);
-  int rc = VFX_OK;
-  if (n->checked == 0) {
+  int rc = VFX_OK, found = 1;
+  if (n->checked != 1) { /* only a match is remembered: a replaced server is checked again */
     vfx_buf req;
     vfx_reply rep;
     vfx_buf_init(&req, "nodes");
@@ -597,7 +597,7 @@ static int check_server_node(NodeDesc *n, char *err, size_t errn) {
     vfx_buf_free(&req);
     if (rc == VFX_OK) {
       const char *count = vfx_reply_get(&rep, "count");
-      int found = 0;
+      found = 0;
       for (int i = 0; count && i < atoi(count) && !found; i++) {
         char key[64];
         snprintf(key, sizeof key, "node.%d.name", i);
@@ -607,15 +607,15 @@ static int check_server_node(NodeDesc *n, char *err, size_t errn) {
         const char *hash = vfx_reply_get(&rep, key);
         found = hash && !strcmp(hash, n->hash) ? 1 : -1;
       }
-      __atomic_store_n(&n->checked, found == 1 ? 1 : -1, __ATOMIC_SEQ_CST);
+      if (found == 1) __atomic_store_n(&n->checked, 1, __ATOMIC_SEQ_CST);
       vfx_reply_free(&rep);
     }
   }
-  if (rc == VFX_OK && n->checked == -1) {
+  if (rc == VFX_OK && found != 1) {
     snprintf(err, errn,
-             "the running vidfx server's node %s differs from this plugin's manifest (another vidfx "
-             "version?); rebuild the plugin with `vidfx ofx build` or stop the server (`vidfx serve --stop`)",
-             n->name);
+             "the running vidfx server %s node %s than this plugin's manifest (another vidfx version?); "
+             "rebuild the plugin with `vidfx ofx build` or stop the server (`vidfx serve --stop`)",
+             found == 0 ? "has no" : "describes a different", n->name);
     rc = VFX_EOTHER;
   }
   pthread_mutex_unlock(&g_check_lock);
@@ -1099,13 +1099,6 @@ static void sent_add(Instance *inst, int clip, const Image *img) {
   pthread_mutex_unlock(&inst->lock);
 }
 
-static void sent_clear(Instance *inst) {
-  pthread_mutex_lock(&inst->lock);
-  inst->sent_count = 0;
-  inst->sent_next = 0;
-  pthread_mutex_unlock(&inst->lock);
-}
-
 static int fetch_image(OfxImageClipHandle clip, double time, Image *img, char *err, size_t errn) {
   memset(img, 0, sizeof *img);
   img->time = time;
@@ -1347,6 +1340,10 @@ static int copy_inputs(Render *r, int reuse) {
       run_copy(&job);
       im->fp = combine_bands(im, job.band);
       im->hashed = 1;
+      /* recorded now, not after the reply: a render of a neighbouring frame running at the same
+       * time then refers to this copy instead of sending the frame again (if it reaches the
+       * server first, it gets `missing` and resends) */
+      sent_add(inst, k, im);
     }
   return VFX_OK;
 }
@@ -1436,8 +1433,9 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   if (timing) t_copy_in = mono_ms();
   if (rc == VFX_OK) rc = request_render(&r, &rep);
   if (rc == VFX_EREPLY && vfx_reply_get(&rep, "missing")) {
-    /* the server lost frames it held (a restart, an eviction): send every frame once more */
-    sent_clear(inst);
+    /* the server lost frames it held (a restart, an eviction): send every frame of this
+     * render once more (they are recorded as sent again on success; the other renders of the
+     * instance keep their own record: clearing it would make concurrent renders resend all) */
     vfx_reply_free(&rep);
     pool_return(inst, r.buf);
     r.buf = NULL;

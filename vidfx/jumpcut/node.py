@@ -65,8 +65,9 @@ class JumpCutNode(Node):
     type_name = "jumpcut"
     description = "Smooth jump cuts in talking-head video with a synthesized, length-preserving transition."
     # In a host, a transition between the outgoing and incoming clip: the bridge places the
-    # cut at the transition's centre and its length is the transition's duration.
-    host = HostHints(context="cut_transition", hidden=("cuts", "frames", "seconds"))
+    # cut at the transition's centre and its length is the transition's duration. Face
+    # keypoints and the synthesizer's crops depend on the resolution: proxies render at full.
+    host = HostHints(context="cut_transition", hidden=("cuts", "frames", "seconds"), scale_mode="full")
     splittable = False  # auto cut detection and per-video adaptation look across the whole clip
     params = (
         Param(

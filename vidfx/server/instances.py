@@ -239,7 +239,8 @@ class Instance:
         self.node: Node = self._make_node(params)
         self.config_key: tuple | None = None
         self.out_info: ClipInfo | None = None
-        self.configured: collections.OrderedDict[tuple, tuple[Node, ClipInfo]] = collections.OrderedDict()
+        # other ready configurations: key -> (node, output info, full_sizes, scaled_out)
+        self.configured: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
         self.lock = threading.Lock()
         self.chunk_runner = ChunkRunner(self.node) if isinstance(self.node, SequenceNode) else None
         # recent input frames by (clip, host time): (fingerprint, Frame, alpha), so the plugin
@@ -278,8 +279,9 @@ class Instance:
                 self.inputs.move_to_end(key)
         if missing:
             raise MissingFrames(f"server no longer holds frames {missing}")
-        # keep about two windows, within INPUT_CACHE_BYTES (always at least this request's)
-        keep = max(4, 2 * len(entries))
+        # keep about four windows (a host rendering several frames at once interleaves their
+        # windows), within INPUT_CACHE_BYTES (always at least this request's)
+        keep = max(8, 4 * len(entries))
 
         def size() -> int:
             return sum(f.data.numel() * 4 + a.numel() * 4 for _, f, a in self.inputs.values())
@@ -417,20 +419,20 @@ class Instance:
         In scale mode "full" at a render scale below 1 the inputs are resampled to full
         resolution and the output back to the render scale.
         """
-        if self.full_sizes is None:
+        full_sizes, scaled_out = self.full_sizes, self.scaled_out
+        if full_sizes is None or scaled_out is None:
             return self._render(n, ranges, get_frame, aborted)
         cache: dict = {}
 
         def full_frame(k: int, i: int) -> Frame:
             if (k, i) not in cache:
                 f = get_frame(k, i)
-                w, h = self.full_sizes[k]
+                w, h = full_sizes[k]
                 cache[(k, i)] = f.with_data(resize(f.data, h, w, kernel="bilinear"))
             return cache[(k, i)]
 
         out = self._render(n, ranges, full_frame, aborted)
-        w, h = self.scaled_out
-        return resize(out.float(), h, w, kernel="bilinear")
+        return resize(out.float(), scaled_out[1], scaled_out[0], kernel="bilinear")
 
     def _render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
         if self.chunk_runner is not None:
