@@ -209,19 +209,43 @@ int vfx_spawn_server(const char *cmd, char *err, size_t errn) {
   }
   memcpy(line, cmd, n);
   HANDLE log = open_log();
-  STARTUPINFOA si;
+  /* the server inherits the log handle and nothing else of the host's */
+  STARTUPINFOEXA si;
   memset(&si, 0, sizeof si);
-  si.cb = sizeof si;
+  si.StartupInfo.cb = sizeof si;
+  SIZE_T attr_size = 0;
+  LPPROC_THREAD_ATTRIBUTE_LIST attrs = NULL;
+  int inherit = 0;
   if (log != INVALID_HANDLE_VALUE) {
-    si.dwFlags = STARTF_USESTDHANDLES;
-    si.hStdInput = NULL;
-    si.hStdOutput = log;
-    si.hStdError = log;
+    InitializeProcThreadAttributeList(NULL, 1, 0, &attr_size);
+    attrs = malloc(attr_size);
+    if (attrs && InitializeProcThreadAttributeList(attrs, 1, 0, &attr_size)) {
+      if (UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, &log, sizeof log, NULL, NULL)) {
+        si.lpAttributeList = attrs;
+        si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+        si.StartupInfo.hStdInput = NULL;
+        si.StartupInfo.hStdOutput = log;
+        si.StartupInfo.hStdError = log;
+        inherit = 1;
+      } else {
+        DeleteProcThreadAttributeList(attrs);
+      }
+    }
+    if (!inherit) {
+      free(attrs);
+      attrs = NULL;
+    }
   }
   PROCESS_INFORMATION pi;
-  BOOL ok = CreateProcessA(NULL, line, NULL, NULL, log != INVALID_HANDLE_VALUE, /* inherit only with the log */
-                           CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP | DETACHED_PROCESS, env, NULL, &si, &pi);
+  BOOL ok = CreateProcessA(NULL, line, NULL, NULL, inherit,
+                           CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP | DETACHED_PROCESS |
+                               (inherit ? EXTENDED_STARTUPINFO_PRESENT : 0),
+                           env, NULL, &si.StartupInfo, &pi);
   DWORD e = GetLastError();
+  if (attrs) {
+    DeleteProcThreadAttributeList(attrs);
+    free(attrs);
+  }
   if (log != INVALID_HANDLE_VALUE) CloseHandle(log);
   free(line);
   free(env);

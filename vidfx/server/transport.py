@@ -127,9 +127,7 @@ def check_pixels(fields: dict[str, str], limit: int) -> None:
             raise RequestError(f"bad frame size {key}={value}")
         total += w * h
     if total > limit:
-        raise RequestError(
-            f"request of {total} pixels exceeds the server's limit of {limit} (VIDFX_SERVER_MAX_PIXELS)"
-        )
+        raise RequestError(f"request of {total} pixels exceeds the server's limit of {limit} (VIDFX_SERVER_MAX_PIXELS)")
 
 
 def user_tag() -> str:
@@ -248,6 +246,7 @@ class PipeListener:
         self.name = name
         self._w = winapi if winapi is not None else __import__("_winapi")
         self._first = True
+        self._next: int | None = None
         self._closed = threading.Event()
 
     def _create(self) -> int:
@@ -255,16 +254,29 @@ class PipeListener:
         open_mode = w.PIPE_ACCESS_DUPLEX | (self.FIRST_PIPE_INSTANCE if self._first else 0)  # type: ignore[attr-defined]
         pipe_mode = w.PIPE_TYPE_BYTE | w.PIPE_READMODE_BYTE | w.PIPE_WAIT | self.REJECT_REMOTE_CLIENTS  # type: ignore[attr-defined]
         handle = w.CreateNamedPipe(  # type: ignore[attr-defined]
-            self.name, open_mode, pipe_mode, w.PIPE_UNLIMITED_INSTANCES, PIPE_BUFFER, PIPE_BUFFER, 0, w.NULL  # type: ignore[attr-defined]
+            self.name,
+            open_mode,
+            pipe_mode,
+            w.PIPE_UNLIMITED_INSTANCES,
+            PIPE_BUFFER,
+            PIPE_BUFFER,
+            0,
+            w.NULL,  # type: ignore[attr-defined]
         )
         self._first = False
         return handle
 
     def accept(self) -> PipeStream | None:
-        """Wait for the next client; None once :meth:`close` was called."""
+        """Wait for the next client; None once :meth:`close` was called.
+
+        The next instance is created before the connected one is returned, so a listening
+        instance exists at all times (a client never finds the name missing between two
+        connections, which it would take for "no server").
+        """
         if self._closed.is_set():
             return None
-        handle = self._create()
+        handle = self._next if self._next is not None else self._create()
+        self._next = None
         try:
             self._w.ConnectNamedPipe(handle, False)  # type: ignore[attr-defined]
         except OSError as exc:
@@ -274,6 +286,7 @@ class PipeListener:
         if self._closed.is_set():
             self._w.CloseHandle(handle)  # type: ignore[attr-defined]
             return None
+        self._next = self._create()
         return PipeStream(handle, self._w)
 
     def close(self) -> None:
