@@ -108,14 +108,32 @@ CLIENT_C = textwrap.dedent(
 )
 
 
-def _run_as(user: SimpleNamespace | None, cmd: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess:
-    prefix = [] if user is None else ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
-    return subprocess.run(prefix + cmd, env=env, capture_output=True, text=True, timeout=120, **kw)
+def _as(user: SimpleNamespace | None) -> list[str]:
+    """The command prefix that runs a program as ``user`` (None: as root, this process's user)."""
+    return [] if user is None else ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
 
 
-def _popen_as(user: SimpleNamespace | None, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-    prefix = [] if user is None else ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
-    return subprocess.Popen(prefix + cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _run_as(user: SimpleNamespace | None, cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(_as(user) + cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _fake_server(world, user: SimpleNamespace | None, label: str, path: Path) -> subprocess.Popen:
+    """A fake server run by ``user`` listening at ``path`` (its socket opened to everyone)."""
+    cmd = [SYSTEM_PYTHON, str(world.shared / "fake_server.py"), label, str(world.logs / f"{label}.log"), str(path)]
+    out = subprocess.DEVNULL
+    proc = subprocess.Popen(_as(user) + cmd + ["--open"], env={"PATH": "/usr/bin:/bin"}, stdout=out, stderr=out)
+    _wait_for_socket(path)
+    return proc
+
+
+def _plant_dir(world) -> Path:
+    """/tmp/vidfx-<victim uid>, made first by the attacker, open to everyone."""
+    planted = Path(f"/tmp/vidfx-{world.victim.uid}")
+    shutil.rmtree(planted, ignore_errors=True)
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    os.chown(planted, world.attacker.uid, world.attacker.gid)
+    return planted
 
 
 def _make_user(name: str, shared: Path) -> SimpleNamespace:
@@ -220,30 +238,14 @@ def test_plugin_skips_socket_dir_planted_by_another_user(world):
     """/tmp/vidfx-<victim uid> made first by the attacker (0777, a fake server, a server.log
     symlink to the victim's ~/.profile): the plugin neither talks to that server nor writes
     through the symlink; it uses ~/.cache/vidfx/run and starts its own server there."""
-    v, a = world.victim, world.attacker
-    planted = Path(f"/tmp/vidfx-{v.uid}")
-    shutil.rmtree(planted, ignore_errors=True)
-    planted.mkdir(mode=0o777)
-    planted.chmod(0o777)
-    os.chown(planted, a.uid, a.gid)
+    v = world.victim
+    planted = _plant_dir(world)
     profile = v.home / ".profile"
     profile.write_text("# victim's profile\n")
     os.chown(profile, v.uid, v.gid)
     os.symlink(profile, planted / "server.log")
-    fake = _popen_as(
-        a,
-        [
-            SYSTEM_PYTHON,
-            str(world.shared / "fake_server.py"),
-            "attacker",
-            str(world.logs / "attacker.log"),
-            str(planted / "server.sock"),
-            "--open",
-        ],
-        {"PATH": "/usr/bin:/bin"},
-    )
+    fake = _fake_server(world, world.attacker, "attacker", planted / "server.sock")
     try:
-        _wait_for_socket(planted / "server.sock")
         out = _run_as(v, [str(world.shared / "client")], _victim_env(world))
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["victim"], out.stderr
@@ -272,21 +274,9 @@ def test_plugin_checks_the_servers_credentials(world):
     own = v.home / "sock"
     own.mkdir(mode=0o700)
     os.chown(own, v.uid, v.gid)
-    imposter = _popen_as(
-        None,
-        [
-            SYSTEM_PYTHON,
-            str(world.shared / "fake_server.py"),
-            "imposter",
-            str(world.logs / "imposter.log"),
-            str(own / "server.sock"),
-            "--open",
-        ],
-        {"PATH": "/usr/bin:/bin"},
-    )
+    imposter = _fake_server(world, None, "imposter", own / "server.sock")
     default_dir = Path(f"/tmp/vidfx-{v.uid}")
     try:
-        _wait_for_socket(own / "server.sock")
         out = _run_as(
             v,
             [str(world.shared / "client")],
@@ -345,12 +335,8 @@ def _in_child_as(user: SimpleNamespace, fn) -> str:
 def test_server_default_path_skips_a_planted_directory(world, monkeypatch):
     """``vidfx serve`` resolves the same path as the plugin: another user's /tmp/vidfx-<uid>
     is skipped for ~/.cache/vidfx/run."""
-    v, a = world.victim, world.attacker
-    planted = Path(f"/tmp/vidfx-{v.uid}")
-    shutil.rmtree(planted, ignore_errors=True)
-    planted.mkdir(mode=0o777)
-    planted.chmod(0o777)
-    os.chown(planted, a.uid, a.gid)
+    v = world.victim
+    planted = _plant_dir(world)
     monkeypatch.delenv("VIDFX_SOCKET", raising=False)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)

@@ -265,7 +265,7 @@ static int spawn_server(char *err, size_t errn) {
   }
   if (!*cmd) snprintf(cmd, sizeof cmd, "vidfx serve");
 #ifndef _WIN32
-  char marker[4200], wrapped[8600];
+  char marker[4200], wrapped[12800];
   exit_marker(marker, sizeof marker);
   if (*marker && !strchr(marker, '\'')) {
     remove(marker);
