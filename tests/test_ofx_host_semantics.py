@@ -298,3 +298,24 @@ def test_over_with_defaults_renders(bridge, frames):
     )
     assert inst.render(FIRST)[0] == OK, bridge.host.messages[-2:]
     inst.destroy()
+
+
+def test_waiting_for_a_starting_server_polls_the_host_abort(bridge, tmp_path):
+    code = """
+import sys, threading, time
+import numpy as np
+from ofx_host import OfxHost
+h = OfxHost(sys.argv[1])
+frames = [np.zeros((8, 8, 4), np.float32)]
+inst = h.create_instance("org.vidfx.passthrough", "OfxImageEffectContextFilter",
+                         {"Source": lambda t: frames[0]}, (0, 0))
+threading.Timer(1.0, lambda: setattr(inst.effect, "aborted", True)).start()
+start = time.monotonic()
+status, _ = inst.render(0)
+print(status, round(time.monotonic() - start, 2), len(h.messages))
+"""
+    out = run_host_without_server(bridge, tmp_path, code, "sleep 600")  # starts, never answers
+    assert out.returncode == 0, out.stderr
+    status, took, messages = out.stdout.split()
+    assert status == str(FAILED) and float(took) < 10  # not the 60 s start timeout
+    assert messages == "0"  # an abort is not an error to report

@@ -107,8 +107,9 @@ typedef struct Instance {
   int sent_count, sent_next;
 } Instance;
 
-/* A render polls the host's abort (and its instance's destruction) while it waits for the
- * server, starting included; the render sets t_abort for the requests made on its thread. */
+/* An instance's action polls the host's abort (and the instance's destruction) while it waits
+ * for the server, a starting one included: t_abort is set for the requests of the action
+ * running on this thread (hosts without an abort outside renders answer 0). */
 typedef struct AbortCtx { Instance *inst; OfxImageEffectHandle effect; } AbortCtx;
 static __thread AbortCtx *t_abort;
 
@@ -1423,8 +1424,6 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   g_prop->propGetDouble(in, kOfxPropTime, 0, &r.time);
   g_prop->propGetIntN(in, kOfxImageEffectPropRenderWindow, 4, &r.win.x1);
   action_scale(in, r.scale);
-  AbortCtx actx = {inst, inst->effect};
-  t_abort = &actx;
   vfx_reply rep = {0};
   int rc = fetch_inputs(&r);
   if (timing) t_fetch = mono_ms();
@@ -1452,7 +1451,6 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
   if (rc == VFX_OK && timing)
     fprintf(stderr, "vidfx.ofx timing: fetch %.1f ms, copy in %.1f ms, server %.1f ms, copy out %.1f ms\n",
             t_fetch - t0, t_copy_in - t_fetch, t_server - t_copy_in, mono_ms() - t_server);
-  t_abort = NULL;
   render_release(&r);
   vfx_reply_free(&rep);
   if (rc != VFX_OK) return action_failed(inst, rc, r.err);
@@ -1482,11 +1480,15 @@ static OfxStatus plugin_main(int index, const char *action, const void *handle, 
   pthread_mutex_unlock(&g_instances_lock);
   if (!inst) return kOfxStatReplyDefault;
   OfxStatus st = kOfxStatReplyDefault;
+  /* the server requests of this action poll the host's abort (a starting server included) */
+  AbortCtx actx = {inst, effect};
+  t_abort = &actx;
   if (!strcmp(action, kOfxImageEffectActionGetRegionOfDefinition)) st = on_region_of_definition(inst, in, out);
   else if (!strcmp(action, kOfxImageEffectActionGetRegionsOfInterest)) st = on_regions_of_interest(inst, in, out);
   else if (!strcmp(action, kOfxImageEffectActionGetFramesNeeded)) st = on_frames_needed(inst, in, out);
   else if (!strcmp(action, kOfxImageEffectActionGetClipPreferences)) st = on_clip_preferences(inst, out);
   else if (!strcmp(action, kOfxImageEffectActionRender)) st = on_render(inst, in);
+  t_abort = NULL;
   instance_leave(inst);
   return st;
 }
