@@ -77,8 +77,13 @@ def server_command() -> str:
     checkout or an editable install) gets its folder on PYTHONPATH, so the server runs the same code.
     """
     # idle servers exit after 30 min (freeing GPU memory); the plugin restarts one on demand
-    cmd = f"{shlex.quote(sys.executable)} -m vidfx.server --idle-timeout 1800"
     package = Path(vidfx.__file__).resolve().parent
+    if sys.platform == "win32":  # a CreateProcess command line (untested: see docs/ofx.md)
+        cmd = subprocess.list2cmdline([sys.executable, "-m", "vidfx.server", "--idle-timeout", "1800"])
+        if not installed_in_site_packages(package):
+            cmd = f'cmd /c "set "PYTHONPATH={package.parent}" && {cmd}"'
+        return cmd
+    cmd = f"{shlex.quote(sys.executable)} -m vidfx.server --idle-timeout 1800"
     if not installed_in_site_packages(package):
         cmd = f"env PYTHONPATH={shlex.quote(str(package.parent))} {cmd}"
     return cmd

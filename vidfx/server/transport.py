@@ -146,14 +146,18 @@ def check_shm_name(name: str) -> None:
 
 # ---- Windows: named pipes and named shared memory -------------------------------------------
 def _user_name() -> str:
-    import getpass
+    """GetUserName on Windows (what the plugin uses), the login name elsewhere."""
+    try:
+        return os.getlogin()
+    except OSError:
+        import getpass
 
-    return getpass.getuser()
+        return getpass.getuser()
 
 
 def _sanitize(name: str) -> str:
     """Keep what is safe in pipe and mapping names (the plugin does the same)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "user"
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)[:64] or "user"
 
 
 def pipe_name(user: str | None = None) -> str:
@@ -250,18 +254,12 @@ class PipeListener:
         self._closed = threading.Event()
 
     def _create(self) -> int:
-        w = self._w
-        open_mode = w.PIPE_ACCESS_DUPLEX | (self.FIRST_PIPE_INSTANCE if self._first else 0)  # type: ignore[attr-defined]
-        pipe_mode = w.PIPE_TYPE_BYTE | w.PIPE_READMODE_BYTE | w.PIPE_WAIT | self.REJECT_REMOTE_CLIENTS  # type: ignore[attr-defined]
-        handle = w.CreateNamedPipe(  # type: ignore[attr-defined]
-            self.name,
-            open_mode,
-            pipe_mode,
-            w.PIPE_UNLIMITED_INSTANCES,
-            PIPE_BUFFER,
-            PIPE_BUFFER,
-            0,
-            w.NULL,  # type: ignore[attr-defined]
+        # Windows constants by value (_winapi does not define the byte-mode ones)
+        duplex, byte_mode, wait, unlimited = 0x3, 0x0, 0x0, 255
+        open_mode = duplex | (self.FIRST_PIPE_INSTANCE if self._first else 0)
+        pipe_mode = byte_mode | wait | self.REJECT_REMOTE_CLIENTS
+        handle = self._w.CreateNamedPipe(  # type: ignore[attr-defined]
+            self.name, open_mode, pipe_mode, unlimited, PIPE_BUFFER, PIPE_BUFFER, 0, 0
         )
         self._first = False
         return handle
