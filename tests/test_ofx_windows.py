@@ -30,6 +30,7 @@ import torch
 from vidfx.ofx_bridge import build as ofx_build
 
 from vidfx.server import protocol, transport
+from vidfx.server.instances import RequestError
 from vidfx.server.server import PipeRenderServer
 
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")
@@ -352,3 +353,25 @@ def test_pipe_server_loop_with_a_stand_in_winapi():
 def test_windows_names():
     assert transport.pipe_name("Jane Doe\\x") == "\\\\.\\pipe\\vidfx-Jane_Doe_x"
     assert transport.shm_tagname("/vidfx-jane-123-4-5") == "Local\\vidfx-jane-123-4-5"
+
+
+def test_shm_open_mapper_for_macos():
+    """macOS has no /dev/shm: the server opens buffers with shm_open (also works on Linux)."""
+    from multiprocessing import shared_memory
+
+    name = f"vidfx-{transport.user_tag()}-{os.getpid()}-mac-1"
+    buf = shared_memory.SharedMemory(name=name, create=True, size=4096)
+    try:
+        buf.buf[:4] = b"ping"
+        mm = transport.PosixShmMapper().get(name, 4096)
+        assert mm[:4] == b"ping"
+        mm[:4] = b"pong"
+        assert bytes(buf.buf[:4]) == b"pong"
+        with pytest.raises(RequestError, match="smaller"):
+            transport.PosixShmMapper().get(name, 1 << 30)
+        with pytest.raises(RequestError, match="refusing"):
+            transport.PosixShmMapper().get("vidfx-someone-else-1", 4096)
+        mm.close()
+    finally:
+        buf.close()
+        buf.unlink()

@@ -40,7 +40,6 @@ from .instances import (
     MissingFrames,
     RenderAborted,
     RequestError,
-    ShmMapper,
     request_scale,
     write_planes,
 )
@@ -61,7 +60,7 @@ class ServerState:
         self.served = frozenset(ofx_nodes())  # only what the bundle exposes: no readers, sources...
         self.max_pixels = transport.max_pixels()
         self.instances = InstanceTable(device)
-        self.shm = transport.WinShmMapper() if sys.platform == "win32" else ShmMapper()
+        self.shm = transport.shm_mapper()
         self.device = device
         self.idle_timeout = idle_timeout
         self.last_request = time.monotonic()

@@ -188,6 +188,40 @@ class WinShmMapper(ShmMapper):
         return mm
 
 
+class PosixShmMapper(ShmMapper):
+    """:class:`ShmMapper` where POSIX shared memory is not a folder (macOS has no /dev/shm):
+    buffers are opened with ``shm_open``."""
+
+    def get(self, name: str, size: int) -> mmap.mmap:
+        check_shm_name(name)
+        key = (name, size)
+        with self._lock:
+            if key in self._maps:
+                self._maps.move_to_end(key)
+                return self._maps[key]
+        import _posixshmem
+
+        fd = _posixshmem.shm_open("/" + name.strip("/"), os.O_RDWR, mode=0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                raise RequestError(f"shared memory {name} is smaller than {size} bytes")
+            mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._maps[key] = mm
+            while len(self._maps) > self._keep:
+                self._maps.popitem(last=False)
+        return mm
+
+
+def shm_mapper() -> ShmMapper:
+    """The server's buffer mapper for this platform."""
+    if sys.platform == "win32":
+        return WinShmMapper()
+    return ShmMapper() if os.path.isdir("/dev/shm") else PosixShmMapper()
+
+
 PIPE_BUFFER = 1 << 16
 
 
