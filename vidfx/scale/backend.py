@@ -93,6 +93,7 @@ def run_on_ray(
     gpus_per_worker: float = 0.0,
     threads_per_worker: int = 1,
     retries: int = 3,
+    frames: tuple[int | None, int | None] | None = None,
 ) -> RunSummary:
     """Render ``graph`` (one file output) on Ray; the output is the file a local run writes.
 
@@ -104,7 +105,8 @@ def run_on_ray(
     a previous run of the same job finished there. ``progress`` is called after each
     segment. ``device``/``gpus_per_worker``: e.g. ``"cuda"`` and 1 for one GPU per actor.
     ``threads_per_worker``: torch threads in each actor. A segment whose worker dies is
-    rendered again, up to ``retries`` times.
+    rendered again, up to ``retries`` times. ``frames=(a, b)``: output frames a..b-1 only
+    (``--frames``).
 
     Errors are one-line VidfxErrors (no Ray, unreachable cluster, unwritable work dir,
     unreadable input); the output path is written only when every segment is done.
@@ -115,8 +117,7 @@ def run_on_ray(
     if segment_frames < 1:
         raise GraphError(f"segment_frames must be at least 1, not {segment_frames}")
     started = time.monotonic()
-    job = job_from_graph(graph, device)
-    resolve_device(device)
+    job = job_from_graph(graph, device, frames)  # the device is resolved by each worker (the driver may have no GPU)
     default_work = work_dir is None
     work = work_dir or default_work_dir(job.path)
     prepare_work_dir(work)
@@ -136,6 +137,8 @@ def run_on_ray(
             ray.shutdown()
     clean_work_dir(work, remove_folder=default_work)
     summary = RunSummary(frames={job.path: written}, seconds=time.monotonic() - started)
+    for record in ordered:  # nodes' warnings from the workers, each once
+        summary.messages.extend(m for m in record.get("messages", []) if m not in summary.messages)
     summary.messages.append(
         f"ray: {len(plan.segments)} segment(s) of up to {plan.segment_frames} frames on {workers} worker(s), "
         f"{reused} reused, {retried} retried" + (f"; not split: {plan.whole}" if plan.whole else "")

@@ -73,10 +73,11 @@ class Job:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def job_from_graph(graph: Graph, device: str = "cpu") -> Job:
-    """The Job for ``graph``: validated, with exactly one output that is a file path."""
+def job_from_graph(graph: Graph, device: str = "cpu", frames: tuple[int | None, int | None] | None = None) -> Job:
+    """The Job for ``graph``: validated, with exactly one output that is a file path.
+    ``frames=(a, b)`` renders output frames a..b-1 only, as ``Graph.run`` does."""
     graph.validate()
-    prepared = graph._for_rendering()
+    prepared = graph._for_rendering(frames)
     if len(prepared.outputs) != 1:
         raise GraphError(f"the Ray backend renders graphs with one output; this one has {len(prepared.outputs)}")
     out = prepared.outputs[0]

@@ -91,7 +91,7 @@ def unsplittable(order: Order, output: str) -> str:
     """Why the output cannot be split ("" if it can): the first node upstream of it that is
     not ``splittable``."""
     for name, node, _ in upstream(order, output):
-        if not type(node).splittable:
+        if not node.splittable:
             return f"node {name!r} ({node.type_name}) cannot be rendered in segments"
     return ""
 

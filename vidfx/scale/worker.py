@@ -96,6 +96,7 @@ def render_segment(
     finally:
         for _, node, _ in order:
             node.close()
+    messages = [m for _, node, _ in order for m in node.messages]
     record = {
         "index": segment.index,
         "start": segment.start,
@@ -105,6 +106,7 @@ def render_segment(
         "pts": pts,
         "durations": durations,
         "pid": os.getpid(),
+        "messages": messages,
     }
     write_json(record_path(work_dir, segment.index), record)
     return record
