@@ -317,5 +317,6 @@ print(status, round(time.monotonic() - start, 2), len(h.messages))
     out = run_host_without_server(bridge, tmp_path, code, "sleep 600")  # starts, never answers
     assert out.returncode == 0, out.stderr
     status, took, messages = out.stdout.split()
+    print(f"\nrender waiting for a server that never answers, host abort after 1 s: returned after {took} s")
     assert status == str(FAILED) and float(took) < 10  # not the 60 s start timeout
     assert messages == "0"  # an abort is not an error to report
