@@ -266,6 +266,40 @@ def test_plugin_skips_socket_dir_planted_by_another_user(world):
 
 
 @needs_root
+def test_plugin_skips_a_symlinked_socket_dir_and_refuses_an_unsafe_explicit_one(world):
+    """/tmp/vidfx-<victim uid> as the attacker's symlink to a folder with a fake server: skipped
+    (lstat). VIDFX_SOCKET in a folder others can write: refused, nothing sent or started."""
+    v, a = world.victim, world.attacker
+    theirs = world.shared / "theirs"
+    theirs.mkdir(mode=0o711)
+    theirs.chmod(0o711)
+    os.chown(theirs, a.uid, a.gid)
+    link = Path(f"/tmp/vidfx-{v.uid}")
+    shutil.rmtree(link, ignore_errors=True)
+    os.symlink(theirs, link)
+    os.lchown(link, a.uid, a.gid)
+    fake = _fake_server(world, a, "linked", theirs / "server.sock")
+    try:
+        out = _run_as(v, [str(world.shared / "client")], _victim_env(world))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["victim"], out.stderr
+        assert "is a symbolic link" in out.stderr
+        assert "connection" not in _log(world, "linked.log")
+
+        started = _log(world, "victim.log").count("listening")
+        out = _run_as(v, [str(world.shared / "client")], _victim_env(world, VIDFX_SOCKET=str(theirs / "server.sock")))
+        assert out.returncode == 6, out.stderr  # VFX_EREFUSED
+        assert "refusing VIDFX_SOCKET" in out.stderr and "belongs to uid" in out.stderr
+        assert "connection" not in _log(world, "linked.log")
+        assert _log(world, "victim.log").count("listening") == started  # no server started either
+    finally:
+        _shutdown(theirs / "server.sock")
+        _shutdown(v.home / ".cache" / "vidfx" / "run" / "server.sock")
+        fake.wait(30)
+        link.unlink(missing_ok=True)
+
+
+@needs_root
 def test_plugin_checks_the_servers_credentials(world):
     """A socket in the victim's own 0700 directory, but bound by another user's process
     (root here: nobody else can write there): the plugin sends it nothing. With VIDFX_SOCKET
