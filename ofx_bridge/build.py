@@ -3,8 +3,9 @@
 The C sources and their Makefile ship inside the package (``vidfx.ofx_bridge``, this module's
 folder), so the same commands work from an installed wheel and from a source checkout. ``build``
 runs make on them with the output in a writable build folder (never inside the package) and
-writes two files into ``Contents/Resources``: ``nodes.txt`` (the node list and parameter
-schemas, used by the plugin when the server cannot be reached at load time) and ``server_cmd``
+writes two files into ``Contents/Resources``: ``nodes.txt`` (the manifest: the node list and
+parameter schemas; the plugin's list of effects comes from it alone, so it never depends on the
+live server, whose nodes the plugin checks against it before use) and ``server_cmd``
 (how the plugin starts ``vidfx serve``: this Python interpreter, so the host need not know
 about virtual environments). ``install`` copies the bundle into the hosts' plugin folder.
 """
@@ -90,11 +91,12 @@ def server_command() -> str:
 
 
 def nodes_text() -> bytes:
-    """The body of the server's ``nodes`` reply, saved for offline describe."""
+    """The manifest: the body of the server's ``nodes`` reply (plugins in a stable order, each
+    with the hash the plugin compares with the live server's) and the vidfx version it is from."""
     from vidfx.server.catalog import describe_fields
     from vidfx.server.protocol import encode
 
-    return encode("ok", describe_fields())[4:]
+    return encode("ok", {"version": vidfx.__version__, **describe_fields()})[4:]
 
 
 def build(build_dir: Path, source: Path, quiet: bool = False, target: str | None = None) -> Path:

@@ -320,3 +320,25 @@ print(status, round(time.monotonic() - start, 2), len(h.messages))
     print(f"\nrender waiting for a server that never answers, host abort after 1 s: returned after {took} s")
     assert status == str(FAILED) and float(took) < 10  # not the 60 s start timeout
     assert messages == "0"  # an abort is not an error to report
+
+
+def test_host_misuse_is_harmless(bridge, frames, tmp_path):
+    # PurgeCaches during a render, actions after DestroyInstance, a second DestroyInstance
+    host = bridge.host
+    marker = tmp_path / "started"
+    inst = filter_instance(host, "ofx_test_slow", frames, delay=1.5, marker=str(marker))
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=inst.render(FIRST)))
+    t.start()
+    end = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    assert host.call(inst.identifier, "OfxActionPurgeCaches", inst.handle) == OK
+    t.join(60)
+    assert result["r"][0] == OK  # the running render kept its buffer and its node
+    np.testing.assert_allclose(result["r"][1][..., :3], frames[0][..., :3] * 0.5, atol=1e-6)
+    assert inst.render(FIRST + 1)[0] == OK  # and the instance works after the purge
+    assert inst.destroy() == OK
+    assert inst.destroy() == OK  # a second destroy: nothing left to free
+    assert inst.frames_needed(FIRST)[0] != OK and inst.render(FIRST)[0] != OK  # no instance: default replies
+    assert host.images_out == 0

@@ -484,9 +484,7 @@ static void forget_on_server(Instance *inst) {
 }
 
 /* kOfxActionPurgeCaches: the host is short of memory. Free idle buffers and server state. */
-static OfxStatus on_purge_caches(OfxImageEffectHandle effect) {
-  Instance *inst = get_instance(effect);
-  if (!inst) return kOfxStatOK;
+static OfxStatus on_purge_caches(Instance *inst) {
   forget_on_server(inst);
   pthread_mutex_lock(&inst->lock);
   pool_trim(inst, 0);
@@ -613,10 +611,12 @@ static int check_server_node(NodeDesc *n, char *err, size_t errn) {
     }
   }
   if (rc == VFX_OK && found != 1) {
+    const char *version = vfx_reply_get(&g_nodes_reply, "version");
     snprintf(err, errn,
-             "the running vidfx server %s node %s than this plugin's manifest (another vidfx version?); "
-             "rebuild the plugin with `vidfx ofx build` or stop the server (`vidfx serve --stop`)",
-             found == 0 ? "has no" : "describes a different", n->name);
+             "the running vidfx server %s node %s than this plugin's manifest (plugin built with vidfx %s; "
+             "another version?); rebuild the plugin with `vidfx ofx build` or stop the server "
+             "(`vidfx serve --stop`)",
+             found == 0 ? "has no" : "describes a different", n->name, version ? version : "?");
     rc = VFX_EOTHER;
   }
   pthread_mutex_unlock(&g_check_lock);
@@ -1471,14 +1471,13 @@ static OfxStatus plugin_main(int index, const char *action, const void *handle, 
   if (!strcmp(action, kOfxImageEffectActionDescribeInContext)) return on_describe_in_context(n, effect);
   if (!strcmp(action, kOfxActionCreateInstance)) return on_create_instance(n, effect);
   if (!strcmp(action, kOfxActionDestroyInstance)) return on_destroy_instance(effect);
-  if (!strcmp(action, kOfxActionPurgeCaches)) return on_purge_caches(effect);
   /* the instance is looked up and referenced under g_instances_lock, which DestroyInstance
    * takes to detach it: an action never sees an instance being freed */
   pthread_mutex_lock(&g_instances_lock);
   Instance *inst = get_instance(effect);
   if (inst && !instance_enter(inst)) inst = NULL;
   pthread_mutex_unlock(&g_instances_lock);
-  if (!inst) return kOfxStatReplyDefault;
+  if (!inst) return strcmp(action, kOfxActionPurgeCaches) ? kOfxStatReplyDefault : kOfxStatOK;
   OfxStatus st = kOfxStatReplyDefault;
   /* the server requests of this action poll the host's abort (a starting server included) */
   AbortCtx actx = {inst, effect};
@@ -1488,6 +1487,7 @@ static OfxStatus plugin_main(int index, const char *action, const void *handle, 
   else if (!strcmp(action, kOfxImageEffectActionGetFramesNeeded)) st = on_frames_needed(inst, in, out);
   else if (!strcmp(action, kOfxImageEffectActionGetClipPreferences)) st = on_clip_preferences(inst, out);
   else if (!strcmp(action, kOfxImageEffectActionRender)) st = on_render(inst, in);
+  else if (!strcmp(action, kOfxActionPurgeCaches)) st = on_purge_caches(inst);
   t_abort = NULL;
   instance_leave(inst);
   return st;

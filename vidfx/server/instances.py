@@ -476,24 +476,29 @@ class InstanceTable:
                 self._items.move_to_end(instance_id)
         if inst is None:
             inst = Instance(instance_id, type_name, params, self.device)
+            dropped = []
             with self._lock:
                 old = self._items.pop(instance_id, None)
                 self._items[instance_id] = inst
                 while len(self._items) > self._keep:
-                    _, dropped = self._items.popitem(last=False)
-                    dropped.close()
+                    dropped.append(self._items.popitem(last=False)[1])
+            for gone in dropped:
+                with gone.lock:  # a render of it that is running finishes first
+                    gone.close()
             if old is not None:
-                old.close()
                 with old.lock:  # a parameter changed: the input frames are still good
+                    old.close()
                     inst.inputs, inst.inputs_layout = old.inputs, old.inputs_layout
         return inst, layout
 
     def forget(self, instance_id: str) -> None:
-        """Drop an instance (the host destroyed it)."""
+        """Drop an instance (the host destroyed it or purged its caches); a render of it that
+        is running finishes first (its node is not closed under it)."""
         with self._lock:
             inst = self._items.pop(instance_id, None)
         if inst is not None:
-            inst.close()
+            with inst.lock:
+                inst.close()
 
     def __len__(self) -> int:
         return len(self._items)
