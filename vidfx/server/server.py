@@ -71,7 +71,11 @@ class ServerState:
         self.node_seconds = 0.0  # time spent inside node code (render / render_chunk)
 
 
-class RenderServer(ServerState, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+# Windows builds of Python may lack AF_UNIX; the server uses named pipes there (PipeRenderServer)
+_StreamServer = getattr(socketserver, "UnixStreamServer", socketserver.TCPServer)
+
+
+class RenderServer(ServerState, socketserver.ThreadingMixIn, _StreamServer):  # type: ignore[misc,valid-type]
     """The socket server: state shared by all connection threads."""
 
     daemon_threads = True
