@@ -113,8 +113,111 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+DETECTION_LENGTHS = "2,6,12,30,60"
+
+
+def detection_main(argv: list[str]) -> int:
+    """``vidfx eval jumpcut --detection``: recall, precision and false cuts per minute of
+    ``detect`` on simulated jump cuts (a segment of each length removed at random, seeded
+    positions, ``--cases`` per clip and length) and on the uncut clips.
+
+    A simulated cut counts as found when a cut is detected within +-1 frame of it; other
+    detections within +-12 frames of it are false detections (precision). False cuts per
+    minute: detections on the uncut clips per minute of uncut footage.
+    """
+    from . import detect
+
+    ap = argparse.ArgumentParser(
+        prog="vidfx eval jumpcut --detection", description=detection_main.__doc__.split("\n")[0]
+    )
+    ap.add_argument(
+        "--split", default="val", choices=("val", "train", "all"), help="identities (detect.TRAIN_IDS / VAL_IDS)"
+    )
+    ap.add_argument("--identities", default="", help="comma-separated identities instead of a split (e.g. talking/2)")
+    ap.add_argument("--lengths", default=DETECTION_LENGTHS, help="removed segment lengths, comma-separated")
+    ap.add_argument("--cases", type=int, default=6, help="simulated cuts per clip and length")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sensitivity", type=float, default=detect.RATIO, help="higher = fewer cuts")
+    ap.add_argument("--data", default=detect.DATA_ROOT, help="folder with talking/ and talking_more/")
+    ap.add_argument("--cache", default="/tmp/vidfx_jumpcut_detect", help="per-clip feature cache ('' = none)")
+    ap.add_argument("--json", dest="json_path", default=None, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
+    per_len = {n: {"cases": 0, "found": 0, "false": 0} for n in lengths}
+    case_rows, uncut_false, minutes = [], 0, 0.0
+    idents = [i.strip() for i in args.identities.split(",") if i.strip()] or list(detect.identities(args.split))
+    for ident in idents:
+        data = detect.load_clip(detect.clip_path(ident, args.data), args.cache or None)
+        pairs = detect.PairCache(data)
+        cuts = detect.pick(detect.scores(detect.raw_signals(data, np.arange(len(data)), pairs)), args.sensitivity)
+        cuts = detect.false_cuts(ident, cuts)  # real edits in the source are not false cuts
+        uncut_false += len(cuts)
+        minutes += len(data) / data.fps / 60
+        rng = np.random.default_rng(args.seed * 1_000_003 + detect.zlib_crc(ident))
+        found_here = 0
+        for n in lengths:
+            for start in detect.case_starts(len(data), n, args.cases, rng, detect.SOURCE_CUTS.get(ident, ())):
+                sig, c = detect.case_signals(data, start, n, pairs)
+                hit, fp = detect.judge(detect.pick(detect.scores(sig), args.sensitivity), c)
+                per_len[n]["cases"] += 1
+                per_len[n]["found"] += hit
+                per_len[n]["false"] += fp
+                found_here += hit
+                case_rows.append({"clip": ident, "length": n, "cut": start, "found": hit, "false": fp})
+        logging.info(
+            "%s: %d frames, %.1f fps, uncut false cuts %s, found %d", ident, len(data), data.fps, cuts, found_here
+        )
+    rows = []
+    for n in lengths + ["all"]:
+        r = per_len[n] if n != "all" else {k: sum(v[k] for v in per_len.values()) for k in ("cases", "found", "false")}
+        tp, fp = r["found"], r["false"]
+        rows.append(
+            {
+                "length": n,
+                "cases": r["cases"],
+                "recall": tp / r["cases"] if r["cases"] else None,
+                "precision": tp / (tp + fp) if tp + fp else None,
+            }
+        )
+    fpm = uncut_false / minutes if minutes else 0.0
+    total = rows[-1]
+    tp_all = total["recall"] * total["cases"] if total["cases"] else 0
+    precision_all = tp_all / (tp_all + sum(v["false"] for v in per_len.values()) + uncut_false) if tp_all else None
+    name = args.split if not args.identities else "custom"
+    print(f"split {name}: {len(idents)} identities, {minutes:.2f} min uncut, sensitivity {args.sensitivity}")
+    print("| removed frames | cases | recall | precision |\n|---|---|---|---|")
+    for r in rows:
+        rec = "n/a" if r["recall"] is None else f"{r['recall']:.3f}"
+        pre = "n/a" if r["precision"] is None else f"{r['precision']:.3f}"
+        print(f"| {r['length']} | {r['cases']} | {rec} | {pre} |")
+    print(f"false cuts per minute (uncut clips): {fpm:.2f} ({uncut_false} in {minutes:.2f} min)")
+    print(f"precision incl. uncut false cuts: {'n/a' if precision_all is None else f'{precision_all:.3f}'}")
+    if args.json_path:
+        out = {
+            "recall": total["recall"],
+            "precision": total["precision"],
+            "false_cuts_per_minute": fpm,
+            "precision_with_uncut": precision_all,
+            "per_length": rows[:-1],
+            "split": name,
+            "identities": idents,
+            "sensitivity": args.sensitivity,
+            "seed": args.seed,
+            "uncut_minutes": minutes,
+            "uncut_false_cuts": uncut_false,
+            "cases": case_rows,
+        }
+        with open(args.json_path, "w") as fh:
+            json.dump(out, fh, indent=1)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``vidfx eval jumpcut``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--detection" in argv:
+        return detection_main([a for a in argv if a != "--detection"])
     ap = argparse.ArgumentParser(prog="vidfx eval jumpcut", description=__doc__.split("\n")[0])
     ap.add_argument("clips", nargs="*", default=None, help="continuous talking-head clips (default: the dev clips)")
     ap.add_argument("--frames", type=int, default=12, help="removed / synthesized frames per case")

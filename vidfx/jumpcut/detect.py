@@ -1,0 +1,684 @@
+"""Jump-cut detection from the signals a removed segment leaves in a talking head.
+
+A cut at frame ``k`` (``k`` = first frame after the cut) joins frame ``k-1`` to a frame that was
+2..60+ frames later in the take. What changes at that one step, *relative to the motion around
+it* (each signal is divided by its own local level, so the rule does not depend on frame rate,
+resolution or how much the person moves):
+
+- ``diff``: mean absolute change of a 96x96 grey thumbnail (the old ``cuts.detect_cuts`` signal);
+- ``resid``: what DIS optical flow (``vidfx.ops.flow.DISFlow``) cannot explain: the thumbnail of
+  ``k`` against ``k-1`` warped by the flow (a mouth that opens smoothly is explained by flow, a
+  mouth that jumps from closed to open is not);
+- ``flow``: mean flow magnitude (a head that jumps to a new place);
+- ``kp``: MediaPipe face-mesh displacement in face sizes (``keypoints.MediaPipeDetector``);
+- ``expr``: face-mesh change left after removing a 2-D similarity (expression: mouth, eyes);
+- ``kpacc``: face-mesh error of a constant-velocity prediction (the smaller of forward from
+  ``k-2, k-1`` and backward from ``k+1, k+2``): a moving head that keeps moving has a small one;
+- ``audio``: log-spectral distance between the 64 ms of sound before and after the boundary,
+  where the clip has sound (silent or missing audio gives no evidence either way).
+
+For each signal ``r`` two features: ``log(r[k]+e) - log(max(r[k-1], r[k+1])+e)`` and
+``log(r[k]+e) - log(median(r[k-6..k+6] without k-1..k+1)+e)``. A missing face or silent audio gives
+0 (no evidence). The 14 features go through a logistic model (``WEIGHTS``) fitted on simulated cuts
+of the **train identities** only (``TRAIN_IDS``; see ``fit``), and a cut is declared where
+
+    score = sensitivity_default * exp(w . f + b - threshold) >= sensitivity
+
+and the score is the largest within +-2 frames (one cut per step). ``threshold`` was chosen on the
+train identities too (the most sensitive one with <= 0.5 false cuts per minute on their uncut
+clips), so the validation identities (``VAL_IDS``) stay unseen until the final numbers.
+Any thumbnail change > ``cuts.HARD_DIFF`` grey levels is always a cut (a scene change).
+``sensitivity`` (default ``cuts.RATIO`` = 3.5): higher = fewer cuts.
+
+A decision at ``k`` looks only at frames ``k-REACH .. k+REACH`` (streaming in the node).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+from vidfx.ops.colour import grey_u8
+from vidfx.ops.flow import DISFlow
+
+from .cuts import HARD_DIFF, RATIO
+
+log = logging.getLogger("vidfx.jumpcut")
+
+WORK_SIDE = 384  # frames are decoded/downscaled so that the longer side is at most this
+THUMB = 96
+AUDIO_RATE = 16000
+AUDIO_WIN = 1024  # samples each side of a boundary (64 ms)
+WINDOW = 6  # local level: median over +-WINDOW frames
+WIDE = 12  # largest step over +-WIDE frames (periodic dropped frames of a frame-rate conversion)
+DUP_FRAC = 0.15  # a step below this share of the usual change is a repeated frame
+NMS = 2  # one cut within +-NMS frames
+REACH = WIDE + 3 + NMS + 1  # frames each side a decision needs
+SIGNALS = ("diff", "resid", "flow", "kp", "expr", "kpacc", "audio")
+EPS = {
+    "diff": 0.3,
+    "resid": 0.3,
+    "flow": 0.05,
+    "kp": 0.002,
+    "expr": 0.001,
+    "kpacc": 0.002,
+    "audio": 0.5,
+    "cells": 0.3,
+    "points": 0.002,
+}
+KINDS = ("near", "med", "max")
+MULTI = ("cells", "points")  # per-channel signals: image grid cells, face-mesh points
+GRID = 4
+FEATURES = tuple(f"{s}_{w}" for s in SIGNALS for w in KINDS) + tuple(
+    f"{s}_{w}_{a}" for s in MULTI for w in KINDS for a in ("median", "q75")
+)
+
+# Identities (one clip each). Split by person: nobody is on both sides.
+# train: fit the logistic model and choose its threshold. val: final numbers only.
+TRAIN_IDS = (
+    "talking/1",
+    "talking_more/LatentSync_demo1_video",
+    "talking_more/LivePortrait_d0",
+    "talking_more/LivePortrait_d3",
+    "talking_more/LivePortrait_d11",
+    "talking_more/LivePortrait_d12",
+    "talking_more/LivePortrait_d18",
+    "talking_more/LivePortrait_s18",
+    "talking_more/MimicTalk_Trump_10s",
+    "talking_more/StyleHEAT_video",
+    "talking_more/IPLAP_129",
+    "talking_more/EAMM_disgusted",
+    "talking_more/StyleTalk_feifeili_clip1",
+    "talking_more/StyleTalk_happyenglish_clip2",
+    "talking_more/StyleTalk_sadfather_clip1",
+)
+VAL_IDS = (
+    "talking/2",
+    "talking/3",
+    "talking_more/LatentSync_demo3_video",
+    "talking_more/XPortrait_driving_video",
+    "talking_more/LivePortrait_d10",
+    "talking_more/LivePortrait_d19",
+    "talking_more/Real3DPortrait_May_5s",
+    "talking_more/EDTalk_mouth_source",
+    "talking_more/StyleTalk_nice_clip1",
+    "talking_more/EAMM_happy",
+)
+
+# Real edits in the "uncut" source clips, found by looking at frames k-1 and k of the strongest
+# detections on all clips: not false cuts, and left out of the fitting's negatives.
+SOURCE_CUTS = {
+    "talking_more/EAMM_disgusted": (148,),  # bared teeth -> closed lips in one frame
+    "talking_more/LatentSync_demo3_video": (271,),  # hands in lap -> hands on chest
+    "talking_more/LivePortrait_d10": (446,),  # gaze aside -> brows raised, new head pose
+}
+
+# Fitted by ``python -m vidfx.jumpcut.detect fit`` on TRAIN_IDS (see docs/jumpcut.md).
+WEIGHTS = {
+    "diff_near": 3.3836,
+    "diff_med": 0.3309,
+    "diff_max": 0.6803,
+    "resid_near": 0.8603,
+    "resid_med": 0.6409,
+    "resid_max": -0.0879,
+    "flow_near": -2.5631,
+    "flow_med": 1.2876,
+    "flow_max": 0.0800,
+    "kp_near": -3.6834,
+    "kp_med": -2.1357,
+    "kp_max": -1.8316,
+    "expr_near": 1.2886,
+    "expr_med": 0.2309,
+    "expr_max": -1.3637,
+    "kpacc_near": 0.5929,
+    "kpacc_med": 0.0358,
+    "kpacc_max": 3.6335,
+    "audio_near": 0.2338,
+    "audio_med": 1.2567,
+    "audio_max": 0.1388,
+    "cells_near_median": -0.6726,
+    "cells_near_q75": 4.0138,
+    "cells_med_median": 0.2487,
+    "cells_med_q75": -1.0815,
+    "cells_max_median": 1.3709,
+    "cells_max_q75": 3.4078,
+    "points_near_median": 0.6714,
+    "points_near_q75": 1.3993,
+    "points_med_median": -0.2141,
+    "points_med_q75": 3.4219,
+    "points_max_median": 0.7110,
+    "points_max_q75": -1.9726,
+}
+BIAS = -2.7705
+THRESHOLD = 6.0000
+
+
+# --- per-frame data ---------------------------------------------------------------------------
+
+
+@dataclass
+class ClipData:
+    """What detection needs of each frame: a grey thumbnail and face-mesh points (NaN: no face),
+    plus the clip's mono audio (or None) and frame rate."""
+
+    thumbs: np.ndarray  # (T, THUMB, THUMB) uint8
+    faces: np.ndarray  # (T, 478, 2) float32, pixels of the work-size frame; NaN where no face
+    audio: np.ndarray | None  # (S,) float32 mono at AUDIO_RATE, or None
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.thumbs)
+
+
+def work_size(w: int, h: int) -> tuple[int, int]:
+    """Frame size for detection: longer side at most ``WORK_SIDE``, even sizes."""
+    s = min(1.0, WORK_SIDE / max(w, h))
+    return max(2, int(round(w * s / 2)) * 2), max(2, int(round(h * s / 2)) * 2)
+
+
+class FrameAnalyser:
+    """Thumbnail + face mesh of one (already downscaled) RGB uint8 frame."""
+
+    def __init__(self):
+        from .keypoints import MediaPipeDetector
+
+        self.det = MediaPipeDetector(video_mode=False, with_body=False, max_faces=1)
+
+    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = rgb.shape[:2]
+        ws = work_size(w, h)
+        if (w, h) != ws:
+            rgb = cv2.resize(rgb, ws, interpolation=cv2.INTER_AREA)
+        thumb = cv2.resize(grey_u8(rgb), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+        face = self.det.detect(rgb).face
+        pts = np.full((478, 2), np.nan, np.float32) if face is None else face[:, :2].astype(np.float32)
+        return thumb, pts
+
+    def close(self) -> None:
+        self.det.close()
+
+
+def decode_audio(path: str) -> np.ndarray | None:
+    """The first audio stream as mono float32 at ``AUDIO_RATE`` (None: no audio stream)."""
+    import av
+
+    from vidfx.io.probe import open_input
+
+    with open_input(path) as container:
+        if not container.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        chunks = []
+        try:
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as exc:
+            log.warning("jumpcut: %s: audio decoding stopped (%s)", path, exc)
+    return np.concatenate(chunks).astype(np.float32) if chunks else None
+
+
+def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") -> ClipData:
+    """Decode a clip downscaled (PyAV scales while converting, so 1080x1920 HEVC stays cheap) and
+    compute its per-frame data; cached as ``.npz`` under ``cache_dir`` (keyed by path, size, mtime)."""
+    from vidfx.core.errors import MediaError
+    from vidfx.io.probe import open_input, stream_rate
+
+    st = os.stat(path)
+    key = hashlib.sha1(f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime}:{WORK_SIDE}:{THUMB}".encode()).hexdigest()
+    cache = os.path.join(cache_dir, key[:16] + ".npz") if cache_dir else None
+    if cache and os.path.exists(cache):
+        z = np.load(cache)
+        audio = z["audio"] if z["audio"].size else None
+        return ClipData(z["thumbs"], z["faces"], audio, float(z["fps"]))
+    analyser = FrameAnalyser()
+    thumbs, faces = [], []
+    try:
+        with open_input(path) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = float(stream_rate(stream, path))
+            for frame in container.decode(video=0):
+                w, h = work_size(frame.width, frame.height)
+                t, p = analyser(frame.to_ndarray(format="rgb24", width=w, height=h))
+                thumbs.append(t)
+                faces.append(p)
+    finally:
+        analyser.close()
+    if not thumbs:
+        raise MediaError(f"jumpcut: {path} has no decodable video frames")
+    data = ClipData(np.stack(thumbs), np.stack(faces), decode_audio(path), fps)
+    if cache:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = cache + ".tmp.npz"
+        audio = data.audio if data.audio is not None else np.zeros(0, np.float32)
+        np.savez(tmp, thumbs=data.thumbs, faces=data.faces, audio=audio, fps=data.fps)
+        os.replace(tmp, cache)
+    return data
+
+
+def clip_data_from_frames(frames: list[np.ndarray], fps: float | Fraction, audio: np.ndarray | None = None) -> ClipData:
+    """``ClipData`` of in-memory RGB frames (uint8, or float 0..1)."""
+    analyser = FrameAnalyser()
+    try:
+        out = [
+            analyser(f if f.dtype == np.uint8 else np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)) for f in frames
+        ]
+    finally:
+        analyser.close()
+    return ClipData(np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), audio, float(fps))
+
+
+# --- signals ----------------------------------------------------------------------------------
+
+
+class PairCache:
+    """Image-pair signals of one clip, by (frame a, frame b): thumbnail difference, flow
+    residual, flow magnitude, and the flow residual in each cell of a GRID x GRID grid."""
+
+    def __init__(self, data: ClipData):
+        self.data = data
+        self.flow = DISFlow("fast")
+        self.store: dict[tuple[int, int], np.ndarray] = {}
+        ys, xs = np.mgrid[0:THUMB, 0:THUMB].astype(np.float32)
+        self.grid = (xs, ys)
+
+    def __call__(self, a: int, b: int) -> np.ndarray:
+        key = (a, b)
+        if key not in self.store:
+            ta, tb = self.data.thumbs[a], self.data.thumbs[b]
+            diff = float(np.abs(ta.astype(np.float32) - tb).mean())
+            f = self.flow(tb, ta)  # tb(p) ~ ta(p + f(p))
+            warped = cv2.remap(
+                ta,
+                self.grid[0] + f[..., 0],
+                self.grid[1] + f[..., 1],
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            m = 4  # ignore the border (content entering the frame)
+            res = np.abs(warped.astype(np.float32) - tb)[m:-m, m:-m]
+            c = res.shape[0] // GRID
+            cells = res[: c * GRID, : c * GRID].reshape(GRID, c, GRID, c).mean(axis=(1, 3)).reshape(-1)
+            mag = float(np.linalg.norm(f, axis=2).mean())
+            self.store[key] = np.concatenate([[diff, float(res.mean()), mag], cells])
+        return self.store[key]
+
+
+def _similarity_residual(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean distance of ``b`` to the best 2-D similarity transform of ``a`` (Umeyama)."""
+    ma, mb = a.mean(0), b.mean(0)
+    a0, b0 = a - ma, b - mb
+    cov = b0.T @ a0 / len(a)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(u @ vt))
+    dm = np.diag([1.0, d])
+    r = u @ dm @ vt
+    var = (a0**2).sum() / len(a)
+    scale = (s * np.diag(dm)).sum() / max(var, 1e-9)
+    fit = scale * a0 @ r.T
+    return float(np.linalg.norm(fit - b0, axis=1).mean())
+
+
+def _face_signals(faces: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """kp, expr, kpacc and per-point displacement (n, P) along the frame sequence ``idx``
+    (NaN where a face is missing), in face sizes."""
+    p = faces[idx][:, ::3].astype(np.float64)  # every 3rd mesh point is plenty
+    n = len(idx)
+    size = np.sqrt(np.ptp(p[..., 0], axis=1) * np.ptp(p[..., 1], axis=1))  # face size in pixels
+    kp = np.full(n, np.nan)
+    expr = np.full(n, np.nan)
+    acc = np.full(n, np.nan)
+    points = np.full((n, p.shape[1]), np.nan)
+    if n < 2:
+        return kp, expr, acc, points
+    sz = np.fmax(size[1:], size[:-1])
+    points[1:] = np.linalg.norm(p[1:] - p[:-1], axis=2) / sz[:, None]
+    kp[1:] = points[1:].mean(1)
+    for k in range(1, n):
+        if np.isfinite(kp[k]):
+            expr[k] = _similarity_residual(p[k - 1], p[k]) / sz[k - 1]
+    for k in range(1, n):
+        errs = []
+        if k >= 2:
+            errs.append(np.linalg.norm(p[k] - (2 * p[k - 1] - p[k - 2]), axis=1).mean())
+        if k + 1 < n:
+            errs.append(np.linalg.norm(p[k - 1] - (2 * p[k] - p[k + 1]), axis=1).mean())
+        errs = [e for e in errs if np.isfinite(e)]
+        if errs and np.isfinite(sz[k - 1]):
+            acc[k] = min(errs) / sz[k - 1]
+    return kp, expr, acc, points
+
+
+def _band_spectrum(x: np.ndarray) -> np.ndarray | None:
+    """Log power in 24 log-spaced bands of a Hann-windowed chunk (None: near-silent)."""
+    if len(x) < AUDIO_WIN or float(np.sqrt(np.mean(x**2))) < 1e-4:
+        return None
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    edges = np.unique(np.geomspace(4, len(spec) - 1, 25).astype(int))
+    bands = np.add.reduceat(spec, edges)[:-1]
+    return 10 * np.log10(bands + 1e-10)
+
+
+def _audio_signal(audio: np.ndarray | None, fps: float, idx: np.ndarray) -> np.ndarray:
+    """Spectral distance (dB) across each frame boundary of the sequence ``idx``."""
+    out = np.full(len(idx), np.nan)
+    if audio is None:
+        return out
+    for k in range(1, len(idx)):
+        t0 = int(round((idx[k - 1] + 1) / fps * AUDIO_RATE))  # end of the frame before
+        t1 = int(round(idx[k] / fps * AUDIO_RATE))  # start of the frame after
+        a = _band_spectrum(audio[max(0, t0 - AUDIO_WIN) : t0])
+        b = _band_spectrum(audio[t1 : t1 + AUDIO_WIN])
+        if a is not None and b is not None:
+            out[k] = float(np.abs(a - b).mean())
+    return out
+
+
+def raw_signals(data: ClipData, idx: np.ndarray, pairs: PairCache | None = None) -> dict[str, np.ndarray]:
+    """Every signal at each step of the frame sequence ``idx`` (entry k: step idx[k-1] -> idx[k];
+    entry 0 is NaN). Scalar signals are (n,), ``cells`` and ``points`` are (n, channels)."""
+    idx = np.asarray(idx)
+    pairs = pairs or PairCache(data)
+    n = len(idx)
+    img = np.full((n, 3 + GRID * GRID), np.nan)
+    for k in range(1, n):
+        img[k] = pairs(int(idx[k - 1]), int(idx[k]))
+    kp, expr, acc, points = _face_signals(data.faces, idx)
+    sig = {
+        "diff": img[:, 0],
+        "resid": img[:, 1],
+        "flow": img[:, 2],
+        "kp": kp,
+        "expr": expr,
+        "kpacc": acc,
+        "audio": _audio_signal(data.audio, data.fps, idx),
+        "cells": img[:, 3:],
+        "points": points,
+    }
+    # Repeated frames (a clip converted up to a higher frame rate) are not steps: the step after
+    # one spans two frame times and must not stand out against a ~0 step next to it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        level = np.nanpercentile(_windows(img[:, :1], WIDE), 75, axis=2)[:, 0]
+    held = img[:, 0] < DUP_FRAC * level
+    for v in sig.values():
+        v[held] = np.nan
+    return sig
+
+
+def _windows(x: np.ndarray, half: int) -> np.ndarray:
+    """(n, C, 2*half+1) values of x (n, C) at k-half..k+half (NaN outside, and at |j-k| <= 1)."""
+    n, c = x.shape
+    pad = np.full((n + 2 * half, c), np.nan)
+    pad[half : half + n] = x
+    w = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1, axis=0).copy()  # (n, C, 2h+1)
+    w[:, :, half - 1 : half + 2] = np.nan
+    return w
+
+
+def local_ratios(r: np.ndarray, e: float) -> np.ndarray:
+    """(n, C, 3) log ratios of each step to its neighbours (``near``: the larger of k-1, k+1),
+    to the median over +-WINDOW (``med``) and to the largest step over +-WIDE (``max``),
+    leaving out k-1..k+1. NaN where undefined."""
+    r = r.reshape(len(r), -1).astype(np.float64)
+    r = np.where(np.arange(len(r))[:, None] == 0, np.nan, r)  # step 0 does not exist
+    n = len(r)
+    lr = np.log(r + e)
+    prev = np.vstack([np.full((1, r.shape[1]), np.nan), r[:-1]])
+    nxt = np.vstack([r[1:], np.full((1, r.shape[1]), np.nan)])
+    out = np.full((n, r.shape[1], 3), np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out[..., 0] = lr - np.log(np.fmax(prev, nxt) + e)
+        out[..., 1] = lr - np.log(np.nanmedian(_windows(r, WINDOW), axis=2) + e)
+        out[..., 2] = lr - np.log(np.nanmax(_windows(r, WIDE), axis=2) + e)
+    return out
+
+
+def features(sig: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, len(FEATURES)) local log-ratio features; 0 where a signal is missing.
+
+    Scalar signals: their ``near``/``med``/``max`` ratios. ``cells`` (image grid) and ``points``
+    (face-mesh points): the median and upper quartile over channels of each ratio (a cut changes
+    everything at once; talking moves only some of it)."""
+    cols = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name in SIGNALS:
+            q = local_ratios(sig[name], EPS[name])[:, 0, :]
+            cols += [q[:, i] for i in range(len(KINDS))]
+        for name in MULTI:
+            q = local_ratios(sig[name], EPS[name])
+            for i in range(len(KINDS)):
+                cols += [np.nanmedian(q[:, :, i], axis=1), np.nanpercentile(q[:, :, i], 75, axis=1)]
+    return np.nan_to_num(np.stack(cols, 1), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def weight_vector(weights: dict[str, float] | None = None) -> np.ndarray:
+    w = weights or WEIGHTS
+    return np.array([w.get(f, 0.0) for f in FEATURES])
+
+
+def scores(
+    sig: dict[str, np.ndarray], weights: dict | None = None, bias: float | None = None, threshold: float | None = None
+) -> np.ndarray:
+    """Cut score per step (``RATIO`` at the fitted threshold, higher = more cut-like; 0 at k=0)."""
+    z = features(sig) @ weight_vector(weights) + (BIAS if bias is None else bias)
+    return _score_from_z(z, sig["diff"], THRESHOLD if threshold is None else threshold)
+
+
+def pick(score: np.ndarray, sensitivity: float = RATIO) -> list[int]:
+    """Steps whose score reaches ``sensitivity`` and is the largest within +-NMS."""
+    cuts = []
+    n = len(score)
+    for k in range(1, n):
+        if score[k] < sensitivity:
+            continue
+        left = score[max(1, k - NMS) : k]
+        right = score[k + 1 : k + NMS + 1]
+        if (left.size and left.max() >= score[k]) or (right.size and right.max() > score[k]):
+            continue
+        cuts.append(k)
+    return cuts
+
+
+def detect_in_data(data: ClipData, sensitivity: float = RATIO, idx: np.ndarray | None = None) -> list[int]:
+    """Cuts (positions in ``idx``, default the whole clip) of a clip's data."""
+    idx = np.arange(len(data)) if idx is None else np.asarray(idx)
+    return pick(scores(raw_signals(data, idx)), sensitivity)
+
+
+def detect_cuts_in_frames(
+    frames: list[np.ndarray], fps: float | Fraction, audio: np.ndarray | None = None, sensitivity: float = RATIO
+) -> list[int]:
+    """Jump cuts in RGB frames (uint8 or float 0..1); ``audio`` mono float32 at ``AUDIO_RATE``
+    starting with the first frame, or None."""
+    if len(frames) < 2:
+        return []
+    return detect_in_data(clip_data_from_frames(frames, fps, audio), sensitivity)
+
+
+def detect_cuts_in_file(path: str, sensitivity: float = RATIO, cache_dir: str | None = None) -> list[int]:
+    """Jump cuts of a video file (video + its audio)."""
+    return detect_in_data(load_clip(path, cache_dir), sensitivity)
+
+
+# --- simulated cuts (evaluation and fitting) ---------------------------------------------------
+
+DATA_ROOT = "/work/shared/data"
+CASE_HALF = 12  # a case is judged on the steps within +-CASE_HALF of its cut
+
+
+def identities(split: str) -> tuple[str, ...]:
+    """Identity names of a split: ``train``, ``val`` or ``all``."""
+    if split == "train":
+        return TRAIN_IDS
+    if split == "val":
+        return VAL_IDS
+    if split == "all":
+        return TRAIN_IDS + VAL_IDS
+    raise ValueError(f"unknown split {split!r} (train, val, all)")
+
+
+def clip_path(identity: str, root: str = DATA_ROOT) -> str:
+    return os.path.join(root, identity + ".mp4")
+
+
+def case_starts(
+    num_frames: int, length: int, cases: int, rng: np.random.Generator, avoid: tuple[int, ...] = ()
+) -> list[int]:
+    """First removed frame of each simulated cut: random, leaving ``REACH + 2`` real frames on
+    each side (none if the clip is too short for this length), and away from the clip's own
+    edits ``avoid`` (so that a case is judged on its own cut)."""
+    lo, hi = REACH + 2, num_frames - length - REACH - 2
+    margin = CASE_HALF + REACH
+    ok = [s for s in range(lo, hi + 1) if all(not (s - margin <= a <= s + length + margin) for a in avoid)]
+    if not ok:
+        return []
+    return sorted(int(ok[i]) for i in rng.integers(0, len(ok), size=cases))
+
+
+def case_signals(data: ClipData, start: int, length: int, pairs: PairCache) -> tuple[dict[str, np.ndarray], int]:
+    """Signals around a simulated cut (frames ``start .. start+length-1`` removed) and the index
+    of the cut in them. Only the frames within the decision reach of the steps within
+    +-CASE_HALF of the cut are looked at, so detections there equal the whole-clip detector's."""
+    n = len(data)
+    spliced = np.concatenate([np.arange(0, start), np.arange(start + length, n)])
+    lo = max(0, start - CASE_HALF - REACH)
+    hi = min(len(spliced), start + CASE_HALF + REACH + 1)
+    return raw_signals(data, spliced[lo:hi], pairs), start - lo
+
+
+def false_cuts(identity: str, cuts: list[int]) -> list[int]:
+    """Detections on an uncut clip that are not one of its ``SOURCE_CUTS`` (+-1 frame)."""
+    known = SOURCE_CUTS.get(identity, ())
+    return [k for k in cuts if all(abs(k - c) > 1 for c in known)]
+
+
+def judge(cuts: list[int], c: int) -> tuple[bool, int]:
+    """(found within +-1, false detections within +-CASE_HALF) of one simulated cut at ``c``."""
+    near = [k for k in cuts if abs(k - c) <= CASE_HALF]
+    hit = [k for k in near if abs(k - c) <= 1]
+    return bool(hit), len(near) - min(1, len(hit))
+
+
+# --- fitting ------------------------------------------------------------------------------------
+
+FIT_LENGTHS = (2, 3, 4, 6, 8, 12, 18, 25, 40, 60)
+FIT_CASES = 6
+FIT_SEED = 1000  # the evaluation uses other seeds
+TARGET_FALSE_PER_MIN = 0.5  # on the train identities' uncut clips, leaving margin for new people
+
+
+def logistic_fit(x: np.ndarray, y: np.ndarray, sw: np.ndarray, l2: float = 1.0, iters: int = 50) -> np.ndarray:
+    """Weighted L2-regularised logistic regression by Newton's method; returns (w..., b)."""
+    xb = np.concatenate([x, np.ones((len(x), 1))], 1)
+    beta = np.zeros(xb.shape[1])
+    reg = np.full(xb.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(xb @ beta, -30, 30)))
+        g = xb.T @ (sw * (p - y)) + reg * beta
+        h = (xb * (sw * p * (1 - p))[:, None]).T @ xb + np.diag(reg + 1e-9)
+        step = np.linalg.solve(h, g)
+        beta -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    return beta
+
+
+def fit(root: str = DATA_ROOT) -> dict:
+    """Fit ``WEIGHTS``/``BIAS`` on simulated cuts of the train identities and choose ``THRESHOLD``
+    there (the lowest one with <= TARGET_FALSE_PER_MIN false cuts per minute on their uncut
+    clips and on the steps around their simulated cuts)."""
+    xs, ys, uncut, cases, minutes = [], [], [], [], 0.0
+    for ident in TRAIN_IDS:
+        data = load_clip(clip_path(ident, root))
+        pairs = PairCache(data)
+        rng = np.random.default_rng(FIT_SEED + zlib_crc(ident))
+        sig = raw_signals(data, np.arange(len(data)), pairs)
+        f = features(sig)
+        uncut.append((f, sig["diff"], ident))
+        minutes += len(data) / data.fps / 60
+        neg = [k for k in false_cuts(ident, list(range(1, len(f))))]
+        xs.append(f[neg])
+        ys.append(np.zeros(len(neg)))
+        for length in FIT_LENGTHS:
+            for start in case_starts(len(data), length, FIT_CASES, rng, SOURCE_CUTS.get(ident, ())):
+                s, c = case_signals(data, start, length, pairs)
+                f = features(s)
+                keep = [k for k in range(max(1, c - CASE_HALF), min(len(f), c + CASE_HALF + 1)) if abs(k - c) > 1]
+                xs.append(f[[c] + keep])
+                ys.append(np.array([1.0] + [0.0] * len(keep)))
+                cases.append((f, s["diff"], c))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    sw = np.where(y > 0, (y == 0).sum() / max(1, (y > 0).sum()), 1.0)
+    beta = logistic_fit(x, y, sw)
+    w, b = beta[:-1], float(beta[-1])
+
+    def z_of(f):
+        return f @ w + b
+
+    def count(th):
+        false = 0
+        for f, d, ident in uncut:
+            false += len(false_cuts(ident, pick(_score_from_z(z_of(f), d, th))))
+        found = 0
+        for f, d, c in cases:
+            hit, fp = judge(pick(_score_from_z(z_of(f), d, th)), c)
+            found += hit
+            false += fp
+        return false / minutes, found / max(1, len(cases))
+
+    grid = np.linspace(-5, 15, 201)
+    best = grid[-1]
+    for th in grid:
+        fpm, _ = count(th)
+        if fpm <= TARGET_FALSE_PER_MIN:
+            best = th
+            break
+    fpm, rec = count(best)
+    log.info(
+        "fit: %d train steps, %d cuts; threshold %.2f: recall %.3f, %.2f false/min", len(y), len(cases), best, rec, fpm
+    )
+    return {
+        "weights": dict(zip(FEATURES, map(float, w))),
+        "bias": b,
+        "threshold": float(best),
+        "train_recall": rec,
+        "train_false_per_min": fpm,
+    }
+
+
+def zlib_crc(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode())
+
+
+def _score_from_z(z: np.ndarray, diff: np.ndarray, threshold: float) -> np.ndarray:
+    s = RATIO * np.exp(np.clip(z - threshold, -30, 30))
+    s[0] = 0.0
+    s[np.nan_to_num(diff) >= HARD_DIFF] = np.inf
+    return s
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if sys.argv[1:] == ["fit"]:
+        print(json.dumps(fit(), indent=1))
