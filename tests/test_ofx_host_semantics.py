@@ -342,3 +342,35 @@ def test_host_misuse_is_harmless(bridge, frames, tmp_path):
     assert inst.destroy() == OK  # a second destroy: nothing left to free
     assert inst.frames_needed(FIRST)[0] != OK and inst.render(FIRST)[0] != OK  # no instance: default replies
     assert host.images_out == 0
+
+
+def test_vsr_at_half_scale_upscales_the_proxy(bridge, frames):
+    # vsr declares scale_mode "scaled": at 0.5 it runs on the proxy frames, x4 of them, which is
+    # the scaled RoD (compared with the engine on the resampled input)
+    host = bridge.host
+    clip = [np.ascontiguousarray(f[:24, :32]) for f in frames[:4]]
+    inst = filter_instance(host, "vsr", clip, chunk=4, overlap=0)
+    _, rod = inst.region_of_definition(FIRST)
+    status, img = inst.render(FIRST + 1, (0.5, 0.5))
+    assert status == OK, host.messages[-1:]
+    assert rod == (0.0, 0.0, 128.0, 96.0) and img.shape == (48, 64, 4)
+    want = engine("vsr", half(clip), chunk=4, overlap=0)[1]
+    np.testing.assert_allclose(img[..., :3], want, atol=1e-4)
+    inst.destroy()
+
+
+def test_transition_at_half_scale(bridge, frames):
+    host = bridge.host
+    other = frames[::-1]
+    inst = host.create_instance(
+        "org.vidfx.ofx_test_mix",
+        "OfxImageEffectContextTransition",
+        {"SourceFrom": source(frames), "SourceTo": source(other)},
+        (FIRST, FIRST + COUNT - 1),
+        params={"Transition": 0.25, "gain": 1.0},
+    )
+    status, img = inst.render(FIRST + 1, (0.5, 0.5))
+    assert status == OK, host.messages[-1:]
+    a, b = half(frames)[1][..., :3], half(other)[1][..., :3]
+    np.testing.assert_allclose(img[..., :3], a * 0.75 + b * 0.25, atol=1e-5)
+    inst.destroy()
