@@ -119,16 +119,23 @@ def test_eight_concurrent_renders_on_one_instance(bridge, frames):
     inst.destroy()
 
 
-def test_frames_needed_does_not_wait_for_a_running_render(bridge, frames, tmp_path):
-    host = bridge.host
+def start_slow_render(host, frames, tmp_path, delay: float):
+    """An ``ofx_test_slow`` instance rendering FIRST in a thread, returned once the node runs:
+    (instance, thread, result dict that gets ``r`` = the render's (status, image))."""
     marker = tmp_path / "started"
-    inst = filter_instance(host, "ofx_test_slow", frames, delay=3.0, marker=str(marker))
+    inst = filter_instance(host, "ofx_test_slow", frames, delay=delay, marker=str(marker))
     assert inst.frames_needed(FIRST)[0] == OK  # configured once
-    t = threading.Thread(target=inst.render, args=(FIRST,))
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(r=inst.render(FIRST)))
     t.start()
     end = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < end:
         time.sleep(0.02)
+    return inst, t, result
+
+
+def test_frames_needed_does_not_wait_for_a_running_render(bridge, frames, tmp_path):
+    inst, t, _ = start_slow_render(bridge.host, frames, tmp_path, 3.0)
     start = time.perf_counter()
     status, needed = inst.frames_needed(FIRST + 1)
     rod_status, _ = inst.region_of_definition(FIRST + 1)
@@ -142,14 +149,7 @@ def test_frames_needed_does_not_wait_for_a_running_render(bridge, frames, tmp_pa
 
 def test_destroy_during_render_does_not_crash(bridge, frames, tmp_path):
     host = bridge.host
-    marker = tmp_path / "started"
-    inst = filter_instance(host, "ofx_test_slow", frames, delay=2.0, marker=str(marker))
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=inst.render(FIRST)))
-    t.start()
-    end = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < end:
-        time.sleep(0.02)
+    inst, t, result = start_slow_render(host, frames, tmp_path, 2.0)
     assert inst.destroy() == OK  # waits for the render, which stops (abort) and returns
     t.join(30)
     assert result["r"][0] == FAILED
@@ -213,19 +213,27 @@ def test_crop_defaults_render_full_frame(bridge, frames):
     inst.destroy()
 
 
-def test_server_that_cannot_start_fails_fast_with_a_message(bridge, tmp_path):
-    code = """
-import sys, time
+def timed_render_script(before: str = "") -> str:
+    """A host script (argv[1]: the plugin) that renders one frame of passthrough and prints the
+    status, the seconds it took, whether a persistent message is shown and the last message;
+    ``before`` runs just before the render (``inst`` is the instance)."""
+    return f"""
+import sys, threading, time
 import numpy as np
 from ofx_host import OfxHost
 h = OfxHost(sys.argv[1])
 frames = [np.zeros((8, 8, 4), np.float32)]
 inst = h.create_instance("org.vidfx.passthrough", "OfxImageEffectContextFilter",
-                         {"Source": lambda t: frames[0]}, (0, 0))
+                         {{"Source": lambda t: frames[0]}}, (0, 0))
+{before}
 start = time.monotonic()
 status, _ = inst.render(0)
 print(status, round(time.monotonic() - start, 2), bool(h.persistent), repr(h.messages[-1][1] if h.messages else ""))
 """
+
+
+def test_server_that_cannot_start_fails_fast_with_a_message(bridge, tmp_path):
+    code = timed_render_script()
     out = run_host_without_server(bridge, tmp_path, code, "exit 3")  # a server that dies at start
     assert out.returncode == 0, out.stderr
     status, took, persistent, message = out.stdout.split(" ", 3)
@@ -301,38 +309,19 @@ def test_over_with_defaults_renders(bridge, frames):
 
 
 def test_waiting_for_a_starting_server_polls_the_host_abort(bridge, tmp_path):
-    code = """
-import sys, threading, time
-import numpy as np
-from ofx_host import OfxHost
-h = OfxHost(sys.argv[1])
-frames = [np.zeros((8, 8, 4), np.float32)]
-inst = h.create_instance("org.vidfx.passthrough", "OfxImageEffectContextFilter",
-                         {"Source": lambda t: frames[0]}, (0, 0))
-threading.Timer(1.0, lambda: setattr(inst.effect, "aborted", True)).start()
-start = time.monotonic()
-status, _ = inst.render(0)
-print(status, round(time.monotonic() - start, 2), len(h.messages))
-"""
+    code = timed_render_script('threading.Timer(1.0, lambda: setattr(inst.effect, "aborted", True)).start()')
     out = run_host_without_server(bridge, tmp_path, code, "sleep 600")  # starts, never answers
     assert out.returncode == 0, out.stderr
-    status, took, messages = out.stdout.split()
+    status, took, persistent, message = out.stdout.split(" ", 3)
     print(f"\nrender waiting for a server that never answers, host abort after 1 s: returned after {took} s")
     assert status == str(FAILED) and float(took) < 10  # not the 60 s start timeout
-    assert messages == "0"  # an abort is not an error to report
+    assert message.strip() == "''" and persistent == "False"  # an abort is not an error to report
 
 
 def test_host_misuse_is_harmless(bridge, frames, tmp_path):
     # PurgeCaches during a render, actions after DestroyInstance, a second DestroyInstance
     host = bridge.host
-    marker = tmp_path / "started"
-    inst = filter_instance(host, "ofx_test_slow", frames, delay=1.5, marker=str(marker))
-    result = {}
-    t = threading.Thread(target=lambda: result.update(r=inst.render(FIRST)))
-    t.start()
-    end = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < end:
-        time.sleep(0.02)
+    inst, t, result = start_slow_render(host, frames, tmp_path, 1.5)
     assert host.call(inst.identifier, "OfxActionPurgeCaches", inst.handle) == OK
     t.join(60)
     assert result["r"][0] == OK  # the running render kept its buffer and its node
