@@ -100,3 +100,30 @@ def test_sigterm_and_sighup_remove_unfinished_outputs(tmp_path, sig, output):
     assert proc.returncode == 128 + sig, err
     assert b"unfinished outputs were removed" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.yaml"]
+
+
+def test_cluster_options_need_the_ray_backend(tmp_path, capsys):
+    g = graph(tmp_path, "nodes: {src: {type: pattern, width: 32, height: 18, frames: 2}}\noutputs: [out.mkv]\n")
+    assert main(["run", g, "-q", "--workers", "2"]) == 2
+    assert "--backend ray" in capsys.readouterr().err
+    assert main(["run", g, "-q", "--backend", "spark"]) == 2
+    assert "unknown backend 'spark'" in capsys.readouterr().err
+
+
+def test_ray_backend_from_the_command_line_matches_a_local_run(tmp_path, capsys):
+    text = f"""
+        inputs: {{src: "{SAMPLE}"}}
+        nodes:
+          short: {{type: trim, input: src, end: 24}}
+          avg: {{type: temporal_average, input: short, radius: 2}}
+        outputs:
+          - {{input: avg, path: ray.mkv, codec: ffv1}}
+    """
+    g = graph(tmp_path, text)
+    args = ["run", g, "-q", "--backend", "ray", "--workers", "2", "--segment-frames", "10"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert main(["run", g, "-q", "-o", str(tmp_path / "local.mkv")]) == 0
+    ray_clip, local = vidfx.read(str(tmp_path / "ray.mkv"), device="cpu"), vidfx.read(str(tmp_path / "local.mkv"))
+    assert len(ray_clip) == len(local) == 24
+    assert all((a.data == b.data).all() for a, b in zip(ray_clip, local))
+    assert [a.pts for a in ray_clip] == [b.pts for b in local]

@@ -76,7 +76,7 @@ class Progress:
         self.min_interval = min_interval
         self.tty = stream.isatty()
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, note: str = "") -> None:
         now = time.monotonic()
         if now - self.last < self.min_interval and done < total:
             return
@@ -90,8 +90,16 @@ class Progress:
         filled = int(width * done / max(total, 1))
         bar = "#" * filled + "-" * (width - filled)
         line = f"[{bar}] {done}/{total} frames  {fps:5.1f} fps  elapsed {_clock(elapsed)}  ETA {_clock(eta)}"
+        if note:
+            line += f"  {note}"
         self.stream.write(("\r" + line) if self.tty else (line + "\n"))
         self.stream.flush()
+
+    def cluster(self, state) -> None:
+        """A cluster run's progress (``vidfx.scale.backend.RayProgress``): frames in finished
+        segments, with segments done and retried."""
+        note = f"segments {state.segments_done}/{state.segments}, {state.retried} retried"
+        self(state.done, state.total, note)
 
     def finish(self) -> None:
         """End the bar's line."""
@@ -164,7 +172,21 @@ def cmd_run(args) -> int:
     graph = _load_graph(args)
     frames = _parse_frames(args.frames) if args.frames else None
     progress = None if args.quiet else Progress()
-    summary = graph.run(device=args.device, frames=frames, progress=progress)
+    if args.backend == "local":
+        for flag in ("address", "workers", "segment_frames", "work_dir"):
+            if getattr(args, flag) is not None:
+                raise VidfxError(f"--{flag.replace('_', '-')} is an option of --backend ray")
+        summary = graph.run(device=args.device, frames=frames, progress=progress)
+    else:
+        options = {k: getattr(args, k) for k in ("address", "workers", "segment_frames", "work_dir")}
+        summary = graph.run(
+            device=args.device,
+            frames=frames,
+            progress=progress.cluster if progress else None,
+            backend=args.backend,
+            resume=args.resume,
+            **{k: v for k, v in options.items() if v is not None},
+        )
     if progress:
         progress.finish()
     if not args.quiet:
@@ -300,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", help="render a graph")
     graph_args(p)
     p.add_argument("--frames", help="render output frames A:B only (B exclusive)")
+    scale = p.add_argument_group("scale-out (docs/scale-out.md)")
+    scale.add_argument("--backend", default="local", help="local (default) or ray (needs vidfx[ray])")
+    scale.add_argument("--address", help="ray: auto or ray://HOST:PORT to join a cluster (default: start a local Ray)")
+    scale.add_argument("--workers", type=int, help="ray: segments rendered at once (default 2)")
+    scale.add_argument("--segment-frames", dest="segment_frames", type=int, help="ray: output frames per segment")
+    scale.add_argument("--work-dir", dest="work_dir", help="ray: segment folder every worker can write")
+    scale.add_argument("--resume", action="store_true", help="ray: reuse segments a killed run finished")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_run)
 

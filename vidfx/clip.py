@@ -151,10 +151,20 @@ class Clip:
             graph.write(top, path, **options)
         return graph
 
-    def write(self, path: str, progress: Callable[[int, int], None] | None = None, **options: Any) -> RunSummary:
+    def write(
+        self,
+        path: str,
+        progress: Callable[..., None] | None = None,
+        backend: str = "local",
+        backend_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> RunSummary:
         """Render to ``path`` (video file or image sequence; options as in graph outputs:
-        codec, bit_depth, ...). Written to a temporary name and renamed when complete."""
-        return self.graph(path, **options).run(device=self.device, progress=progress)
+        codec, bit_depth, ...). Written to a temporary name and renamed when complete.
+        ``backend="ray"`` renders on a Ray cluster (``backend_options``: address, workers,
+        segment_frames, work_dir, resume; docs/scale-out.md)."""
+        graph = self.graph(path, **options)
+        return graph.run(device=self.device, progress=progress, backend=backend, **(backend_options or {}))
 
     # --- lifetime ------------------------------------------------------------------------
     def close(self) -> None:

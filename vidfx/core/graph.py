@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from .engine import NodeRun, ProgressFn, RunSummary, build_runs, pull, resolve_device
+from .engine import NodeRun, RunSummary, build_runs, pull, resolve_device
 from .errors import GraphError, VidfxError
 from .frame import ClipInfo, Frame
 from .node import Node
@@ -216,13 +218,23 @@ class Graph:
         self,
         device: str | torch.device = "auto",
         frames: tuple[int | None, int | None] | None = None,
-        progress: ProgressFn | None = None,
+        progress: Callable[..., None] | None = None,
+        backend: str = "local",
+        **backend_options: Any,
     ) -> RunSummary:
         """Render every output. ``frames=(a, b)`` renders output frames a..b-1 only.
 
+        ``backend="ray"`` renders on a Ray cluster instead (``vidfx[ray]``; options such as
+        ``address``, ``workers``, ``segment_frames``, ``work_dir``, ``resume``: see
+        docs/scale-out.md); backends are found in the ``vidfx.backends`` entry-point group.
         Returns a RunSummary. On error, outputs written so far are removed (never left
         looking finished) and the error is raised.
         """
+        if backend != "local":
+            self.validate()
+            return load_backend(backend)(self, device=str(device), frames=frames, progress=progress, **backend_options)
+        if backend_options:
+            raise GraphError(f"options {', '.join(backend_options)} need another backend than local")
         self.validate()
         graph = self._for_rendering(frames)
         started = time.monotonic()
@@ -293,6 +305,18 @@ class Graph:
     def __repr__(self) -> str:
         wires = ", ".join(f"{n}<-{'+'.join(i) or '∅'}" for n, i in self.inputs_of.items())
         return f"Graph({wires}; outputs: {', '.join(o.label for o in self.outputs)})"
+
+
+BACKEND_ENTRY_POINT_GROUP = "vidfx.backends"
+
+
+def load_backend(name: str) -> Callable[..., RunSummary]:
+    """The run function of an installed backend (entry point group ``vidfx.backends``)."""
+    for ep in entry_points(group=BACKEND_ENTRY_POINT_GROUP, name=name):
+        run: Callable[..., RunSummary] = ep.load()
+        return run
+    known = sorted({"local"} | {ep.name for ep in entry_points(group=BACKEND_ENTRY_POINT_GROUP)})
+    raise GraphError(f"unknown backend {name!r}; known: {', '.join(known)}")
 
 
 def same_file(a: str, b: str) -> bool:
