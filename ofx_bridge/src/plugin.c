@@ -579,48 +579,42 @@ static ShmBuf *pool_acquire(Instance *inst, size_t need, char *err, size_t errn)
 
 
 /* ---- the live server against the manifest ------------------------------------------------- */
-static pthread_mutex_t g_check_lock = PTHREAD_MUTEX_INITIALIZER;
-
 /* Before a node's first request, compare the server's description of it (a hash of its
  * inputs and parameters) with the manifest's: a server of another vidfx version would
- * otherwise silently render something else. Returns VFX_OK or an error with err set. */
+ * otherwise silently render something else. Only a match is remembered (a replaced server is
+ * checked again); concurrent first checks may both ask, which is harmless. Returns VFX_OK or
+ * an error with err set. */
 static int check_server_node(NodeDesc *n, char *err, size_t errn) {
   if (__atomic_load_n(&n->checked, __ATOMIC_SEQ_CST) == 1) return VFX_OK;
-  pthread_mutex_lock(&g_check_lock);
-  int rc = VFX_OK, found = 1;
-  if (n->checked != 1) { /* only a match is remembered: a replaced server is checked again */
-    vfx_buf req;
-    vfx_reply rep;
-    vfx_buf_init(&req, "nodes");
-    rc = request(&req, &rep, err, errn);
-    vfx_buf_free(&req);
-    if (rc == VFX_OK) {
-      const char *count = vfx_reply_get(&rep, "count");
-      found = 0;
-      for (int i = 0; count && i < atoi(count) && !found; i++) {
-        char key[64];
-        snprintf(key, sizeof key, "node.%d.name", i);
-        const char *name = vfx_reply_get(&rep, key);
-        if (!name || strcmp(name, n->name) != 0) continue;
-        snprintf(key, sizeof key, "node.%d.hash", i);
-        const char *hash = vfx_reply_get(&rep, key);
-        found = hash && !strcmp(hash, n->hash) ? 1 : -1;
-      }
-      if (found == 1) __atomic_store_n(&n->checked, 1, __ATOMIC_SEQ_CST);
-      vfx_reply_free(&rep);
-    }
+  vfx_buf req;
+  vfx_reply rep;
+  vfx_buf_init(&req, "nodes");
+  int rc = request(&req, &rep, err, errn);
+  vfx_buf_free(&req);
+  if (rc != VFX_OK) return rc;
+  const char *count = vfx_reply_get(&rep, "count");
+  int found = 0; /* 0: no such node, 1: same, -1: different */
+  for (int i = 0; count && i < atoi(count) && !found; i++) {
+    char key[64];
+    snprintf(key, sizeof key, "node.%d.name", i);
+    const char *name = vfx_reply_get(&rep, key);
+    if (!name || strcmp(name, n->name) != 0) continue;
+    snprintf(key, sizeof key, "node.%d.hash", i);
+    const char *hash = vfx_reply_get(&rep, key);
+    found = hash && !strcmp(hash, n->hash) ? 1 : -1;
   }
-  if (rc == VFX_OK && found != 1) {
-    const char *version = vfx_reply_get(&g_nodes_reply, "version");
-    snprintf(err, errn,
-             "the running vidfx server %s node %s than this plugin's manifest (plugin built with vidfx %s; "
-             "another version?); rebuild the plugin with `vidfx ofx build` or stop the server "
-             "(`vidfx serve --stop`)",
-             found == 0 ? "has no" : "describes a different", n->name, version ? version : "?");
-    rc = VFX_EOTHER;
+  vfx_reply_free(&rep);
+  if (found == 1) {
+    __atomic_store_n(&n->checked, 1, __ATOMIC_SEQ_CST);
+    return VFX_OK;
   }
-  pthread_mutex_unlock(&g_check_lock);
-  return rc;
+  const char *version = vfx_reply_get(&g_nodes_reply, "version");
+  snprintf(err, errn,
+           "the running vidfx server %s node %s%s (plugin built with vidfx %s; another version?); rebuild the "
+           "plugin with `vidfx ofx build` or stop the server (`vidfx serve --stop`)",
+           found == 0 ? "has no" : "describes a different", n->name,
+           found == 0 ? "" : " than this plugin's manifest", version ? version : "?");
+  return VFX_EOTHER;
 }
 
 /* ---- clips: pixel aspect ratio, render scale, premultiplication --------------------------- */
