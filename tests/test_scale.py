@@ -19,11 +19,12 @@ from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.graph import Graph
 from vidfx.core.node import Node, SequenceNode, SourceNode
 from vidfx.core.params import Param
+from vidfx.core.scheduler import needed_frames
 from vidfx.core.sink import ListSink
 from vidfx.jumpcut.node import JumpCutNode
 from vidfx.nodes.basic import Select, Trim
 from vidfx.scale.backend import check_reachable, run_on_ray
-from vidfx.scale.plan import Plan, halo_overhead, plan_segments, single_run_counts, upstream
+from vidfx.scale.plan import Plan, frames_needed_by, halo_overhead, plan_segments, single_run_counts, upstream
 from vidfx.scale.worker import render_range
 
 MOTION = "sample_media/motion_320x180.mp4"
@@ -150,6 +151,17 @@ def configured(g: Graph):
     return order, lengths, out, runs
 
 
+def needed_per_frame(order, lengths, out, start, stop) -> dict[str, set[int]]:
+    """The frames each node needs, asking ``needed_frames`` for every single frame."""
+    needed = {name: set() for name, _, _ in order}
+    needed[out] = set(range(start, stop))
+    for name, node, inputs in reversed(order):
+        for n in needed[name] if inputs else ():
+            for slot, idxs in enumerate(needed_frames(node, n, [lengths[i] for i in inputs])):
+                needed[inputs[slot]].update(idxs)
+    return needed
+
+
 def render(g: Graph, out: str, start: int, stop: int) -> tuple[list[Frame], set[tuple], list[int]]:
     """Frames start..stop-1 of ``out`` rendered as a worker renders a segment (fresh runs)."""
     LOG.clear()
@@ -179,6 +191,8 @@ def test_segments_cover_the_output_once_and_halos_match_a_single_run():
         assert kept == list(range(length)), g  # every output frame once, in order
         whole, single_log, _ = render(g, out, 0, length)
         for seg in plan.segments:
+            brute = needed_per_frame(upstream(order, out), lengths, out, seg.start, seg.stop)
+            assert frames_needed_by(order, lengths, out, seg.start, seg.stop) == brute
             frames, log, reads = render(g, out, seg.start, seg.stop)
             assert [f.index for f in frames] == list(range(seg.start, seg.stop))
             for f, ref in zip(frames, whole[seg.start : seg.stop], strict=True):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from vidfx.core.node import Node, SequenceNode, SourceNode
-from vidfx.core.scheduler import chunk_plan, needed_frames
+from vidfx.core.scheduler import chunk_plan, chunk_starts, needed_frames
 
 DEFAULT_SEGMENT_FRAMES = 500
 
@@ -109,7 +109,17 @@ def frames_needed_by(order: Order, lengths: dict[str, int], output: str, start: 
         if not inputs or not needed[name]:
             continue
         input_lengths = [lengths[i] for i in inputs]
-        for n in needed[name]:
+        frames = needed[name]
+        lo, hi = min(frames), max(frames)
+        if isinstance(node, SequenceNode) and hi - lo + 1 == len(frames):
+            # A sequence node's rule is monotone in n and its chunks overlap, so a run of
+            # frames needs everything from the first frame's chunks to the last one's; asking
+            # only the ends keeps planning a long clip linear (chunk_plan is O(clip length)).
+            first, last = needed_frames(node, lo, input_lengths), needed_frames(node, hi, input_lengths)
+            for slot, (a, b) in enumerate(zip(first, last, strict=True)):
+                needed[inputs[slot]].update(range(min(a), max(b) + 1))
+            continue
+        for n in frames:
             for slot, idxs in enumerate(needed_frames(node, n, input_lengths)):
                 needed[inputs[slot]].update(idxs)
     return needed
@@ -146,13 +156,16 @@ def work_counts(order: Order, lengths: dict[str, int], needed: dict[str, set[int
     for name, node, inputs in order:
         if name not in needed:
             continue
-        if isinstance(node, SequenceNode):
-            chunks = {
-                (part.start, part.stop)
-                for n in needed[name]
-                for part in chunk_plan(n, lengths[inputs[0]], node.chunk_length, node.chunk_overlap)
-            }
-            counts[name] = sum(stop - start for start, stop in chunks)
+        if isinstance(node, SequenceNode) and needed[name]:
+            length, chunk = lengths[inputs[0]], node.chunk_length
+            frames = needed[name]
+            if max(frames) - min(frames) + 1 == len(frames):  # a run: the chunks from its first to its last
+                first = chunk_plan(min(frames), length, chunk, node.chunk_overlap)[0].start
+                last = chunk_plan(max(frames), length, chunk, node.chunk_overlap)[-1].start
+                starts = {s for s in chunk_starts(length, chunk, node.chunk_overlap) if first <= s <= last}
+            else:
+                starts = {part.start for n in frames for part in chunk_plan(n, length, chunk, node.chunk_overlap)}
+            counts[name] = sum(min(s + chunk, length) - s for s in starts)
         else:
             counts[name] = len(needed[name])
     return counts
