@@ -141,8 +141,20 @@ def detection_main(argv: list[str]) -> int:
     ap.add_argument("--data", default=detect.DATA_ROOT, help="folder with talking/ and talking_more/")
     ap.add_argument("--cache", default="/tmp/vidfx_jumpcut_detect", help="per-clip feature cache ('' = none)")
     ap.add_argument("--json", dest="json_path", default=None, help="write the results as JSON here")
+    ap.add_argument(
+        "--baseline", action="store_true", help="score the old thumbnail-only detector (cuts.detect_cuts) instead"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def find(data, seq, pairs) -> list[int]:
+        if args.baseline:
+            from .cuts import THUMB, detect_cuts
+
+            small = [cv2.resize(data.thumbs[i], (THUMB, THUMB), interpolation=cv2.INTER_AREA) for i in seq]
+            return detect_cuts([t.astype(np.float32) for t in small], args.sensitivity)
+        return detect.pick(detect.scores(detect.raw_signals(data, seq, pairs)), args.sensitivity)
+
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     per_len = {n: {"cases": 0, "found": 0, "false": 0} for n in lengths}
     case_rows, uncut_false, minutes = [], 0, 0.0
@@ -150,7 +162,7 @@ def detection_main(argv: list[str]) -> int:
     for ident in idents:
         data = detect.load_clip(detect.clip_path(ident, args.data), args.cache or None)
         pairs = detect.PairCache(data)
-        cuts = detect.pick(detect.scores(detect.raw_signals(data, np.arange(len(data)), pairs)), args.sensitivity)
+        cuts = find(data, np.arange(len(data)), pairs)
         cuts = detect.false_cuts(ident, cuts)  # real edits in the source are not false cuts
         uncut_false += len(cuts)
         minutes += len(data) / data.fps / 60
@@ -158,8 +170,8 @@ def detection_main(argv: list[str]) -> int:
         found_here = 0
         for n in lengths:
             for start in detect.case_starts(len(data), n, args.cases, rng, detect.SOURCE_CUTS.get(ident, ())):
-                sig, c = detect.case_signals(data, start, n, pairs)
-                hit, fp = detect.judge(detect.pick(detect.scores(sig), args.sensitivity), c)
+                seq, c = detect.case_window(len(data), start, n)
+                hit, fp = detect.judge(find(data, seq, pairs), c)
                 per_len[n]["cases"] += 1
                 per_len[n]["found"] += hit
                 per_len[n]["false"] += fp
@@ -203,6 +215,7 @@ def detection_main(argv: list[str]) -> int:
             "split": name,
             "identities": idents,
             "sensitivity": args.sensitivity,
+            "detector": "cuts.detect_cuts (thumbnails only)" if args.baseline else "detect",
             "seed": args.seed,
             "uncut_minutes": minutes,
             "uncut_false_cuts": uncut_false,
