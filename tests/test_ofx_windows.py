@@ -10,8 +10,8 @@ and macOS").
 - The server's pipe loop (``PipeRenderServer`` / ``PipeListener``) runs here against a
   stand-in for ``_winapi`` over socket pairs.
 
-CI needs the Debian packages ``gcc-mingw-w64-x86-64`` (compiler and binutils) and ``wine``
-(``wine64``) for these tests not to skip.
+They need the Debian packages ``gcc-mingw-w64-x86-64`` (compiler and binutils) and ``wine``
+(``wine64``), which ``.ci/run`` installs: a machine without them fails these tests.
 """
 
 from __future__ import annotations
@@ -36,8 +36,19 @@ from vidfx.server.server import PipeRenderServer
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")
 OBJDUMP = shutil.which("x86_64-w64-mingw32-objdump")
 WINE = shutil.which("wine")
-needs_mingw = pytest.mark.skipif(not MINGW or not OBJDUMP or not shutil.which("make"), reason="needs mingw-w64")
-needs_wine = pytest.mark.skipif(not MINGW or not WINE, reason="needs mingw-w64 and wine")
+needs_mingw = pytest.mark.usefixtures("mingw")
+needs_wine = pytest.mark.usefixtures("mingw", "wine")
+
+
+@pytest.fixture
+def mingw():
+    assert MINGW and OBJDUMP and shutil.which("make"), "needs mingw-w64 (apt-get install gcc-mingw-w64-x86-64) and make"
+
+
+@pytest.fixture
+def wine():
+    assert WINE, "needs wine (apt-get install wine wine64)"
+
 
 CFLAGS = ["-std=c11", "-D__USE_MINGW_ANSI_STDIO=1", "-D_WIN32_WINNT=0x0601", "-Wall", "-Wextra", "-Werror"]
 LINK = ["-static-libgcc", "-Wl,-Bstatic", "-lpthread", "-Wl,-Bdynamic", "-ladvapi32"]
@@ -202,8 +213,7 @@ int main(void) {
 
 @pytest.fixture(scope="module")
 def windows_bundle(tmp_path_factory):
-    if not MINGW or not OBJDUMP or not shutil.which("make"):
-        pytest.skip("needs mingw-w64")
+    assert MINGW and OBJDUMP and shutil.which("make"), "needs mingw-w64 (apt-get install gcc-mingw-w64-x86-64) and make"
     build_dir = tmp_path_factory.mktemp("winbuild")
     assert ofx_build.main(["build", "--target", "windows", "--build-dir", str(build_dir)]) == 0
     return build_dir / ofx_build.BUNDLE_NAME
@@ -234,8 +244,7 @@ def _winpath(p: Path) -> str:
 
 @pytest.fixture(scope="module")
 def wine_env(tmp_path_factory):
-    if not MINGW or not WINE:
-        pytest.skip("needs mingw-w64 and wine")
+    assert MINGW and WINE, "needs mingw-w64 and wine (apt-get install gcc-mingw-w64-x86-64 wine wine64)"
     prefix = Path(tempfile.mkdtemp(prefix="vfxwine-"))
     env = dict(os.environ, WINEPREFIX=str(prefix), WINEDEBUG="-all", WINEDLLOVERRIDES="mscoree,mshtml=")
     env.pop("VIDFX_SOCKET", None)

@@ -312,7 +312,7 @@ class FailWhile(Node):
 @pytest.fixture(scope="module")
 def cluster():
     """A real Ray cluster: a head and a second node, one CPU each, small object stores."""
-    ray = pytest.importorskip("ray")
+    import ray  # vidfx[ray], part of vidfx[all]
     from ray.cluster_utils import Cluster
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test nodes travel by value
