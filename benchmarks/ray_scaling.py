@@ -46,19 +46,21 @@ def throughput(frames: int, width: int, height: int, smoothing: float) -> None:
         seconds = time.monotonic() - started
         rows.append(("local engine", seconds, frames / seconds, "-"))
         reference = frames_of(local)
-        for workers in (1, 2):
-            out = os.path.join(tmp, f"ray{workers}.mkv")
+        # 1 worker with 4 and with 16 segments: the difference is the fixed cost of 12 segments
+        for workers, segments in ((1, 4), (2, 4), (1, 16)):
+            out = os.path.join(tmp, f"ray{workers}_{segments}.mkv")
             started = time.monotonic()
             graph = segment_graph(out, frames, width, height, smoothing)
-            run_on_ray(graph, workers=workers, segment_frames=frames // 4)
+            run_on_ray(graph, workers=workers, segment_frames=frames // segments)
             seconds = time.monotonic() - started
             differ = sum(a != b for a, b in zip(frames_of(out), reference, strict=True))
-            rows.append((f"ray, {workers} worker(s), 4 segments", seconds, frames / seconds, str(differ)))
+            rows.append((f"ray, {workers} worker(s), {segments} segments", seconds, frames / seconds, str(differ)))
     print(f"\nsegment (smoothing {smoothing}), {frames} frames of {width}x{height}, one torch thread per process")
     print("| run | seconds | fps | frames differing from local |")
     print("| --- | ---: | ---: | ---: |")
     for name, seconds, fps, differ in rows:
         print(f"| {name} | {seconds:.1f} | {fps:.2f} | {differ} |")
+    print(f"fixed cost per segment (1 worker, 16 vs 4 segments): {(rows[3][1] - rows[1][1]) / 12:.2f} s")
 
 
 def vsr_overhead(length: int) -> None:
@@ -70,6 +72,11 @@ def vsr_overhead(length: int) -> None:
     order = g.order()
     lengths = {src: length, "vsr": length}
     single = single_run_counts(order, lengths, "vsr")
+    film = 90 * 60 * 24
+    started = time.monotonic()
+    plan_segments(order, {src: film, "vsr": film}, "vsr", 500)
+    seconds = time.monotonic() - started
+    print(f"planning a 90-minute film at 24 fps ({film} frames, 500-frame segments): {seconds:.1f} s")
     print(f"\nvsr halo overhead (chunk {node.chunk_length}, overlap {node.chunk_overlap}), {length}-frame clip")
     print(
         "| segment frames | segments | extra frames decoded / kept | extra chunk frames processed / single run "
