@@ -228,7 +228,8 @@ def connect(ray: Any, address: str | None, workers: int) -> bool:
         check_reachable(address)
     try:
         if address is None:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            # "local": always a new Ray of our own, never one another job left running here
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... by cause
