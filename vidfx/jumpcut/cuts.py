@@ -17,10 +17,11 @@ import numpy as np
 from vidfx.core.errors import MediaError, ParamError
 from vidfx.ops.colour import grey_u8
 
-# Auto detection, tuned on the development talking-head clips (no false cut on the continuous
-# clips; a jump cut that removes >= ~0.3 s of a talking head is usually found, subtler ones not).
+# Thumbnail-only detection (``detect_cuts``): the old ``cuts: auto``, kept as the baseline of
+# ``vidfx eval jumpcut --detection --baseline``. The node's ``cuts: auto`` is ``detect.py`` (face
+# keypoints, image and sound), whose cut score is scaled so that RATIO is its default threshold too.
 THUMB = 64
-RATIO = 3.5  # frame difference / local motion level
+RATIO = 3.5  # default ``sensitivity``: frame difference / local motion level here, cut score in detect.py
 MIN_DIFF = 0.3  # grey levels (0..255): ignore spikes in a static picture
 HARD_DIFF = 30.0  # grey levels: always a cut (a scene change)
 NEIGHBOURHOOD = 6

@@ -122,42 +122,42 @@ SOURCE_CUTS = {
 
 # Fitted by ``python -m vidfx.jumpcut.detect fit`` on TRAIN_IDS (see docs/jumpcut.md).
 WEIGHTS = {
-    "diff_near": 3.3836,
-    "diff_med": 0.3309,
-    "diff_max": 0.6803,
-    "resid_near": 0.8603,
-    "resid_med": 0.6409,
-    "resid_max": -0.0879,
-    "flow_near": -2.5631,
-    "flow_med": 1.2876,
-    "flow_max": 0.0800,
-    "kp_near": -3.6834,
-    "kp_med": -2.1357,
-    "kp_max": -1.8316,
-    "expr_near": 1.2886,
-    "expr_med": 0.2309,
-    "expr_max": -1.3637,
-    "kpacc_near": 0.5929,
-    "kpacc_med": 0.0358,
-    "kpacc_max": 3.6335,
-    "audio_near": 0.2338,
-    "audio_med": 1.2567,
-    "audio_max": 0.1388,
-    "cells_near_median": -0.6726,
-    "cells_near_q75": 4.0138,
-    "cells_med_median": 0.2487,
-    "cells_med_q75": -1.0815,
-    "cells_max_median": 1.3709,
-    "cells_max_q75": 3.4078,
-    "points_near_median": 0.6714,
-    "points_near_q75": 1.3993,
-    "points_med_median": -0.2141,
-    "points_med_q75": 3.4219,
-    "points_max_median": 0.7110,
-    "points_max_q75": -1.9726,
+    "diff_near": 4.2356,
+    "diff_med": -0.0488,
+    "diff_max": 0.5340,
+    "resid_near": 0.4097,
+    "resid_med": 0.7598,
+    "resid_max": -0.0512,
+    "flow_near": -2.8313,
+    "flow_med": 1.3900,
+    "flow_max": 0.2146,
+    "kp_near": -4.2345,
+    "kp_med": -1.4090,
+    "kp_max": -2.3424,
+    "expr_near": 1.6643,
+    "expr_med": 0.0843,
+    "expr_max": -1.3840,
+    "kpacc_near": 0.3237,
+    "kpacc_med": 0.0426,
+    "kpacc_max": 4.0153,
+    "audio_near": 0.1097,
+    "audio_med": 1.3788,
+    "audio_max": 0.1917,
+    "cells_near_median": 0.1157,
+    "cells_near_q75": 3.1284,
+    "cells_med_median": -0.3115,
+    "cells_med_q75": -0.2687,
+    "cells_max_median": 2.0863,
+    "cells_max_q75": 2.6016,
+    "points_near_median": 1.2471,
+    "points_near_q75": 1.2045,
+    "points_med_median": -0.5166,
+    "points_med_q75": 3.3375,
+    "points_max_median": 1.0218,
+    "points_max_q75": -2.2016,
 }
-BIAS = -2.7705
-THRESHOLD = 7.5000
+BIAS = -2.7015
+THRESHOLD = 7.2500
 
 
 # --- per-frame data ---------------------------------------------------------------------------
@@ -187,9 +187,15 @@ class FrameAnalyser:
     """Thumbnail + face mesh of one (already downscaled) RGB uint8 frame."""
 
     def __init__(self):
+        from vidfx.core.errors import ModelError
+
         from .keypoints import MediaPipeDetector
 
-        self.det = MediaPipeDetector(video_mode=False, with_body=False, max_faces=1)
+        try:
+            self.det = MediaPipeDetector(video_mode=False, with_body=False, max_faces=1)
+        except ModelError as exc:  # detection goes on with the image signals only
+            log.warning("jumpcut: cut detection without face keypoints (%s)", exc)
+            self.det = None
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = rgb.shape[:2]
@@ -197,12 +203,13 @@ class FrameAnalyser:
         if (w, h) != ws:
             rgb = cv2.resize(rgb, ws, interpolation=cv2.INTER_AREA)
         thumb = cv2.resize(grey_u8(rgb), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-        face = self.det.detect(rgb).face
+        face = self.det.detect(rgb).face if self.det is not None else None
         pts = np.full((478, 2), np.nan, np.float32) if face is None else face[:, :2].astype(np.float32)
         return thumb, pts
 
     def close(self) -> None:
-        self.det.close()
+        if self.det is not None:
+            self.det.close()
 
 
 def decode_audio(path: str) -> np.ndarray | None:
@@ -228,13 +235,14 @@ def decode_audio(path: str) -> np.ndarray | None:
 
 
 def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") -> ClipData:
-    """Decode a clip downscaled (PyAV scales while converting, so 1080x1920 HEVC stays cheap) and
-    compute its per-frame data; cached as ``.npz`` under ``cache_dir`` (keyed by path, size, mtime)."""
+    """Decode a clip (PyAV halves very large frames while converting, so 1080x1920 HEVC stays
+    cheap) and compute its per-frame data; cached as ``.npz`` under ``cache_dir`` (keyed by path, size, mtime)."""
     from vidfx.core.errors import MediaError
     from vidfx.io.probe import open_input, stream_rate
 
     st = os.stat(path)
-    key = hashlib.sha1(f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime}:{WORK_SIDE}:{THUMB}".encode()).hexdigest()
+    key = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime}:{WORK_SIDE}:{THUMB}:2"
+    key = hashlib.sha1(key.encode()).hexdigest()
     cache = os.path.join(cache_dir, key[:16] + ".npz") if cache_dir else None
     if cache and os.path.exists(cache):
         z = np.load(cache)
@@ -250,7 +258,11 @@ def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") ->
             stream.thread_type = "AUTO"
             fps = float(stream_rate(stream, path))
             for frame in container.decode(video=0):
-                w, h = work_size(frame.width, frame.height)
+                # PyAV halves big frames (1080x1920 HEVC) while converting; the analyser then
+                # scales with INTER_AREA exactly as for in-memory frames (node, tests)
+                w, h = frame.width, frame.height
+                while max(w, h) >= 4 * WORK_SIDE:
+                    w, h = w // 2, h // 2
                 t, p = analyser(frame.to_ndarray(format="rgb24", width=w, height=h))
                 thumbs.append(t)
                 faces.append(p)
@@ -492,6 +504,21 @@ def pick(score: np.ndarray, sensitivity: float = RATIO) -> list[int]:
             continue
         cuts.append(k)
     return cuts
+
+
+def decide_in_window(
+    thumbs: list[np.ndarray],
+    faces: list[np.ndarray],
+    pos: int,
+    fps: float,
+    audio: np.ndarray | None = None,
+    sensitivity: float = RATIO,
+) -> bool:
+    """Whether the step into frame ``pos`` of a run of frames is a cut (streaming: the run is
+    frames ``k-REACH .. k+REACH`` of a clip, clipped at its ends; ``audio`` starts at the run's
+    first frame). Same decision as the whole-clip detector."""
+    data = ClipData(np.stack(thumbs), np.stack(faces), audio, float(fps))
+    return pos in pick(scores(raw_signals(data, np.arange(len(thumbs)))), sensitivity)
 
 
 def detect_in_data(data: ClipData, sensitivity: float = RATIO, idx: np.ndarray | None = None) -> list[int]:

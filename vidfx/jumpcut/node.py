@@ -30,18 +30,8 @@ from vidfx.core.frame import ClipInfo, Frame
 from vidfx.core.node import HostHints, Node
 from vidfx.core.params import Param
 
-from .cuts import (
-    HARD_DIFF,
-    MIN_DIFF,
-    NEIGHBOURHOOD,
-    RATIO,
-    check_cuts,
-    cut_score,
-    frame_differences,
-    parse_cuts,
-    seconds_to_frames,
-    thumbnail,
-)
+from . import detect
+from .cuts import RATIO, check_cuts, parse_cuts, seconds_to_frames
 from .interpolate import EASINGS
 from .synthesize import METHODS, make_transition
 
@@ -94,7 +84,14 @@ class JumpCutNode(Node):
         Param("detector", "choice", "auto", "keypoint model", choices=("auto", "mediapipe", "dlib")),
         Param("ease", "choice", "smoothstep", "keypoint easing through the transition", choices=EASINGS),
         Param("weights", "str", "", "synthesizer weights file (empty: the shipped prior)"),
-        Param("sensitivity", "float", RATIO, "auto cut detection: frame change / local motion ratio", min=1.2, max=50),
+        Param(
+            "sensitivity",
+            "float",
+            RATIO,
+            "auto cut detection threshold on the cut score (face keypoints, image, sound); higher = fewer cuts",
+            min=0.05,
+            max=1000,
+        ),
     )
 
     def __init__(self, name: str | None = None, **values):
@@ -104,7 +101,9 @@ class JumpCutNode(Node):
         self._cache: OrderedDict[int, list[torch.Tensor]] = OrderedDict()
         self._plan: list[Transition] = []
         self._auto = False
-        self._thumbs: dict[int, np.ndarray] = {}
+        self._thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (thumbnail, face points)
+        self._analyser = None
+        self._audio: np.ndarray | None = None
         self._decided: dict[int, bool] = {}
         self._reported: set[tuple[int, str]] = set()
 
@@ -123,6 +122,9 @@ class JumpCutNode(Node):
         self._channels = info.channels
         if not self._auto:
             self._plan = self._build_plan(cuts)
+        else:
+            self._fps = float(info.fps)
+            self._audio = self._read_audio(info)
         if self.p.method == "ours":
             from .keypoints import make_detector
             from .synthesize import Synthesizer, SynthOptions, shared_net
@@ -175,7 +177,7 @@ class JumpCutNode(Node):
 
     # --- windows -------------------------------------------------------------------------------
     def _auto_radius(self) -> int:
-        return 2 * self.length + self.p.context + NEIGHBOURHOOD + 2
+        return 2 * self.length + self.p.context + detect.REACH + 2
 
     def _clamp(self, lo: int, hi: int) -> list[int]:
         return list(range(max(0, lo), min(self.num_frames - 1, hi) + 1))
@@ -196,23 +198,47 @@ class JumpCutNode(Node):
         return [self._clamp(t.start - 1 - self.p.context, t.end + self.p.context)]
 
     # --- auto detection ------------------------------------------------------------------------
+    def _read_audio(self, info: ClipInfo) -> np.ndarray | None:
+        """The clip's sound (mono, ``detect.AUDIO_RATE``) from its first frame, or None."""
+        if info.audio is None:
+            return None
+        try:
+            audio = detect.decode_audio(info.audio.path)
+        except Exception as exc:  # detection goes on without sound
+            log.warning("jumpcut: cut detection without sound (%s)", exc)
+            return None
+        if audio is None:
+            return None
+        return audio[max(0, int(round(info.audio.start * detect.AUDIO_RATE))) :]
+
     def _update_auto(self, n: int, frames: dict[int, Frame]) -> None:
-        """Decide cuts near ``n`` from the window's thumbnails and rebuild the plan."""
+        """Decide cuts near ``n`` from the window's frames (``detect``) and rebuild the plan."""
+        if self._analyser is None:
+            self._analyser = detect.FrameAnalyser()
         for i, f in frames.items():
             if i not in self._thumbs:
-                self._thumbs[i] = thumbnail(f.data[:3].permute(1, 2, 0).clamp(0, 1).numpy())
+                rgb = f.data[:3].permute(1, 2, 0).clamp(0, 1).numpy()
+                if rgb.shape[2] != 3:  # grey input
+                    rgb = np.repeat(rgb[..., :1], 3, axis=2)
+                self._thumbs[i] = self._analyser((rgb * 255.0 + 0.5).astype(np.uint8))
         lo, hi = min(frames), max(frames)
         for k in range(max(1, lo), hi + 1):
             if k in self._decided:
                 continue
             # the same frames the whole-clip detector would look at for this cut
-            idx = [i for i in range(k - NEIGHBOURHOOD - 1, k + NEIGHBOURHOOD + 1) if 0 <= i < self.num_frames]
+            idx = [i for i in range(k - detect.REACH, k + detect.REACH + 1) if 0 <= i < self.num_frames]
             if not all(i in self._thumbs for i in idx):
                 continue
-            d = frame_differences([self._thumbs[i] for i in idx])
-            pos = idx.index(k)
-            self._decided[k] = bool(
-                d[pos] >= HARD_DIFF or (d[pos] >= MIN_DIFF and cut_score(d, pos) >= self.p.sensitivity)
+            audio = None
+            if self._audio is not None:
+                audio = self._audio[int(round(idx[0] / self._fps * detect.AUDIO_RATE)) :]
+            self._decided[k] = detect.decide_in_window(
+                [self._thumbs[i][0] for i in idx],
+                [self._thumbs[i][1] for i in idx],
+                idx.index(k),
+                self._fps,
+                audio,
+                self.p.sensitivity,
             )
         for i in [i for i in self._thumbs if i < n - self._auto_radius() - 2]:
             del self._thumbs[i]  # bounded memory on long videos
@@ -263,3 +289,6 @@ class JumpCutNode(Node):
     def close(self) -> None:
         self._cache.clear()
         self._thumbs.clear()
+        if self._analyser is not None:
+            self._analyser.close()
+            self._analyser = None
