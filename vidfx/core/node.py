@@ -60,7 +60,10 @@ class Node:
     ``frames_needed`` (temporal window) and ``output_length`` (trims, selects) as needed.
 
     Parameter values are validated at construction and live in ``self.p``.
-    ``splittable`` False: the node cannot be rendered in separate time segments (the Ray backend keeps it whole).
+    ``splittable`` False (on the class, or per instance when it depends on parameters): the
+    node's output depends on more of the clip than its declared window (a recurrent history,
+    a whole-clip analysis), so it cannot be rendered in separate time segments; the Ray
+    backend keeps it whole.
     """
 
     type_name: ClassVar[str] = ""
@@ -68,7 +71,7 @@ class Node:
     params: ClassVar[Sequence[Param]] = ()
     num_inputs: ClassVar[int] = 1
     host: ClassVar[HostHints] = HostHints()
-    splittable: ClassVar[bool] = True
+    splittable: bool = True
 
     def __init__(self, name: str | None = None, **values):
         self.name = name or self.type_name

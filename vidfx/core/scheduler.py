@@ -24,8 +24,8 @@ from .frame import Frame
 from .node import Node, SequenceNode
 
 
-def chunk_starts(length: int, chunk_length: int, overlap: int) -> list[int]:
-    """Start indices of the overlapping chunks that cover ``length`` frames.
+def chunk_count(length: int, chunk_length: int, overlap: int) -> int:
+    """How many overlapping chunks cover ``length`` frames (at least one).
 
     Chunk k covers ``[k*stride, k*stride + chunk_length)`` with ``stride = chunk_length -
     overlap``; a chunk is only made if it adds frames beyond its predecessor's overlap.
@@ -33,10 +33,13 @@ def chunk_starts(length: int, chunk_length: int, overlap: int) -> list[int]:
     stride = chunk_length - overlap
     if stride <= 0:
         raise ValueError(f"chunk_length ({chunk_length}) must exceed chunk_overlap ({overlap})")
-    starts = [0]
-    while starts[-1] + chunk_length < length:
-        starts.append(starts[-1] + stride)
-    return starts
+    return 1 + max(0, -(-(length - chunk_length) // stride))
+
+
+def chunk_starts(length: int, chunk_length: int, overlap: int) -> list[int]:
+    """Start indices of the overlapping chunks that cover ``length`` frames (see ``chunk_count``)."""
+    stride = chunk_length - overlap
+    return [k * stride for k in range(chunk_count(length, chunk_length, overlap))]
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,16 @@ def chunk_plan(n: int, length: int, chunk_length: int, overlap: int) -> list[Chu
     the earlier one's down, so the weights sum to 1.
     """
     stride = chunk_length - overlap
-    starts = chunk_starts(length, chunk_length, overlap)
-    k = min(n // stride, len(starts) - 1)
-    start = starts[k]
+    k = min(n // stride, chunk_count(length, chunk_length, overlap) - 1)  # O(1): long clips plan fast
+    start = k * stride
 
     def part(s: int, w: float) -> ChunkPart:
         return ChunkPart(s, min(s + chunk_length, length), w)
 
-    if k == 0 or n >= starts[k - 1] + chunk_length:
+    if k == 0 or n >= start - stride + chunk_length:
         return [part(start, 1.0)]
     w = (n - start + 1) / (overlap + 1)
-    return [part(starts[k - 1], 1.0 - w), part(start, w)]
+    return [part(start - stride, 1.0 - w), part(start, w)]
 
 
 def clamp(index: int, length: int) -> int:

@@ -86,6 +86,9 @@ class SegmentNode(Node):
         elif isinstance(classes, str):
             values["classes"] = [c.strip().lower() for c in classes.strip("[]").split(",") if c.strip()]
         super().__init__(name, **values)
+        # the smoothed history reaches back to the first frame: a segment rendered alone
+        # would start without it, so a smoothed matte is rendered in one piece
+        self.splittable = self.p.smoothing <= 0
         self.model = None
         self.person = None
         self.smoother: TemporalSmoother | None = None
