@@ -93,3 +93,15 @@ def test_eval_detection_json(tmp_path, capsys):
     assert all(set(c) >= {"clip", "length", "cut", "found", "false"} for c in res["cases"])
     printed = capsys.readouterr().out
     assert "false cuts per minute" in printed and "| 12 |" in printed
+
+
+def test_node_auto_cuts_use_the_detector(clip):
+    import vidfx
+    from vidfx.core.registry import create_node
+
+    frames, fps, _ = clip
+    cut = frames[:22] + frames[34:]  # 12 frames removed: a cut at frame 22 (no sound in memory)
+    node = create_node("jumpcut", cuts=["auto"], frames=6, method="crossfade")
+    out = vidfx.apply(node, np.stack(cut), fps=fps)
+    assert len(out) == len(cut)
+    assert len(node.report) == 1 and abs(node.report[0]["cut"] - 22) <= 1, node.report

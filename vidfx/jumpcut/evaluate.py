@@ -157,7 +157,7 @@ def detection_main(argv: list[str]) -> int:
 
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     per_len = {n: {"cases": 0, "found": 0, "false": 0} for n in lengths}
-    case_rows, uncut_false, minutes = [], 0, 0.0
+    case_rows, uncut_false, minutes, uncut_frames = [], 0, 0.0, {}
     idents = [i.strip() for i in args.identities.split(",") if i.strip()] or list(detect.identities(args.split))
     for ident in idents:
         data = detect.load_clip(detect.clip_path(ident, args.data), args.cache or None)
@@ -165,6 +165,7 @@ def detection_main(argv: list[str]) -> int:
         cuts = find(data, np.arange(len(data)), pairs)
         cuts = detect.false_cuts(ident, cuts)  # real edits in the source are not false cuts
         uncut_false += len(cuts)
+        uncut_frames[ident] = cuts
         minutes += len(data) / data.fps / 60
         rng = np.random.default_rng(args.seed * 1_000_003 + detect.zlib_crc(ident))
         found_here = 0
@@ -219,6 +220,7 @@ def detection_main(argv: list[str]) -> int:
             "seed": args.seed,
             "uncut_minutes": minutes,
             "uncut_false_cuts": uncut_false,
+            "uncut_false_cut_frames": uncut_frames,
             "cases": case_rows,
         }
         with open(args.json_path, "w") as fh:
