@@ -26,6 +26,7 @@ from .convert import av_to_tensor
 from .probe import open_input, probe
 
 RECENT_FRAMES = 8  # frames kept for small backward steps without seeking
+SEEK_AHEAD = 96  # a frame further ahead than this is reached by seeking, not by decoding every frame
 
 
 class VideoDecoder:
@@ -44,6 +45,8 @@ class VideoDecoder:
         self._next = 0  # index of the frame the iterator yields next
         self._recent: OrderedDict[int, Frame] = OrderedDict()
         self._pts_of: list[int | None] = []  # source pts of every frame decoded so far, by index
+        self._packet_pts: list[int] | None = None  # every video packet's pts in display order (for seeks ahead)
+        self._packet_index: dict[int, int] = {}  # pts -> display index
         self._length: int | None = None
         self.decode_errors = 0
         self.damage: list[int] = []  # frame index of each damaged packet or concealed frame (first pass only)
@@ -161,10 +164,51 @@ class VideoDecoder:
             self._seek_back(n)
             if n in self._recent:
                 return self._recent[n]
+        elif n > self._next + SEEK_AHEAD:
+            self._seek_ahead(n)
         while True:
             frame = self._advance()
             if frame.index == n:
                 return frame
+
+    def _seek_ahead(self, n: int) -> None:
+        """Jump towards frame ``n`` far ahead (a segment of a clip rendered elsewhere starts
+        there): seek to the keyframe before it, found from the packets' timestamps, and
+        continue from the frame the decoder lands on. Anything unexpected (no timestamps,
+        damaged data, a landing that cannot be placed) keeps the plain forward decode."""
+        order = self._packet_order()
+        if order is None or n >= len(order) or self.decode_errors or len(self._pts_of) != self._next:
+            return
+        self._restart(seek_pts=order[n])
+        vf = self._next_decoded()
+        landed = self._packet_index.get(vf.pts) if vf is not None and vf.pts is not None else None
+        if landed is None or landed > n or landed < self._next:
+            self._resync()
+            return
+        self._pts_of.extend(order[len(self._pts_of) : landed])  # the frames jumped over, as the index knows them
+        self._next = landed
+        self._advance(vf)
+
+    def _resync(self) -> None:
+        """After a failed jump: decode from the start again up to where we were."""
+        where = self._next
+        self.close()
+        self._restart()
+        while self._next < where:
+            self._advance()
+
+    def _packet_order(self) -> list[int] | None:
+        """The video packets' pts in display order (a demux-only pass, no decoding), or None
+        when some packet has none."""
+        if self._packet_pts is None:
+            with open_input(self.path) as container:
+                stream = container.streams.video[0]
+                pts = [p.pts for p in container.demux(stream) if p.size]
+            if any(p is None for p in pts) or len(set(pts)) != len(pts):
+                return None
+            self._packet_pts = sorted(p for p in pts if p is not None)
+            self._packet_index = {p: i for i, p in enumerate(self._packet_pts)}
+        return self._packet_pts
 
     def _seek_back(self, n: int) -> None:
         """Re-position so that the next frames decoded lead to frame ``n``.
