@@ -182,6 +182,16 @@ def scaled_params(cls: type[Node], params: dict[str, str], scale: tuple[float, f
     return out
 
 
+def map_fd(fd: int, name: str, size: int) -> mmap.mmap:
+    """Map ``size`` bytes of an open shared-memory descriptor (closed here) of buffer ``name``."""
+    try:
+        if os.fstat(fd).st_size < size:
+            raise RequestError(f"shared memory {name} is smaller than {size} bytes")
+        return mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+
+
 class ShmMapper:
     """Keeps recently used shared-memory buffers mapped (the plugin reuses its buffers)."""
 
@@ -191,7 +201,7 @@ class ShmMapper:
         self._lock = threading.Lock()
 
     def get(self, name: str, size: int) -> mmap.mmap:
-        """The mapping of POSIX shared-memory object ``name`` (at least ``size`` bytes)."""
+        """The mapping of shared-memory object ``name`` (at least ``size`` bytes)."""
         if "/" in name.strip("/") or not name.strip("/").startswith("vidfx-"):
             raise RequestError(f"refusing shared-memory name {name!r}")
         key = (name, size)
@@ -199,18 +209,16 @@ class ShmMapper:
             if key in self._maps:
                 self._maps.move_to_end(key)
                 return self._maps[key]
-        fd = os.open("/dev/shm/" + name.strip("/"), os.O_RDWR)
-        try:
-            if os.fstat(fd).st_size < size:
-                raise RequestError(f"shared memory {name} is smaller than {size} bytes")
-            mm = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
+        mm = self._open(name, size)
         with self._lock:
             self._maps[key] = mm
             while len(self._maps) > self._keep:
                 self._maps.popitem(last=False)  # closed when the last view of it is gone
         return mm
+
+    def _open(self, name: str, size: int) -> mmap.mmap:
+        """Map a buffer (Linux: the file under /dev/shm); subclasses map it their platform's way."""
+        return map_fd(os.open("/dev/shm/" + name.strip("/"), os.O_RDWR), name, size)
 
     def forget(self, instance_id: str) -> None:
         """Drop the mappings of one instance's buffers (its names contain ``-<id>-``)."""

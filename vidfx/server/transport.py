@@ -22,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .instances import RequestError, ShmMapper
+from .instances import RequestError, ShmMapper, map_fd
 
 DEFAULT_MAX_PIXELS = 16384 * 16384
 
@@ -173,19 +173,12 @@ def shm_tagname(name: str) -> str:
 class WinShmMapper(ShmMapper):
     """:class:`ShmMapper` for Windows: buffers are named mappings (``mmap`` with a tagname)."""
 
-    def get(self, name: str, size: int) -> mmap.mmap:  # pragma: no cover - Windows only
+    def get(self, name: str, size: int) -> mmap.mmap:
         check_shm_name(name)
-        key = (name, size)
-        with self._lock:
-            if key in self._maps:
-                self._maps.move_to_end(key)
-                return self._maps[key]
-        mm = mmap.mmap(-1, size, tagname=shm_tagname(name))
-        with self._lock:
-            self._maps[key] = mm
-            while len(self._maps) > self._keep:
-                self._maps.popitem(last=False)
-        return mm
+        return super().get(name, size)
+
+    def _open(self, name: str, size: int) -> mmap.mmap:  # pragma: no cover - Windows only
+        return mmap.mmap(-1, size, tagname=shm_tagname(name))
 
 
 class PosixShmMapper(ShmMapper):
@@ -194,25 +187,12 @@ class PosixShmMapper(ShmMapper):
 
     def get(self, name: str, size: int) -> mmap.mmap:
         check_shm_name(name)
-        key = (name, size)
-        with self._lock:
-            if key in self._maps:
-                self._maps.move_to_end(key)
-                return self._maps[key]
+        return super().get(name, size)
+
+    def _open(self, name: str, size: int) -> mmap.mmap:
         import _posixshmem
 
-        fd = _posixshmem.shm_open("/" + name.strip("/"), os.O_RDWR, mode=0o600)
-        try:
-            if os.fstat(fd).st_size < size:
-                raise RequestError(f"shared memory {name} is smaller than {size} bytes")
-            mm = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        with self._lock:
-            self._maps[key] = mm
-            while len(self._maps) > self._keep:
-                self._maps.popitem(last=False)
-        return mm
+        return map_fd(_posixshmem.shm_open("/" + name.strip("/"), os.O_RDWR, mode=0o600), name, size)
 
 
 def shm_mapper() -> ShmMapper:
