@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=192)
     parser.add_argument("--size", default="320x180")
     parser.add_argument("--length", type=int, default=7200, help="clip length for the halo overhead")
-    parser.add_argument("--smoothing", type=float, default=0.6, help="segment's temporal smoothing (0: exact)")
+    parser.add_argument(
+        "--smoothing", type=float, default=0.0, help="segment's temporal smoothing (above 0 it is rendered whole)"
+    )
     parser.add_argument("--skip-runs", action="store_true", help="only the planner's halo overhead")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
