@@ -435,7 +435,11 @@ static OfxStatus on_create_instance(NodeDesc *n, OfxImageEffectHandle effect) {
   inst->effect = effect;
   pthread_mutex_init(&inst->lock, NULL);
   pthread_cond_init(&inst->idle, NULL);
-  snprintf(inst->id, sizeof inst->id, "%d-%u", (int)getpid(), __atomic_add_fetch(&g_instance_counter, 1, __ATOMIC_SEQ_CST));
+  /* pid, this copy of the library (a host may load two bundles; a crashed host's buffers may
+   * outlive it under a reused pid) and a counter: unique shared-memory and instance names */
+  unsigned token = (unsigned)(((uintptr_t)&g_instance_counter) >> 4) ^ (unsigned)time(NULL);
+  snprintf(inst->id, sizeof inst->id, "%d-%x-%u", (int)getpid(), token & 0xffffffu,
+           __atomic_add_fetch(&g_instance_counter, 1, __ATOMIC_SEQ_CST));
   for (int k = 0; k < n->inputs; k++) g_fx->clipGetHandle(effect, input_clip_name(n, k), &inst->inputs[k], NULL);
   g_fx->clipGetHandle(effect, kOfxImageEffectOutputClipName, &inst->output, NULL);
   OfxParamSetHandle set;

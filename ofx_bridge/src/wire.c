@@ -311,8 +311,15 @@ static int ensure_server(double timeout, vfx_abort_fn should_abort, void *ctx, c
         break;
       }
       char *status = *marker ? vfx_read_file(marker) : NULL;
+      if (status) trim(status);
+      if (status && strcmp(status, "0") == 0) {
+        /* a clean exit: another process's server won the socket (two hosts, or two copies of
+         * the plugin, started one at once); keep waiting for it to answer */
+        free(status);
+        remove(marker);
+        status = NULL;
+      }
       if (status) {
-        trim(status);
         char sock[4096], e[256];
         if (vfx_endpoint(sock, sizeof sock, e, sizeof e) != 0) snprintf(sock, sizeof sock, "?");
         snprintf(err, errn, "the vidfx server exited while starting (status %s); see the server.log next to %s",
