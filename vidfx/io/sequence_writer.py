@@ -129,7 +129,7 @@ class ImageSequenceWriter(Sink):
         self.compression = compression
         self.written: list[str] = []  # final paths, filled by close()
         self.temp_dir: str | None = None
-        self.lock: OutputLock | None = None
+        self.lock = OutputLock(self.pattern)  # taken in open(); release() is idempotent
         self._pending: list[tuple[str, str]] = []  # (temporary file, final path)
         self._info: ClipInfo | None = None
         self._timecode: Timecode | None = None
@@ -163,9 +163,7 @@ class ImageSequenceWriter(Sink):
             self._first = self.start_number
         else:
             self._first = info.first_number if info.first_number is not None else 0
-        lock = OutputLock(self.pattern)
-        lock.acquire()
-        self.lock = lock
+        self.lock.acquire()
         try:
             remove_stale_temporaries(self.pattern)
             self.temp_dir = temporary_name(self.pattern)
@@ -236,7 +234,7 @@ class ImageSequenceWriter(Sink):
             raise MediaError(f"{self.pattern}: cannot move the images into place ({exc.strerror or exc})") from None
         self.temp_dir = None
         self._pending.clear()
-        self._release()
+        self.lock.release()
 
     def abort(self) -> None:
         """Remove the hidden folder with every image in it, and the lock. Safe to call more
@@ -247,9 +245,4 @@ class ImageSequenceWriter(Sink):
             if temp_dir is not None:
                 remove_path(temp_dir)
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        lock, self.lock = self.lock, None
-        if lock is not None:
-            lock.release()
+            self.lock.release()

@@ -258,7 +258,7 @@ class VideoWriter(Sink):
         self.opts = options if options is not None else writer_options(values, f"output {path}")
         self.ext = os.path.splitext(self.path)[1].lower()
         self.temp: str | None = None
-        self.lock: OutputLock | None = None
+        self.lock = OutputLock(self.path)  # taken in open(); release() is idempotent
         self.container: OutputContainer | None = None
         self.stream: av.VideoStream | None = None
         self.audio: AudioMuxer | None = None
@@ -288,9 +288,7 @@ class VideoWriter(Sink):
         if self.opts.gop and codec in ("h264", "h265", "ffv1"):
             options["g"] = str(self.opts.gop)
 
-        lock = OutputLock(self.path)
-        lock.acquire()
-        self.lock = lock
+        self.lock.acquire()
         try:
             remove_stale_temporaries(self.path)
             self.temp = temporary_name(self.path, self.ext)
@@ -448,7 +446,7 @@ class VideoWriter(Sink):
             _check_written(temp, self.path)
             os.replace(temp, self.path)
             self.temp = None
-            self._release()
+            self.lock.release()
         except BaseException:
             self.abort()
             raise
@@ -470,12 +468,7 @@ class VideoWriter(Sink):
             if temp and os.path.exists(temp):
                 os.remove(temp)
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        lock, self.lock = self.lock, None
-        if lock is not None:
-            lock.release()
+            self.lock.release()
 
 
 def _muxer(ext: str) -> str:
