@@ -104,7 +104,6 @@ class NodeRun:
         self.device = device
         node.device = device
         self.info: ClipInfo = node.configure([i.info for i in inputs], device)
-        check_frame_memory(node.name, self.info, available_memory())
         self._length = self.info.num_frames if isinstance(node, SourceNode) else None
         self._derived_length = (-1, 0)  # (the _lengths_changed count it was computed at, length)
         self.cache: OrderedDict[int, Frame] = OrderedDict()
@@ -234,11 +233,17 @@ ProgressFn = Callable[[int, int], None]
 
 
 def build_runs(order: list[tuple[str, Node, list[str]]], device: torch.device) -> dict[str, NodeRun]:
-    """Configure every node in topological order; returns the runtime of each by name."""
+    """Configure every node in topological order; returns the runtime of each by name.
+
+    Each node's frame size is checked against the memory free before the run (ParamError
+    before any pixel is allocated).
+    """
     runs: dict[str, NodeRun] = {}
+    available = available_memory()
     try:
         for name, node, inputs in order:
             runs[name] = NodeRun(node, [runs[i] for i in inputs], device)
+            check_frame_memory(node.name, runs[name].info, available)
     except BaseException:
         for _, node, _ in order:  # a node that failed to configure may hold half its resources
             node.close()
