@@ -1,0 +1,1 @@
+"""Video object removal: the ``fill`` node, its masks, models and evaluation."""
