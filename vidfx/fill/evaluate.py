@@ -47,7 +47,8 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,6 +387,18 @@ def check_methods(methods: Sequence[str]) -> None:
 # ---------------------------------------------------------------- evaluation
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads. The metrics use one: their tensors are small
+    crops, and extra threads on a machine busy with other work made them many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _clean(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
@@ -410,27 +423,29 @@ def evaluate(
     truth_feats: dict[str, list[np.ndarray]] = {}
     for case in cases:
         masked = case.masked()
-        flows = case.flows if case.flows is not None else truth_flows(case.truth)
-        boxes = patch_boxes(case.holes)
-        tf = patch_features(crop_patches(case.truth, boxes))
+        with torch_threads(1):
+            flows = case.flows if case.flows is not None else truth_flows(case.truth)
+            boxes = patch_boxes(case.holes)
+            tf = patch_features(crop_patches(case.truth, boxes))
         truth_feats.setdefault(case.regime, []).append(tf)
         for m in methods:
             t0 = time.perf_counter()
             out = RUNNERS[m](masked.copy(), case.holes.copy())
             seconds = time.perf_counter() - t0
             out = np.where(case.holes[..., None], np.clip(out, 0, 1), case.truth).astype(np.float32)
-            of = patch_features(crop_patches(out, boxes))
+            with torch_threads(1):
+                of = patch_features(crop_patches(out, boxes))
+                row = {
+                    "method": m,
+                    "regime": case.regime,
+                    "clip": case.name,
+                    "psnr_masked": _clean(masked_psnr(out, case.truth, case.holes)),
+                    "ssim_masked": _clean(masked_ssim(out, case.truth, case.holes)),
+                    "warp_error": _clean(warp_error(out, case.truth, case.holes, flows)),
+                    "fd": _clean(frechet_distance(of, tf)) if len(boxes) else None,
+                    "seconds_per_frame": seconds / len(case.truth),
+                }
             feats.setdefault((m, case.regime), []).append(of)
-            row = {
-                "method": m,
-                "regime": case.regime,
-                "clip": case.name,
-                "psnr_masked": _clean(masked_psnr(out, case.truth, case.holes)),
-                "ssim_masked": _clean(masked_ssim(out, case.truth, case.holes)),
-                "warp_error": _clean(warp_error(out, case.truth, case.holes, flows)),
-                "fd": _clean(frechet_distance(of, tf)) if len(boxes) else None,
-                "seconds_per_frame": seconds / len(case.truth),
-            }
             per.setdefault((m, case.regime), []).append(row)
             log(
                 f"{case.regime:>6} {case.name:<26} {m:<11} psnr {row['psnr_masked'] or 0:6.2f} "

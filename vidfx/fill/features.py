@@ -69,14 +69,22 @@ def patch_features(patches: torch.Tensor, model: MBConvUNet | None = None) -> np
     stride = net.config.stride
     device = next(net.parameters()).device
     out = []
-    with torch.no_grad():
-        for start in range(0, patches.shape[0], BATCH):
-            x = patches[start : start + BATCH].to(device=device, dtype=torch.float32)
-            h, w = x.shape[-2:]
-            sh, sw = -(-h // stride) * stride, -(-w // stride) * stride
-            if (sh, sw) != (h, w):
-                x = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False)
-            out.append(encoder_features(net, x).double().cpu())
+    # The network is small and the batches are a few dozen 64x64 patches: one CPU thread is as
+    # fast, and several threads on a busy machine were found to be ~50x slower (oversubscription).
+    threads = torch.get_num_threads()
+    try:
+        if device.type == "cpu":
+            torch.set_num_threads(1)
+        with torch.no_grad():
+            for start in range(0, patches.shape[0], BATCH):
+                x = patches[start : start + BATCH].to(device=device, dtype=torch.float32)
+                h, w = x.shape[-2:]
+                sh, sw = -(-h // stride) * stride, -(-w // stride) * stride
+                if (sh, sw) != (h, w):
+                    x = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False)
+                out.append(encoder_features(net, x).double().cpu())
+    finally:
+        torch.set_num_threads(threads)
     if not out:
         width = net.config.width * len(FEATURE_LEVELS)
         return np.zeros((0, width), np.float64)
