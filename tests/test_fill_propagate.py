@@ -193,3 +193,16 @@ def test_seam_correction_follows_an_exposure_change():
         errors[blend] = float(np.abs(filled[mid][hole] - frames[mid][hole]).mean())
     assert errors[False] > 0.08
     assert errors[True] < 0.015, errors
+
+
+def test_seam_correction_follows_an_exposure_drift():
+    # Brightness rises frame by frame: each source frame needs its own seam offset.
+    t_count, h, w = 11, 120, 160
+    ramp = 0.02 * np.arange(t_count, dtype=np.float32)[:, None, None, None]
+    frames = pan(t_count, h, w, dx=3, dy=4) * 0.7 + ramp
+    holes = np.zeros((t_count, h, w), bool)
+    holes[:, 40:72, 60:92] = True
+    mid, hole = t_count // 2, holes[t_count // 2]
+    filled, remaining = Propagator().run(frames, holes)
+    assert not remaining[mid].any()
+    assert psnr(filled[mid][hole], frames[mid][hole]) > 40
