@@ -140,3 +140,38 @@ def test_main_json_rows(tmp_path: Path, capsys):
 def test_main_rejects_unknown_method(capsys):
     assert fe.main([str(CLIP), "--methods", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_evaluate_rows_with_stand_in_method(monkeypatch):
+    # Stand-in for `ours` (the real one is pipeline.fill_clip): the per-frame mean colour of the known pixels.
+    def mean_fill(frames, holes):
+        out = frames.copy()
+        for f, h in zip(out, holes):
+            f[h] = f[~h].mean(0)
+        return out
+
+    monkeypatch.setitem(fe.RUNNERS, "ours", mean_fill)
+    cases = []
+    for i, regime in enumerate(("moving", "moving", "static")):
+        truth = np.stack([np.roll(_texture(seed=10 + i), 2 * t, axis=1) for t in range(4)])
+        cases.append(fe.Case(f"c{i}", regime, truth, _holes(4)))
+    rows = fe.evaluate(cases, ["telea", "ours"])
+    assert [(r["regime"], r["method"], r["clip"]) for r in rows] == [
+        ("moving", "telea", "c0"),
+        ("moving", "telea", "c1"),
+        ("moving", "telea", "average"),
+        ("moving", "ours", "c0"),
+        ("moving", "ours", "c1"),
+        ("moving", "ours", "average"),
+        ("static", "telea", "c2"),
+        ("static", "telea", "average"),
+        ("static", "ours", "c2"),
+        ("static", "ours", "average"),
+    ]
+    by = {(r["method"], r["clip"]): r for r in rows if r["regime"] == "moving"}
+    avg = by[("ours", "average")]
+    assert avg["psnr_masked"] == pytest.approx(
+        (by[("ours", "c0")]["psnr_masked"] + by[("ours", "c1")]["psnr_masked"]) / 2
+    )
+    assert all(r["fd"] is not None and r["fd"] >= 0 for r in rows)
+    assert "| average | ours |" in fe.format_table(rows)
