@@ -176,19 +176,22 @@ class NodeRun:
         node = self.node
         assert isinstance(node, SequenceNode) and self.chunk_runner is not None
         source = self.inputs[0]
-        self._note_span([[0, node.chunk_length - 1]])
+        self._note_span([[0, node.chunk_length - 1]] * len(self.inputs))
 
-        def fetch(i: int) -> Frame | None:
+        def fetch(i: int) -> list[Frame] | None:
             if i >= source.length:
                 return None
             frame = self._fetch(0, i)
-            return None if i >= source.length else frame  # the reader found its end while fetching
+            if i >= source.length:  # the reader found its end while fetching
+                return None
+            return [frame] + [self._fetch(slot, i) for slot in range(1, len(self.inputs))]
 
         length = source.length
         data, frame = self.chunk_runner.render(n, length, fetch)
         # the chunks hold their frames: the input's frames before the next chunk are not needed again
         newest = chunk_plan(n, length, node.chunk_length, node.chunk_overlap)[-1].start
-        source.release_below(id(self), 0, newest + node.chunk_length - node.chunk_overlap)
+        for slot, inp in enumerate(self.inputs):
+            inp.release_below(id(self), slot, newest + node.chunk_length - node.chunk_overlap)
         return frame.with_data(data, index=n)
 
     # --- memory ------------------------------------------------------------------------

@@ -131,7 +131,8 @@ class SequenceNode(Node):
     """A node that processes runs of consecutive frames at once (recurrent, bidirectional).
 
     The engine cuts the input into overlapping chunks of ``chunk_length`` frames with
-    ``chunk_overlap`` frames shared by neighbours, calls ``render_chunk`` once per chunk,
+    ``chunk_overlap`` frames shared by neighbours (chunks follow the first input; other
+    inputs give the same frame numbers), calls ``render_chunk`` once per chunk,
     and cross-fades outputs inside the overlaps, so memory is bounded by the chunk and there
     is no jump at chunk borders. Output frame n is made from input frames around n only.
     """
@@ -139,8 +140,12 @@ class SequenceNode(Node):
     chunk_length: int = 16
     chunk_overlap: int = 4
 
-    def render_chunk(self, frames: list[Frame]) -> list[torch.Tensor]:
-        """Process consecutive input frames; return one (C, H, W) tensor per input frame."""
+    def render_chunk(self, frames: list[Frame], *others: list[Frame]) -> list[torch.Tensor]:
+        """Process consecutive input frames; return one (C, H, W) tensor per input frame.
+
+        ``others``: for a node with more than one input, the same frame numbers of each
+        other input (clamped to its length), one list per input.
+        """
         raise NotImplementedError
 
     def render(self, n: int, inputs: list[list[Frame]]) -> Frame:  # pragma: no cover

@@ -88,15 +88,16 @@ def needed_frames(node: Node, n: int, lengths: list[int]) -> list[list[int]]:
     return [[clamp(i, length) for i in idxs] for idxs, length in zip(node.frames_needed(n), lengths, strict=True)]
 
 
-FetchFn = Callable[[int], "Frame | None"]
+FetchFn = Callable[[int], "list[Frame] | None"]
 ContentKeyFn = Callable[[list[Frame]], Hashable]
 
 
 class ChunkRunner:
     """Renders a sequence node's output frames chunk by chunk, with blended overlaps.
 
-    ``fetch(i)`` gives input frame ``i`` (or None past the input's real end, which
-    shortens the chunk). Without ``content_key`` a chunk is cached by its start index
+    ``fetch(i)`` gives frame ``i`` of every input, one per input (or None past the first
+    input's real end, which shortens the chunk); the node's ``render_chunk`` gets the first
+    input's frames and, for a node with more inputs, one more list per input. Without ``content_key`` a chunk is cached by its start index
     (the engine: input frames do not change during a run, and fetching them again would
     mean decoding again); with it, by start, stop and the key of its frames (the render
     server: a host may send other pixels for the same frame numbers).
@@ -105,44 +106,45 @@ class ChunkRunner:
     def __init__(self, node: SequenceNode, keep: int = 2):
         self.node = node
         self.keep = keep  # the current chunk and the one whose overlap is blended
-        self._chunks: OrderedDict[Hashable, tuple[list[Frame], list[torch.Tensor]]] = OrderedDict()
+        self._chunks: OrderedDict[Hashable, tuple[list[list[Frame]], list[torch.Tensor]]] = OrderedDict()
 
     def render(
         self, n: int, length: int, fetch: FetchFn, content_key: ContentKeyFn | None = None
     ) -> tuple[torch.Tensor, Frame]:
-        """Output frame ``n`` of a ``length``-frame input as a (C, H, W) tensor, and the input
-        frame n (for its index, pts and metadata)."""
+        """Output frame ``n`` of a ``length``-frame input as a (C, H, W) tensor, and the first
+        input's frame n (for its index, pts and metadata)."""
         node = self.node
         parts = chunk_plan(n, length, node.chunk_length, node.chunk_overlap)
         outs = []
-        frames: list[Frame] = []
+        frames: list[list[Frame]] = []
         for part in parts:
             frames, results = self._chunk(part, fetch, content_key)
             outs.append((results[n - part.start], part.weight))
         data = outs[0][0] if len(outs) == 1 else outs[0][0] * outs[0][1] + outs[1][0] * outs[1][1]
-        return data, frames[n - parts[-1].start]
+        return data, frames[0][n - parts[-1].start]
 
     def _chunk(
         self, part: ChunkPart, fetch: FetchFn, content_key: ContentKeyFn | None
-    ) -> tuple[list[Frame], list[torch.Tensor]]:
+    ) -> tuple[list[list[Frame]], list[torch.Tensor]]:
         key: Hashable = part.start
         if content_key is None and key in self._chunks:
             self._chunks.move_to_end(key)
             return self._chunks[key]
-        frames = []
+        rows = []
         for i in range(part.start, part.stop):
-            frame = fetch(i)
-            if frame is None:
+            row = fetch(i)
+            if row is None:
                 break
-            frames.append(frame)
+            rows.append(row)
+        frames = [list(column) for column in zip(*rows, strict=True)] if rows else [[]]
         if content_key is not None:
-            key = (part.start, len(frames), content_key(frames))
+            key = (part.start, len(rows), content_key([f for column in frames for f in column]))
             if key in self._chunks:
                 self._chunks.move_to_end(key)
                 return self._chunks[key]
-        results = list(self.node.render_chunk(frames))
-        if len(results) != len(frames):
-            raise RuntimeError(f"{self.node.name}: render_chunk returned {len(results)} frames for {len(frames)}")
+        results = list(self.node.render_chunk(*frames))
+        if len(results) != len(rows):
+            raise RuntimeError(f"{self.node.name}: render_chunk returned {len(results)} frames for {len(rows)}")
         self._chunks[key] = (frames, results)
         while len(self._chunks) > self.keep:
             self._chunks.popitem(last=False)

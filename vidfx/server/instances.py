@@ -445,10 +445,10 @@ class Instance:
     def _render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
         if self.chunk_runner is not None:
 
-            def fetch(i: int) -> Frame:
+            def fetch(i: int) -> list[Frame]:
                 if aborted.is_set():
                     raise RenderAborted()
-                return get_frame(0, i)
+                return [get_frame(k, clamp(i, r.count)) for k, r in enumerate(ranges)]
 
             # chunks are cached by their input content: consecutive frames run each chunk once
             def content(frames: list[Frame]) -> tuple:

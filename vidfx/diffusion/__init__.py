@@ -1,0 +1,1 @@
+"""Diffusion building blocks shared by the diffusion nodes: noise schedules and samplers."""

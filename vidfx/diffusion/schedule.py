@@ -1,0 +1,81 @@
+"""A continuous-time cosine noise schedule and a deterministic DDIM sampler (x0-prediction).
+
+Time ``t`` runs from 0 (clean) to 1 (pure noise); ``x_t = alpha(t) * x0 + sigma(t) * noise``
+with ``alpha^2 + sigma^2 = 1``. Denoisers predict ``x0`` directly: with few sampling steps an
+x0-predictor degrades gracefully (one step gives the conditional mean), which is what a
+CPU-sized model needs, and it is the parametrisation one-step distillation starts from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+# Keep alpha(1) slightly above 0 and alpha(0) slightly below 1, so both ends stay well defined.
+T_MIN, T_MAX = 1e-4, 0.9999
+
+
+def alpha_sigma(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signal and noise scales of the cosine schedule at times ``t``.
+
+    Shape:
+        - t: any shape, values in [0, 1]
+        - output: two tensors shaped like ``t``
+    """
+    t = t.clamp(T_MIN, T_MAX)
+    angle = t * (math.pi / 2)
+    return torch.cos(angle), torch.sin(angle)
+
+
+def add_noise(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``x_t`` from clean ``x0``: ``alpha(t) x0 + sigma(t) noise``, ``t`` broadcast over the
+    leading (batch) dimension.
+
+    Shape:
+        - x0, noise: :math:`(B, ...)`
+        - t: :math:`(B,)`
+        - output: :math:`(B, ...)`
+    """
+    a, s = alpha_sigma(t)
+    view = (-1,) + (1,) * (x0.dim() - 1)
+    return a.view(view) * x0 + s.view(view) * noise
+
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sample_times(steps: int) -> list[float]:
+    """The ``steps + 1`` times a ``steps``-step sampler visits, from 1 down to 0 (uniform)."""
+    if steps < 1:
+        raise ValueError(f"a sampler needs at least 1 step, got {steps}")
+    return [1.0 - i / steps for i in range(steps + 1)]
+
+
+@torch.no_grad()
+def ddim_sample(denoise: Denoiser, noise: torch.Tensor, steps: int) -> torch.Tensor:
+    """Deterministic DDIM sampling from ``noise`` with ``steps`` denoiser calls.
+
+    ``denoise(x_t, t)`` returns the predicted ``x0``; ``t`` is a (B,) tensor. The same noise
+    gives the same sample (what keeps a generated region still from frame to frame).
+
+    Shape:
+        - noise: :math:`(B, ...)`
+        - output: :math:`(B, ...)`, the last x0 prediction
+    """
+    times = sample_times(steps)
+    b = noise.shape[0]
+    x = noise
+    x0 = noise
+    for t_now, t_next in zip(times[:-1], times[1:], strict=True):
+        tt = torch.full((b,), t_now, dtype=noise.dtype, device=noise.device)
+        x0 = denoise(x, tt)
+        if t_next <= 0:
+            break
+        a, s = alpha_sigma(tt)
+        view = (-1,) + (1,) * (x.dim() - 1)
+        eps = (x - a.view(view) * x0) / s.view(view)
+        a2, s2 = alpha_sigma(torch.full_like(tt, t_next))
+        x = a2.view(view) * x0 + s2.view(view) * eps
+    return x0

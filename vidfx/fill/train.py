@@ -1,0 +1,216 @@
+"""Train the generative fill model: ``vidfx train fill [options]``.
+
+The decoder learns to denoise the residual between the truth and a Telea fill inside the
+hole tokens (x0-prediction, cosine schedule; loss on every pixel of a hole token, hole
+pixels weighted up). AdamW with warm-up and cosine decay, an exponential moving average of
+the weights (what is evaluated and shipped), checkpoints every few minutes (``--resume``
+continues from OUT/last.pt), and model selection on CamVid val only: masked PSNR of the
+sampler at ``--val-steps`` against the truth, on fixed holes. ``--device cuda`` trains on a
+GPU. OUT/ gets ``args.json``, ``last.pt``, ``best.pt`` (a vidfx weights file) and ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vidfx.diffusion.schedule import add_noise
+from vidfx.ops.loader import batch_stream
+from vidfx.ops.weights import load_checkpoint, save_checkpoint, save_weights, write_run_args
+
+from .data import DATA, CropConfig, FillBatches, make_example, training_pictures, validation_pictures
+from .maskgen import ObjectShapes
+from .model import LazyFill, LazyFillConfig, gather_tokens, patchify
+
+FAMILY = "fill"
+HOLE_WEIGHT = 4.0  # hole pixels count this much more than the known pixels of a hole token
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vidfx train fill", description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=str(DATA), help="the data folder (train_hr/, camvid/, scenes/)")
+    p.add_argument("--out", default="runs/fill", help="folder for checkpoints and the log")
+    p.add_argument("--config", default="cpu", choices=("cpu", "paper"), help="model size")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--iters", type=int, default=30000, help="schedule length in steps")
+    p.add_argument("--minutes", type=float, default=0, help="schedule length in minutes (overrides --iters)")
+    p.add_argument("--val-every", type=float, default=5.0, help="minutes between validation/checkpoints")
+    p.add_argument("--val-steps", default="1,4", help="sampler steps tried on validation")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=0, help="data worker processes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def diffusion_loss(model: LazyFill, truth: torch.Tensor, hole: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """The training loss of one batch: weighted MSE of the predicted clean residual tokens.
+
+    Shape: truth, coarse :math:`(B, 3, S, S)`; hole :math:`(B, 1, S, S)`.
+    """
+    cfg = model.cfg
+    # random position offsets: the node's canvases are larger than the training crops
+    offset = torch.randint(0, 48, (truth.shape[0], 2), device=truth.device)
+    prep = model.prepare(coarse, hole, offset=offset)
+    sel = prep["sel"]
+    x0 = gather_tokens(patchify((truth - coarse) * cfg.residual_scale, cfg.patch), sel)  # type: ignore[arg-type]
+    t = torch.rand(truth.shape[0], device=truth.device) ** 0.8  # a little more weight on noisy times
+    noisy = add_noise(x0, t, torch.randn_like(x0))
+    pred = model.denoise(noisy, t, prep)
+    hole_px = prep["mask"].repeat(1, 1, 3)  # type: ignore[union-attr]  # (B, K, 3pp), channel-major like patchify
+    weight = (1 + (HOLE_WEIGHT - 1) * hole_px) * sel.valid.unsqueeze(-1)  # type: ignore[union-attr]
+    return ((pred - x0) ** 2 * weight).sum() / weight.sum()
+
+
+def validation_set(pictures: list[np.ndarray], shapes: ObjectShapes, crop: int) -> list[tuple[torch.Tensor, ...]]:
+    """Fixed validation examples (same holes every time), one per picture."""
+    rng = np.random.default_rng(1234)
+    out = []
+    for pic in pictures:
+        truth, hole, coarse = make_example(pic, rng, shapes, CropConfig(size=crop, long_side=(300, 300)))
+        out.append(
+            (
+                torch.from_numpy(truth).permute(2, 0, 1)[None],
+                torch.from_numpy(hole)[None, None].float(),
+                torch.from_numpy(coarse).permute(2, 0, 1)[None],
+            )
+        )
+    return out
+
+
+@torch.no_grad()
+def validate(model: LazyFill, examples: list, steps: int, device: torch.device) -> tuple[float, float]:
+    """(masked PSNR of the model with ``steps`` sampler steps, masked PSNR of the Telea fill)."""
+    model.eval()
+    err_model = err_coarse = count = 0.0
+    gen = torch.Generator().manual_seed(0)
+    for truth, hole, coarse in examples:
+        noise = torch.randn(truth.shape, generator=gen)
+        out = model.generate(coarse.to(device), hole.to(device), noise.to(device), steps).cpu()
+        m = hole.expand_as(truth)
+        err_model += float(((out - truth) ** 2 * m).sum())
+        err_coarse += float(((coarse - truth) ** 2 * m).sum())
+        count += float(m.sum())
+    model.train()
+
+    def psnr(err: float) -> float:
+        return 10 * math.log10(count / max(err, 1e-12))
+
+    return psnr(err_model), psnr(err_coarse)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``vidfx train fill``; returns an exit code."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    device = torch.device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_args(out, args)
+    log = open(out / "log.txt", "a")
+
+    def say(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        log.write(line + "\n")
+        log.flush()
+
+    data = Path(args.data)
+    pictures = training_pictures(data)
+    train_shapes = ObjectShapes.from_camvid(data / "camvid" / "trainannot")
+    val_shapes = ObjectShapes.from_camvid(data / "camvid" / "valannot")
+    val = validation_set(validation_pictures(data), val_shapes, args.crop)
+    val_steps = [int(s) for s in args.val_steps.split(",")]
+    say(f"{len(pictures)} training pictures, {len(val)} validation examples")
+
+    cfg = LazyFillConfig.paper() if args.config == "paper" else LazyFillConfig()
+    model = LazyFill(cfg).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    step, elapsed, best = 0, 0.0, {"psnr": -1.0}
+    if args.resume and (out / "last.pt").is_file():
+        ck = load_checkpoint(out / "last.pt", device)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        optim.load_state_dict(ck["optim"])
+        step, elapsed, best = ck["step"], ck["elapsed"], ck["best"]
+        say(f"resumed at step {step}, {elapsed / 60:.1f} min trained, best {best}")
+    say(f"config {cfg.to_dict()} params {sum(p.numel() for p in model.parameters()) / 1e6:.3f}M")
+
+    def progress() -> float:
+        if args.minutes > 0:
+            return min(1.0, elapsed / (args.minutes * 60))
+        return min(1.0, step / args.iters)
+
+    def checkpoint() -> None:
+        nonlocal best
+        scores = {s: validate(ema, val, s, device) for s in val_steps}
+        line = " ".join(f"{s} steps {p:.2f} dB" for s, (p, _) in scores.items())
+        say(f"step {step} val masked PSNR: {line} (telea {next(iter(scores.values()))[1]:.2f} dB)")
+        top_steps, (top, _) = max(scores.items(), key=lambda kv: kv[1][0])
+        if top > best["psnr"]:
+            best = {"psnr": round(top, 3), "steps": top_steps, "step": step}
+            meta = {
+                "val_psnr_masked": round(top, 3),
+                "steps": top_steps,
+                "step": step,
+                "train_minutes": round(elapsed / 60, 1),
+            }
+            save_weights(out / "best.pt", FAMILY, ema, cfg.to_dict(), meta)
+            say(f"new best {best}")
+        state = {"model": model.state_dict(), "ema": ema.state_dict(), "optim": optim.state_dict()}
+        save_checkpoint(out / "last.pt", {**state, "step": step, "elapsed": elapsed, "best": best, "args": vars(args)})
+
+    stream = FillBatches(pictures, train_shapes, args.batch, CropConfig(size=args.crop), args.seed + step)
+    batches = batch_stream(stream, args.workers, prefetch=4)
+    model.train()
+    last_val = elapsed
+    warmup = 0.02
+    loss_avg = None
+    while progress() < 1.0:
+        t0 = time.time()
+        truth, hole, coarse = (x.to(device, non_blocking=True) for x in next(batches))
+        frac = progress()
+        lr = args.lr * (
+            frac / warmup if frac < warmup else 0.5 * (1 + math.cos(math.pi * (frac - warmup) / (1 - warmup)))
+        )
+        for group in optim.param_groups:
+            group["lr"] = lr
+        loss = diffusion_loss(model, truth, hole, coarse)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        with torch.no_grad():
+            decay = min(args.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1 - decay)
+        step += 1
+        elapsed += time.time() - t0
+        value = float(loss.detach())
+        loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
+        if step % 100 == 0:
+            say(f"step {step} loss {loss_avg:.4f} lr {lr:.2e} {elapsed / step * 1000:.0f} ms/step")
+        if elapsed - last_val >= args.val_every * 60:
+            checkpoint()
+            last_val = elapsed
+    checkpoint()
+    say(f"done: {step} steps, {elapsed / 60:.1f} min, best {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
