@@ -63,7 +63,7 @@ def _version() -> str:
 
 
 # Features with training/evaluation commands: `vidfx train vsr ...` -> vidfx.vsr.train:main(argv).
-FEATURES = ("vsr", "segment", "jumpcut")
+FEATURES = ("vsr", "segment", "jumpcut", "fill")
 
 
 class Progress:

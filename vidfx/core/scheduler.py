@@ -96,11 +96,12 @@ class ChunkRunner:
     """Renders a sequence node's output frames chunk by chunk, with blended overlaps.
 
     ``fetch(i)`` gives frame ``i`` of every input, one per input (or None past the first
-    input's real end, which shortens the chunk); the node's ``render_chunk`` gets the first
-    input's frames and, for a node with more inputs, one more list per input. Without ``content_key`` a chunk is cached by its start index
-    (the engine: input frames do not change during a run, and fetching them again would
-    mean decoding again); with it, by start, stop and the key of its frames (the render
-    server: a host may send other pixels for the same frame numbers).
+    input's real end, which shortens the chunk); the node's ``render_chunk`` gets the
+    first input's frames and, for a node with more inputs, one more list per input.
+    Without ``content_key`` a chunk is cached by its start index (the engine: input
+    frames do not change during a run, and fetching them again would mean decoding
+    again); with it, by start, stop and the key of its frames (the render server: a host
+    may send other pixels for the same frame numbers).
     """
 
     def __init__(self, node: SequenceNode, keep: int = 2):
