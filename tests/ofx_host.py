@@ -4,7 +4,8 @@ It implements the suites the plugin fetches (property, image effect, parameter, 
 memory, multi-thread), keeps every OFX object as a Python object behind an opaque integer
 handle, and drives the actions a real host would: Load, Describe, DescribeInContext,
 CreateInstance, GetRegionOfDefinition, GetFramesNeeded, Render, DestroyInstance.
-Images are float RGBA numpy arrays stored bottom-up, as OFX lays them out.
+Images are float RGBA numpy arrays stored bottom-up, as OFX lays them out; a source frame
+with one channel is an Alpha image (mask clips).
 
 Render scale and pixel aspect ratio work as in OFX: regions of definition are in canonical
 coordinates (x stretched by the clip's PAR), images in pixels at the render scale; an input
@@ -423,16 +424,16 @@ class OfxHost:
                     array = self._output_cache[shape] = np.empty(shape, np.float32)
             clip.last_output = array
             self._tls.last_output = array  # concurrent renders: each thread its own
-        h, w = array.shape[:2]
+        h, w, c = array.shape
         props = PropertySet(
             {
                 "OfxPropType": "OfxTypeImage",
                 "OfxImagePropData": array.ctypes.data,
                 "OfxImagePropBounds": [x1, y1, x1 + w, y1 + h],
                 "OfxImagePropRegionOfDefinition": [x1, y1, x1 + w, y1 + h],
-                "OfxImagePropRowBytes": w * 16,
+                "OfxImagePropRowBytes": w * 4 * c,
                 "OfxImageEffectPropPixelDepth": "OfxBitDepthFloat",
-                "OfxImageEffectPropComponents": "OfxImageComponentRGBA",
+                "OfxImageEffectPropComponents": "OfxImageComponentAlpha" if c == 1 else "OfxImageComponentRGBA",
                 "OfxImagePropPixelAspectRatio": clip.par,
                 "OfxImageEffectPropRenderScale": list(getattr(self._tls, "scale", (1.0, 1.0))),
                 "OfxPropTime": time,

@@ -40,7 +40,8 @@ typedef struct ParamDesc {
 
 typedef struct NodeDesc {
   const char *name, *label, *doc, *context, *tparam, *hash, *alpha;
-  int inputs;
+  const char *mask; /* the optional mask clip's name ("" for none): input `inputs`, sent when usable */
+  int inputs;       /* required input clips */
   int checked; /* 1: the live server's node was found equal to the manifest's */
   int nparams;
   ParamDesc *params;
@@ -129,7 +130,11 @@ static int request(const vfx_buf *req, vfx_reply *rep, char *err, size_t errn) {
 static unsigned g_instance_counter;
 static unsigned g_render_counter;
 
+/* Input clips defined on the effect: the required ones, then the optional mask clip. */
+static int node_clips(const NodeDesc *n) { return n->inputs + (*n->mask ? 1 : 0); }
+
 static const char *input_clip_name(const NodeDesc *n, int k) {
+  if (*n->mask && k == n->inputs) return n->mask;
   if (n->inputs == 2) return k == 0 ? kOfxImageEffectTransitionSourceFromClipName
                                     : kOfxImageEffectTransitionSourceToClipName;
   return kOfxImageEffectSimpleSourceClipName;
@@ -194,9 +199,10 @@ static int parse_nodes(void) {
     d->tparam = get_field("node.%d.%s", i, -1, "transition_param");
     d->hash = get_field("node.%d.%s", i, -1, "hash");
     d->alpha = get_field("node.%d.%s", i, -1, "alpha");
+    d->mask = get_field("node.%d.%s", i, -1, "mask");
     d->inputs = atoi(get_field("node.%d.%s", i, -1, "inputs"));
     d->nparams = atoi(get_field("node.%d.%s", i, -1, "params"));
-    if (!*d->name || d->inputs < 1 || d->inputs > MAX_INPUTS) continue;
+    if (!*d->name || d->inputs < 1 || node_clips(d) > MAX_INPUTS) continue;
     d->params = calloc((size_t)(d->nparams > 0 ? d->nparams : 1), sizeof(ParamDesc));
     if (!d->params) continue;
     for (int j = 0; j < d->nparams; j++) {
@@ -315,10 +321,16 @@ static OfxStatus on_describe(NodeDesc *n, OfxImageEffectHandle effect) {
   return kOfxStatOK;
 }
 
-static void define_clip(OfxImageEffectHandle effect, const char *name) {
+/* `mask`: an optional mask clip (RGBA or Alpha images). */
+static void define_clip(OfxImageEffectHandle effect, const char *name, int mask) {
   OfxPropertySetHandle props;
   if (g_fx->clipDefine(effect, name, &props) != kOfxStatOK) return;
   g_prop->propSetString(props, kOfxImageEffectPropSupportedComponents, 0, kOfxImageComponentRGBA);
+  if (mask) {
+    g_prop->propSetString(props, kOfxImageEffectPropSupportedComponents, 1, kOfxImageComponentAlpha);
+    g_prop->propSetInt(props, kOfxImageClipPropOptional, 0, 1);
+    g_prop->propSetInt(props, kOfxImageClipPropIsMask, 0, 1);
+  }
   g_prop->propSetInt(props, kOfxImageEffectPropSupportsTiles, 0, 0);
   if (strcmp(name, kOfxImageEffectOutputClipName) != 0) {
     g_prop->propSetInt(props, kOfxImageEffectPropTemporalClipAccess, 0, 1);
@@ -332,6 +344,7 @@ static void set_label(OfxPropertySetHandle props, const char *name, const char *
   snprintf(label, sizeof label, "%s", name);
   for (char *p = label; *p; p++)
     if (*p == '_') *p = ' ';
+  if (label[0] >= 'a' && label[0] <= 'z') label[0] = (char)(label[0] - 'a' + 'A'); /* use_mask: "Use mask" */
   g_prop->propSetString(props, kOfxPropLabel, 0, label);
   if (doc && *doc) g_prop->propSetString(props, kOfxParamPropHint, 0, doc);
 }
@@ -373,8 +386,8 @@ static void define_param(OfxParamSetHandle set, const ParamDesc *p) {
 }
 
 static OfxStatus on_describe_in_context(NodeDesc *n, OfxImageEffectHandle effect) {
-  for (int k = 0; k < n->inputs; k++) define_clip(effect, input_clip_name(n, k));
-  define_clip(effect, kOfxImageEffectOutputClipName);
+  for (int k = 0; k < node_clips(n); k++) define_clip(effect, input_clip_name(n, k), k >= n->inputs);
+  define_clip(effect, kOfxImageEffectOutputClipName, 0);
   OfxParamSetHandle set;
   if (g_fx->getParamSet(effect, &set) != kOfxStatOK) return kOfxStatErrBadHandle;
   if (n->inputs == 2) {
@@ -440,7 +453,7 @@ static OfxStatus on_create_instance(NodeDesc *n, OfxImageEffectHandle effect) {
   unsigned token = (unsigned)(((uintptr_t)&g_instance_counter) >> 4) ^ (unsigned)time(NULL);
   snprintf(inst->id, sizeof inst->id, "%d-%x-%u", (int)getpid(), token & 0xffffffu,
            __atomic_add_fetch(&g_instance_counter, 1, __ATOMIC_SEQ_CST));
-  for (int k = 0; k < n->inputs; k++) g_fx->clipGetHandle(effect, input_clip_name(n, k), &inst->inputs[k], NULL);
+  for (int k = 0; k < node_clips(n); k++) g_fx->clipGetHandle(effect, input_clip_name(n, k), &inst->inputs[k], NULL);
   g_fx->clipGetHandle(effect, kOfxImageEffectOutputClipName, &inst->output, NULL);
   OfxParamSetHandle set;
   if (g_fx->getParamSet(effect, &set) == kOfxStatOK) {
@@ -657,8 +670,25 @@ static int input_full_size(Instance *inst, int k, double time, OfxRectD *rod, in
   return *w > 0 && *h > 0 ? 0 : -1;
 }
 
-/* The fields that describe an instance at a time: node, id, parameter values, rate, ranges. */
-static void add_instance_fields(Instance *inst, vfx_buf *b, double time) {
+/* Input clips to describe to the server at a time: the required ones, plus the mask clip when
+ * the host says it is connected and it has a region of definition (hosts such as Resolve say
+ * "connected" of an empty optional clip: a render drops the mask again if it gives no image;
+ * the server decides by the node's mask switch whether the node gets it). */
+static int sent_inputs(Instance *inst, double time) {
+  NodeDesc *n = inst->node;
+  if (!*n->mask || !inst->inputs[n->inputs]) return n->inputs;
+  OfxPropertySetHandle cp;
+  int connected = 1, w, h;
+  OfxRectD rod;
+  if (g_fx->clipGetPropertySet(inst->inputs[n->inputs], &cp) == kOfxStatOK)
+    g_prop->propGetInt(cp, kOfxImageClipPropConnected, 0, &connected);
+  if (!connected || input_full_size(inst, n->inputs, time, &rod, &w, &h) != 0) return n->inputs;
+  return n->inputs + 1;
+}
+
+/* The fields that describe an instance at a time: node, id, parameter values, rate, and the
+ * ranges of the first `nin` input clips. */
+static void add_instance_fields(Instance *inst, vfx_buf *b, double time, int nin) {
   NodeDesc *n = inst->node;
   vfx_buf_field(b, "instance", inst->id);
   vfx_buf_field(b, "node", n->name);
@@ -701,7 +731,7 @@ static void add_instance_fields(Instance *inst, vfx_buf *b, double time) {
     vfx_buf_field(b, key, val);
   }
   double fps = 0;
-  for (int k = 0; k < n->inputs; k++) {
+  for (int k = 0; k < nin; k++) {
     OfxPropertySetHandle cp;
     double range[2] = {time - 1e6, time + 1e6};
     if (inst->inputs[k] && g_fx->clipGetPropertySet(inst->inputs[k], &cp) == kOfxStatOK) {
@@ -739,16 +769,16 @@ static void add_scale(vfx_buf *b, const double scale[2]) {
 /* Output size for inputs of the given sizes at a render scale (asks the server once per
  * description; the answers for a few descriptions are cached, e.g. full and proxy scale);
  * `alpha`, when given, gets where the output's alpha comes from ('n', 's', 'o'). */
-static int query_out_size(Instance *inst, double time, const int *w, const int *h, const double scale[2], int *ow,
-                          int *oh, char *alpha, char *err, size_t errn) {
+static int query_out_size(Instance *inst, double time, int nin, const int *w, const int *h, const double scale[2],
+                          int *ow, int *oh, char *alpha, char *err, size_t errn) {
   int rc = check_server_node(inst->node, err, errn);
   if (rc != VFX_OK) return rc;
   vfx_buf req;
   vfx_buf_init(&req, "info");
-  add_instance_fields(inst, &req, time);
+  add_instance_fields(inst, &req, time, nin);
   add_scale(&req, scale);
   char key[32];
-  for (int k = 0; k < inst->node->inputs; k++) {
+  for (int k = 0; k < nin; k++) {
     snprintf(key, sizeof key, "size.%d", k);
     vfx_buf_fieldf(&req, key, "%d,%d", w[k], h[k]);
   }
@@ -806,12 +836,13 @@ static OfxStatus on_region_of_definition(Instance *inst, OfxPropertySetHandle in
   g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
   OfxRectD rod[MAX_INPUTS];
   int w[MAX_INPUTS], h[MAX_INPUTS];
-  for (int k = 0; k < inst->node->inputs; k++)
+  int nin = sent_inputs(inst, time);
+  for (int k = 0; k < nin; k++)
     if (input_full_size(inst, k, time, &rod[k], &w[k], &h[k]) != 0) return kOfxStatReplyDefault;
   int ow, oh;
   char err[1024];
   const double one[2] = {1.0, 1.0};
-  int rc = query_out_size(inst, time, w, h, one, &ow, &oh, NULL, err, sizeof err);
+  int rc = query_out_size(inst, time, nin, w, h, one, &ow, &oh, NULL, err, sizeof err);
   if (rc != VFX_OK) return action_failed(inst, rc, err);
   double par = clip_par(inst->inputs[0]);
   double fx = (double)ow / w[0], fy = (double)oh / h[0];
@@ -826,7 +857,7 @@ static OfxStatus on_regions_of_interest(Instance *inst, OfxPropertySetHandle in,
    * coordinates, so the same at any render scale). */
   double time = 0;
   g_prop->propGetDouble(in, kOfxPropTime, 0, &time);
-  for (int k = 0; k < inst->node->inputs; k++) {
+  for (int k = 0; k < node_clips(inst->node); k++) {
     OfxRectD rod;
     if (!inst->inputs[k] || g_fx->clipGetRegionOfDefinition(inst->inputs[k], time, &rod) != kOfxStatOK) continue;
     char name[128];
@@ -837,16 +868,18 @@ static OfxStatus on_regions_of_interest(Instance *inst, OfxPropertySetHandle in,
   return kOfxStatOK;
 }
 
-/* Ask the server which frames output `time` needs; fills times[k] (malloc'd) and counts[k].
- * The server answers from the node's declared window without waiting for a running render. */
-static int query_frames(Instance *inst, double time, double **times, int *counts, char *err, size_t errn) {
+/* Ask the server which frames output `time` needs from the first `nin` input clips; fills
+ * times[k] (malloc'd) and counts[k]. The mask clip gets none (count 0) when the server does not
+ * want it (its switch is off). The server answers from the node's declared window without
+ * waiting for a running render. */
+static int query_frames(Instance *inst, double time, int nin, double **times, int *counts, char *err, size_t errn) {
   int rc = check_server_node(inst->node, err, errn);
   if (rc != VFX_OK) return rc;
   vfx_buf req;
   vfx_buf_init(&req, "frames");
-  add_instance_fields(inst, &req, time);
+  add_instance_fields(inst, &req, time, nin);
   vfx_buf_fieldf(&req, "time", "%.17g", time);
-  for (int k = 0; k < inst->node->inputs; k++) { /* lets the server configure the node first */
+  for (int k = 0; k < nin; k++) { /* lets the server configure the node first */
     OfxRectD rod;
     int w, h;
     if (input_full_size(inst, k, time, &rod, &w, &h) == 0) {
@@ -859,11 +892,16 @@ static int query_frames(Instance *inst, double time, double **times, int *counts
   rc = request(&req, &rep, err, errn);
   vfx_buf_free(&req);
   if (rc != VFX_OK) return rc;
-  for (int k = 0; k < inst->node->inputs; k++) {
+  for (int k = 0; k < nin; k++) {
     char key[32];
     snprintf(key, sizeof key, "frames.%d", k);
     const char *s = vfx_reply_get(&rep, key);
     int n = 0;
+    if (k >= inst->node->inputs && !(s && *s)) { /* the mask clip, not wanted */
+      times[k] = NULL;
+      counts[k] = 0;
+      continue;
+    }
     double *t = NULL;
     if (s && *s) {
       int cap = 1;
@@ -896,9 +934,11 @@ static OfxStatus on_frames_needed(Instance *inst, OfxPropertySetHandle in, OfxPr
   double *times[MAX_INPUTS] = {0};
   int counts[MAX_INPUTS] = {0};
   char err[1024];
-  int rc = query_frames(inst, time, times, counts, err, sizeof err);
+  int nin = sent_inputs(inst, time);
+  int rc = query_frames(inst, time, nin, times, counts, err, sizeof err);
   if (rc != VFX_OK) return action_failed(inst, rc, err);
-  for (int k = 0; k < inst->node->inputs; k++) {
+  for (int k = 0; k < nin; k++) {
+    if (counts[k] == 0) continue; /* the mask clip, not used: the host's default */
     /* merge consecutive frames into (first, last) ranges */
     double *ranges = malloc(sizeof(double) * 2 * (size_t)(counts[k] + 1));
     int nr = 0;
@@ -936,10 +976,12 @@ static OfxStatus on_clip_preferences(Instance *inst, OfxPropertySetHandle out) {
   if (inst->inputs[0] && g_fx->clipGetPropertySet(inst->inputs[0], &cp) == kOfxStatOK)
     g_prop->propGetDoubleN(cp, kOfxImageEffectPropFrameRange, 2, range);
   time = range[0];
-  for (int k = 0; k <= inst->node->inputs; k++) {
-    const char *clip = k < inst->node->inputs ? input_clip_name(inst->node, k) : kOfxImageEffectOutputClipName;
+  int nclips = node_clips(inst->node);
+  for (int k = 0; k <= nclips; k++) {
+    const char *clip = k < nclips ? input_clip_name(inst->node, k) : kOfxImageEffectOutputClipName;
     snprintf(name, sizeof name, "%s%s", kVidfxClipComponentsPrefix, clip);
-    g_prop->propSetString(out, name, 0, kOfxImageComponentRGBA);
+    if (k == nclips || k < inst->node->inputs) /* a mask clip: RGBA or Alpha, as the host has it */
+      g_prop->propSetString(out, name, 0, kOfxImageComponentRGBA);
     snprintf(name, sizeof name, "%s%s", kVidfxClipDepthPrefix, clip);
     g_prop->propSetString(out, name, 0, kOfxBitDepthFloat);
   }
@@ -948,11 +990,12 @@ static OfxStatus on_clip_preferences(Instance *inst, OfxPropertySetHandle out) {
   g_prop->propSetInt(out, kOfxImageEffectFrameVarying, 0, 1);
   int w[MAX_INPUTS], h[MAX_INPUTS], ow, oh;
   OfxRectD rod;
-  for (int k = 0; k < inst->node->inputs; k++)
+  int nin = sent_inputs(inst, time);
+  for (int k = 0; k < nin; k++)
     if (input_full_size(inst, k, time, &rod, &w[k], &h[k]) != 0) return kOfxStatOK; /* nothing connected yet */
   char alpha = 's', err[1024];
   const double one[2] = {1.0, 1.0};
-  int rc = query_out_size(inst, time, w, h, one, &ow, &oh, &alpha, err, sizeof err);
+  int rc = query_out_size(inst, time, nin, w, h, one, &ow, &oh, &alpha, err, sizeof err);
   if (rc != VFX_OK) return action_failed(inst, rc, err);
   g_prop->propSetString(out, kOfxImageEffectPropPreMultiplication, 0, output_premult(inst, alpha));
   return kOfxStatOK;
@@ -963,7 +1006,7 @@ typedef struct Image {
   OfxPropertySetHandle handle;
   char *data;
   OfxRectI bounds;
-  int row_bytes, comps; /* comps: 4 (RGBA) or 3 (RGB) */
+  int row_bytes, comps; /* comps: 4 (RGBA), 3 (RGB) or 1 (Alpha, mask clips) */
   double time;
   size_t offset;   /* where its copy lives in the shared buffer */
   uint64_t fp;     /* content fingerprint (valid when hashed) */
@@ -1114,9 +1157,10 @@ static int fetch_image(OfxImageClipHandle clip, double time, Image *img, char *e
   g_prop->propGetIntN(img->handle, kOfxImagePropBounds, 4, &img->bounds.x1);
   g_prop->propGetInt(img->handle, kOfxImagePropRowBytes, 0, &img->row_bytes);
   img->data = data;
-  img->comps = (comps && !strcmp(comps, kOfxImageComponentRGB)) ? 3 : 4;
+  img->comps = (comps && !strcmp(comps, kOfxImageComponentRGB)) ? 3 : (comps && !strcmp(comps, kOfxImageComponentAlpha)) ? 1 : 4;
   if (!depth || strcmp(depth, kOfxBitDepthFloat) != 0 || !data ||
-      (comps && strcmp(comps, kOfxImageComponentRGBA) && strcmp(comps, kOfxImageComponentRGB)) ||
+      (comps && strcmp(comps, kOfxImageComponentRGBA) && strcmp(comps, kOfxImageComponentRGB) &&
+       strcmp(comps, kOfxImageComponentAlpha)) ||
       img->bounds.x2 <= img->bounds.x1 || img->bounds.y2 <= img->bounds.y1) {
     snprintf(err, errn, "unsupported image at frame %g (need float RGBA, got %s %s)", time,
              depth ? depth : "?", comps ? comps : "?");
@@ -1167,6 +1211,8 @@ static void copy_in_rows(const Image *img, float *dst, int y0, int y1) {
         b[o + x] = src[4 * x + 2];
         a[o + x] = src[4 * x + 3];
       }
+    } else if (img->comps == 1) { /* a mask: the same value in every plane */
+      for (int x = 0; x < w; x++) r[o + x] = g[o + x] = b[o + x] = a[o + x] = src[x];
     } else {
       for (int x = 0; x < w; x++) {
         r[o + x] = src[3 * x];
@@ -1262,6 +1308,7 @@ typedef struct Render {
   OfxRectI win;                /* the host's render window */
   double scale[2];             /* the host's render scale */
   char alpha;                  /* where the output's alpha comes from ('n', 's', 'o') */
+  int nin;                     /* input clips sent: the required ones, plus the mask when used */
   double *times[MAX_INPUTS];   /* host times needed from each input (malloc'd) */
   int counts[MAX_INPUTS];
   Image *images[MAX_INPUTS];   /* the fetched frames, counts[k] per input */
@@ -1281,9 +1328,11 @@ static int straight_alpha(const NodeDesc *n) { return strcmp(n->alpha, "any") !=
 
 static int fetch_inputs(Render *r) {
   Instance *inst = r->inst;
-  int rc = query_frames(inst, r->time, r->times, r->counts, r->err, sizeof r->err);
+  r->nin = sent_inputs(inst, r->time);
+  int rc = query_frames(inst, r->time, r->nin, r->times, r->counts, r->err, sizeof r->err);
   if (rc != VFX_OK) return rc;
-  for (int k = 0; k < inst->node->inputs; k++) {
+  if (r->nin > inst->node->inputs && r->counts[inst->node->inputs] == 0) r->nin = inst->node->inputs;
+  for (int k = 0; k < r->nin; k++) {
     int count = r->counts[k];
     if (count == 0) {
       snprintf(r->err, sizeof r->err, "no frames to render from");
@@ -1297,7 +1346,12 @@ static int fetch_inputs(Render *r) {
     for (int i = 0; i < count; i++) {
       Image *im = &r->images[k][i];
       double t = r->times[k][i];
-      if (fetch_image(inst->inputs[k], t, im, r->err, sizeof r->err) != 0) return VFX_EOTHER;
+      if (fetch_image(inst->inputs[k], t, im, r->err, sizeof r->err) != 0) {
+        if (k < inst->node->inputs) return VFX_EOTHER;
+        r->nin = k; /* the mask clip gives no image (an unconnected one): render without it */
+        r->err[0] = 0;
+        break;
+      }
       im->unpremult = straight_alpha(inst->node) && clip_premultiplied(inst->inputs[k]);
       /* a frame time sent before may be held by the server: hash it now to compare contents
        * (a new one is hashed while it is copied) */
@@ -1307,10 +1361,12 @@ static int fetch_inputs(Render *r) {
       }
       if (fabs(t - r->time) < fabs(r->times[k][r->cur[k]] - r->time)) r->cur[k] = i;
     }
+    if (k >= r->nin) break;
     r->w[k] = img_w(&r->images[k][r->cur[k]]);
     r->h[k] = img_h(&r->images[k][r->cur[k]]);
   }
-  return query_out_size(inst, r->time, r->w, r->h, r->scale, &r->ow, &r->oh, &r->alpha, r->err, sizeof r->err);
+  return query_out_size(inst, r->time, r->nin, r->w, r->h, r->scale, &r->ow, &r->oh, &r->alpha, r->err,
+                        sizeof r->err);
 }
 
 /* Lay out a shared buffer (inputs to send, then the output) and copy the inputs into it,
@@ -1318,7 +1374,7 @@ static int fetch_inputs(Render *r) {
 static int copy_inputs(Render *r, int reuse) {
   Instance *inst = r->inst;
   size_t total = 0;
-  for (int k = 0; k < inst->node->inputs; k++)
+  for (int k = 0; k < r->nin; k++)
     for (int i = 0; i < r->counts[k]; i++) {
       Image *im = &r->images[k][i];
       im->reuse = reuse && im->hashed && sent_has(inst, k, im);
@@ -1329,7 +1385,7 @@ static int copy_inputs(Render *r, int reuse) {
   total += (size_t)r->ow * r->oh * 16;
   r->buf = pool_acquire(inst, total, r->err, sizeof r->err);
   if (!r->buf) return VFX_EOTHER;
-  for (int k = 0; k < inst->node->inputs; k++)
+  for (int k = 0; k < r->nin; k++)
     for (int i = 0; i < r->counts[k]; i++) {
       Image *im = &r->images[k][i];
       if (im->reuse) continue;
@@ -1354,14 +1410,14 @@ static int request_render(Render *r, vfx_reply *rep) {
   snprintf(rid, sizeof rid, "%s-r%u", inst->id, __atomic_add_fetch(&g_render_counter, 1, __ATOMIC_SEQ_CST));
   vfx_buf req;
   vfx_buf_init(&req, "render");
-  add_instance_fields(inst, &req, r->time);
+  add_instance_fields(inst, &req, r->time, r->nin);
   add_scale(&req, r->scale);
   vfx_buf_fieldf(&req, "time", "%.17g", r->time);
   vfx_buf_field(&req, "id", rid);
   vfx_buf_field(&req, "shm", r->buf->name + 1);
   vfx_buf_fieldf(&req, "shm_size", "%zu", r->buf->size);
   vfx_buf_fieldf(&req, "out", "%d,%d,%zu", r->ow, r->oh, r->out_off);
-  for (int k = 0; k < inst->node->inputs; k++)
+  for (int k = 0; k < r->nin; k++)
     for (int i = 0; i < r->counts[k]; i++) {
       char key[48];
       const Image *im = &r->images[k][i];
@@ -1402,7 +1458,7 @@ static int copy_output(Render *r) {
 
 static void render_release(Render *r) {
   if (r->out.handle) g_fx->clipReleaseImage(r->out.handle);
-  for (int k = 0; k < r->inst->node->inputs; k++) {
+  for (int k = 0; k < MAX_INPUTS; k++) { /* a dropped mask clip's fetched images too */
     if (r->images[k])
       for (int i = 0; i < r->counts[k]; i++)
         if (r->images[k][i].handle) g_fx->clipReleaseImage(r->images[k][i].handle);
@@ -1441,7 +1497,7 @@ static OfxStatus on_render(Instance *inst, OfxPropertySetHandle in) {
     if (rc == VFX_OK) rc = request_render(&r, &rep);
   }
   if (rc == VFX_OK) {
-    for (int k = 0; k < inst->node->inputs; k++)
+    for (int k = 0; k < r.nin; k++)
       for (int i = 0; i < r.counts[k]; i++) sent_add(inst, k, &r.images[k][i]);
     if (timing) t_server = mono_ms();
     rc = copy_output(&r);

@@ -40,6 +40,14 @@ class HostHints:
     scale. ``alpha``: ``"straight"`` (default) if the node expects un-premultiplied colour
     (premultiplied host inputs are unpremultiplied before it and premultiplied again
     after), ``"any"`` if it treats every channel alike and needs no conversion.
+
+    Mask clip: ``mask_input`` names an optional second clip that the host shows as a mask
+    (e.g. ``"Mask"``; empty: none) on a filter whose node takes the source and, optionally,
+    a mask clip as input 1 (``num_inputs = -1``). ``mask_switch`` names the node's bool
+    parameter that turns the clip on. The node gets 2 inputs when the switch is on and the
+    host's clip is connected and gives an image, else 1. The mask's frames follow the
+    source's host times and reach the node as one channel, the clip's alpha (or, where the
+    alpha is 1 everywhere, as RGB: its grey level).
     """
 
     exposed: bool = True
@@ -50,6 +58,8 @@ class HostHints:
     pixel_params: dict[str, str] = field(default_factory=dict)
     scale_mode: str = "scaled"
     alpha: str = "straight"
+    mask_input: str = ""
+    mask_switch: str = ""
 
 
 class Node:

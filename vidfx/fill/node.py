@@ -36,7 +36,9 @@ class FillNode(SequenceNode):
         "grey) and/or keyframed `shapes`."
     )
     num_inputs = -1  # the source, and optionally the mask clip
-    host = HostHints(scale_mode="full", pixel_params={"dilate": "xy", "feather": "xy"})
+    host = HostHints(
+        scale_mode="full", pixel_params={"dilate": "xy", "feather": "xy"}, mask_input="Mask", mask_switch="use_mask"
+    )
     params = (
         Param(
             "shapes",

@@ -20,8 +20,32 @@ def is_cut_transition(cls: type[Node]) -> bool:
 
 
 def ofx_inputs(cls: type[Node]) -> int:
-    """Image inputs of the OFX effect (2 for a cut transition made of a 1-input node)."""
+    """Required image inputs of the OFX effect (2 for a cut transition made of a 1-input node,
+    1 for a filter with a mask clip: the mask is an optional extra, see ``mask_clip``)."""
+    if cls.host.mask_input:
+        return 1
     return 2 if is_cut_transition(cls) else cls.num_inputs
+
+
+def mask_clip(cls: type[Node]) -> str:
+    """The name of the effect's optional mask clip (``HostHints.mask_input``), or ''.
+
+    Such a node takes the source and, optionally, the mask as input 1; ``HostHints.mask_switch``
+    must name a bool parameter of it.
+    """
+    name, switch = cls.host.mask_input, cls.host.mask_switch
+    if name and not any(p.name == switch and p.kind == "bool" for p in cls.params):
+        raise ValueError(f"{cls.type_name}: host.mask_switch {switch!r} is not a bool parameter")
+    return name
+
+
+def uses_mask(cls: type[Node], params: dict[str, str]) -> bool:
+    """Whether the mask switch is on in these parameter values (text, as the plugin sends them)."""
+    if not mask_clip(cls):
+        return False
+    p = next(p for p in cls.params if p.name == cls.host.mask_switch)
+    text = params.get(p.name, "")
+    return bool(p.coerce(text, cls.type_name)) if text != "" else bool(p.default)
 
 
 def hidden_params(cls: type[Node]) -> tuple[str, ...]:
@@ -31,10 +55,12 @@ def hidden_params(cls: type[Node]) -> tuple[str, ...]:
 
 
 def ofx_nodes() -> dict[str, type[Node]]:
-    """Node types that become OFX effects: exposed by their hints, with one or two image inputs."""
+    """Node types that become OFX effects: exposed by their hints, with one or two image inputs
+    (or the source and an optional mask clip, ``HostHints.mask_input``)."""
     out = {}
     for name, cls in node_types().items():
-        if not cls.host.exposed or issubclass(cls, SourceNode) or cls.num_inputs not in (1, 2):
+        inputs_ok = cls.num_inputs in (1, 2) or (cls.host.mask_input and cls.num_inputs == -1)
+        if not cls.host.exposed or issubclass(cls, SourceNode) or not inputs_ok:
             continue
         out[name] = cls
     return out
@@ -90,7 +116,8 @@ def describe_fields() -> dict[str, object]:
 
     ``node.i.hash`` digests what the plugin relies on (inputs, context, parameters and their
     kinds, choices and defaults): the plugin compares it with its build-time manifest before
-    using a live server. ``node.i.alpha``: ``HostHints.alpha``.
+    using a live server. ``node.i.alpha``: ``HostHints.alpha``. ``node.i.mask``: the name of
+    the optional mask clip ('' for none).
     """
     fields: dict[str, object] = {}
     nodes = ofx_nodes()
@@ -104,10 +131,13 @@ def describe_fields() -> dict[str, object]:
         fields[pre + "context"] = context_of(cls)
         fields[pre + "inputs"] = ofx_inputs(cls)
         fields[pre + "transition_param"] = transition_param(cls)
+        fields[pre + "mask"] = mask_clip(cls)
         params = [p for p in cls.params if p.name not in hidden_params(cls)]
         fields[pre + "alpha"] = cls.host.alpha
         fields[pre + "params"] = len(params)
         digest = [name, context_of(cls), str(ofx_inputs(cls)), transition_param(cls)]
+        if mask_clip(cls):  # (absent for others: their hash stays as it was)
+            digest += ["mask", mask_clip(cls), cls.host.mask_switch]
         for j, p in enumerate(params):
             pp = f"{pre}param.{j}."
             default = cls.host.defaults.get(p.name, p.default)

@@ -27,7 +27,7 @@ from vidfx.core.registry import node_type
 from vidfx.core.scheduler import ChunkRunner, clamp, needed_frames
 from vidfx.ops.resample import resize
 
-from .catalog import is_cut_transition, ofx_inputs, transition_param
+from .catalog import is_cut_transition, mask_clip, ofx_inputs, transition_param, uses_mask
 
 INPUT_CACHE_BYTES = 512 << 20  # input frames kept per instance for reuse
 
@@ -73,12 +73,18 @@ def parse_ranges(fields: dict[str, str], num_inputs: int) -> list[ClipRange]:  #
 
 
 class DirectLayout:
-    """Node input k is the host's input clip k; node index i is host time ``first_k + i``."""
+    """Node input k is the host's input clip k; node index i is host time ``first_k + i``.
 
-    def __init__(self, ranges: list[ClipRange]):
+    With ``mask`` (``HostHints.mask_input``), input 1 is the mask clip, which follows the
+    source's host times instead (node index i is host time ``first_0 + i`` of both clips,
+    clamped to the mask clip's frames), so the node sees two clips of the same length.
+    """
+
+    def __init__(self, ranges: list[ClipRange], mask: bool = False):
         self.clips = ranges
-        self.node_ranges = ranges  # what the node is configured with
-        self.key = ("direct", tuple(ranges))  # equal keys: same host frame -> node index mapping
+        self.mask = mask
+        self.node_ranges = [ranges[0]] * len(ranges) if mask else ranges  # what the node is configured with
+        self.key = ("direct", tuple(ranges), mask)  # equal keys: same host frame -> node index mapping
 
     def n_of(self, time: float) -> int:
         """The node's output index for a host time."""
@@ -86,8 +92,15 @@ class DirectLayout:
 
     def source(self, k: int, index: int) -> tuple[int, int]:
         """(host clip, host time) of the node's input k, frame ``index`` (clamped)."""
+        if self.mask and k == 1:
+            r0, r = self.clips[0], self.clips[1]
+            return 1, min(max(r0.first + r0.clamp(index), r.first), r.last)
         r = self.clips[k]
         return k, r.first + r.clamp(index)
+
+    def index_of(self, clip: int, time: int) -> int:
+        """The node-side index of host clip ``clip``'s frame at ``time``."""
+        return time - self.clips[0 if self.mask else clip].first
 
     def node_sizes(self, sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
         return sizes
@@ -111,6 +124,11 @@ class CutLayout:
         self.node_ranges = [ClipRange(0, self.length - 1)]
         self.key = ("cut", tuple(ranges), self.start, self.length, self.cut)
 
+    mask = False
+
+    def index_of(self, clip: int, time: int) -> int:
+        return time - self.start
+
     def n_of(self, time: float) -> int:
         return int(round(time)) - self.start
 
@@ -131,9 +149,11 @@ def describe_request(fields: dict[str, str]) -> tuple[str, dict[str, str], Direc
         raise RequestError("request lacks instance or node")
     cls = node_type(type_name)
     params = {k[6:]: v for k, v in fields.items() if k.startswith("param.")}
-    ranges = parse_ranges(fields, ofx_inputs(cls))
+    # a mask clip is input 1 when the plugin sends it (connected, gives images) and its switch is on
+    mask = bool(mask_clip(cls)) and "range.1" in fields and uses_mask(cls, params)
+    ranges = parse_ranges(fields, ofx_inputs(cls) + int(mask))
     if not is_cut_transition(cls):
-        return type_name, params, DirectLayout(ranges)
+        return type_name, params, DirectLayout(ranges, mask)
     if "range.out" in fields:
         first, last = (int(round(float(v))) for v in fields["range.out"].split(","))
     else:  # the span where both clips have frames
@@ -407,7 +427,7 @@ class Instance:
                 if self.config_key is None:
                     self.configure(*configure_args)
                 node = self.node
-        return needed_frames(node, n, [r.count for r in ranges])
+        return _needed(node, n, [r.count for r in ranges])
 
     def close(self) -> None:
         """Release every configured node."""
@@ -419,7 +439,7 @@ class Instance:
     # --- temporal windows and rendering (the engine's rules: vidfx.core.scheduler) -----------
     def frames_needed(self, n: int, ranges: list[ClipRange]) -> list[list[int]]:
         """Input indices (clamped) needed for output frame n, per input."""
-        return needed_frames(self.node, n, [r.count for r in ranges])
+        return _needed(self.node, n, [r.count for r in ranges])
 
     def render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
         """Output frame n as a (C, H, W) tensor; ``get_frame(k, index)`` gives input frames.
@@ -461,6 +481,23 @@ class Instance:
             raise RenderAborted()
         with torch.inference_mode():
             return self.node.render(n, inputs).data
+
+
+def _needed(node: Node, n: int, lengths: list[int]) -> list[list[int]]:
+    """``needed_frames``, with every input of a sequence node at its chunk's frames (the
+    ChunkRunner fetches each input's frame at every chunk index: a mask clip's frames)."""
+    out = needed_frames(node, n, lengths)
+    if isinstance(node, SequenceNode):
+        out = [out[0]] + [sorted({clamp(i, length) for i in out[0]}) for length in lengths[1:]]
+    return out
+
+
+def mask_frame(frame: Frame, alpha: torch.Tensor) -> Frame:
+    """A mask clip's frame as the node gets it: its alpha, (1, H, W), or its RGB, (3, H, W),
+    where the alpha is 1 everywhere (an opaque picture: its grey level is the mask)."""
+    if bool((alpha >= 1.0).all()):
+        return frame
+    return frame.with_data(alpha)
 
 
 class InstanceTable:

@@ -35,11 +35,11 @@ from vidfx.core.errors import VidfxError
 from . import protocol, transport
 from .catalog import describe_fields, ofx_nodes
 from .instances import (
-    DirectLayout,
     InstanceTable,
     MissingFrames,
     RenderAborted,
     RequestError,
+    mask_frame,
     request_scale,
     write_planes,
 )
@@ -254,6 +254,8 @@ def render(server: ServerState, fields: dict[str, str]) -> dict[str, object]:
             if not key.startswith("in."):
                 continue
             k = int(key.split(".")[1])
+            if k >= len(layout.clips):  # a mask clip whose switch is off: not the node's input
+                continue
             parts = value.split(",")
             t, w, h, off = (int(round(float(v))) for v in parts[:4])
             fp = parts[4] if len(parts) > 4 else ""
@@ -265,22 +267,24 @@ def render(server: ServerState, fields: dict[str, str]) -> dict[str, object]:
         if any(s is None for s in sizes):
             raise RequestError("render request lacks frames of some input")
 
-        def index_of(clip: int, t: int) -> int:
-            return t - layout.clips[clip].first if isinstance(layout, DirectLayout) else t - layout.start
-
         def planes(k: int, index: int) -> tuple:
             """(Frame, alpha) of the node's input k, frame index (clamped)."""
             return inst.input_frame(*layout.source(k, index))
+
+        def node_frame(k: int, index: int):
+            """The node's input k, frame index: a mask clip's as one channel (``mask_frame``)."""
+            frame, alpha = planes(k, index)
+            return mask_frame(frame, alpha) if layout.mask and k == 1 else frame
 
         n = layout.n_of(float(fields["time"]))
         with inst.lock:
             inst.set_live_param(fields)
             inst.configure(layout.node_sizes(sizes), layout.node_ranges, _fps(fields), request_scale(fields))  # type: ignore[arg-type]
-            received, reused = inst.take_inputs(entries, index_of, layout.key)
+            received, reused = inst.take_inputs(entries, layout.index_of, layout.key)
             server.frames_received += received
             server.frames_reused += reused
             started = time.perf_counter()
-            data = inst.render(n, layout.node_ranges, lambda k, i: planes(k, i)[0], aborted)
+            data = inst.render(n, layout.node_ranges, node_frame, aborted)
             server.node_seconds += time.perf_counter() - started
             src, alpha = planes(0, n)
         if aborted.is_set():
