@@ -230,3 +230,28 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(vidfx.VidfxError, match="no CUDA"):
             resolve_device("cuda")
+
+
+class SumOfTwo(SequenceNode):
+    """A two-input sequence node: checks both inputs come at the same frame numbers."""
+
+    type_name = "sum_of_two"
+    num_inputs = 2
+    chunk_length = 5
+    chunk_overlap = 2
+
+    def render_chunk(self, frames, others):
+        assert [f.index for f in frames] == [f.index for f in others]
+        return [a.data + b.data for a, b in zip(frames, others, strict=True)]
+
+
+def test_sequence_node_gets_every_input_at_the_chunk_frames():
+    node = SumOfTwo()
+    assert needed_frames(node, 4, [12, 12]) == [list(range(8))] * 2  # frame 4 is in chunks 0-4 and 3-7
+    assert needed_frames(node, 4, [12, 3])[1] == [0, 1, 2]  # clamped to the shorter input
+    a = vidfx.Clip.from_frames(np.stack([np.full((4, 6, 3), i / 20, np.float32) for i in range(12)]))
+    b = vidfx.Clip.from_frames(np.stack([np.full((4, 6, 3), 0.5, np.float32) for _ in range(12)]))
+    out = [f.data for f in a.apply(node, b)]
+    assert len(out) == 12
+    for i, data in enumerate(out):
+        assert torch.allclose(data, torch.full_like(data, i / 20 + 0.5), atol=1e-6)

@@ -117,8 +117,8 @@ def test_clip_seed_is_stable():
     assert fe.clip_seed("bear", 0) != fe.clip_seed("bear", 1)
 
 
-@pytest.mark.skipif(not CLIP.exists(), reason="shared data not present")
 def test_main_json_rows(tmp_path: Path, capsys):
+    assert CLIP.exists(), f"development data missing: {CLIP}"
     out = tmp_path / "rows.json"
     args = [str(CLIP), "--frames", "6", "--width", "320", "--methods", "telea", "ns", "--shape-files", "10"]
     assert fe.main([*args, "--regime", "moving", "--json", str(out)]) == 0

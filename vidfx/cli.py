@@ -222,7 +222,8 @@ def cmd_nodes(args) -> int:
         return EXIT_OK
     for name, schema in types.items():
         inputs = schema["inputs"]
-        print(f"{name} ({inputs} input{'s' if inputs != 1 else ''}): {schema['description']}")
+        counted = "1 or more inputs" if inputs < 0 else f"{inputs} input{'s' if inputs != 1 else ''}"
+        print(f"{name} ({counted}): {schema['description']}")
         for p in schema["params"]:
             print(f"    {param_from(p).describe()}")
     if not args.name:

@@ -78,13 +78,13 @@ def clamp(index: int, length: int) -> int:
 def needed_frames(node: Node, n: int, lengths: list[int]) -> list[list[int]]:
     """Input frame indices (clamped to ``lengths``) that output frame ``n`` of ``node`` needs.
 
-    A sequence node needs every frame of the chunks that cover ``n`` from its first input,
-    and frame ``n`` of any other input.
+    A sequence node needs every frame of the chunks that cover ``n`` (chunks follow its first
+    input; the same frame numbers of any other input, e.g. a mask clip, come with them).
     """
     if isinstance(node, SequenceNode):
         parts = chunk_plan(n, lengths[0], node.chunk_length, node.chunk_overlap)
         first = sorted({i for p in parts for i in range(p.start, p.stop)})
-        return [first] + [[clamp(n, length)] for length in lengths[1:]]
+        return [first] + [sorted({clamp(i, length) for i in first}) for length in lengths[1:]]
     return [[clamp(i, length) for i in idxs] for idxs, length in zip(node.frames_needed(n), lengths, strict=True)]
 
 

@@ -427,7 +427,7 @@ class Instance:
                 if self.config_key is None:
                     self.configure(*configure_args)
                 node = self.node
-        return _needed(node, n, [r.count for r in ranges])
+        return needed_frames(node, n, [r.count for r in ranges])
 
     def close(self) -> None:
         """Release every configured node."""
@@ -439,7 +439,7 @@ class Instance:
     # --- temporal windows and rendering (the engine's rules: vidfx.core.scheduler) -----------
     def frames_needed(self, n: int, ranges: list[ClipRange]) -> list[list[int]]:
         """Input indices (clamped) needed for output frame n, per input."""
-        return _needed(self.node, n, [r.count for r in ranges])
+        return needed_frames(self.node, n, [r.count for r in ranges])
 
     def render(self, n: int, ranges: list[ClipRange], get_frame, aborted: threading.Event) -> torch.Tensor:
         """Output frame n as a (C, H, W) tensor; ``get_frame(k, index)`` gives input frames.
@@ -481,15 +481,6 @@ class Instance:
             raise RenderAborted()
         with torch.inference_mode():
             return self.node.render(n, inputs).data
-
-
-def _needed(node: Node, n: int, lengths: list[int]) -> list[list[int]]:
-    """``needed_frames``, with every input of a sequence node at its chunk's frames (the
-    ChunkRunner fetches each input's frame at every chunk index: a mask clip's frames)."""
-    out = needed_frames(node, n, lengths)
-    if isinstance(node, SequenceNode):
-        out = [out[0]] + [sorted({clamp(i, length) for i in out[0]}) for length in lengths[1:]]
-    return out
 
 
 def mask_frame(frame: Frame, alpha: torch.Tensor) -> Frame:

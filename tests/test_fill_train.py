@@ -1,0 +1,68 @@
+"""`vidfx train fill` on a tiny data folder: it trains, writes weights, and resumes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidfx.fill.data import EVAL_SCENES, training_pictures
+from vidfx.fill.train import main
+from vidfx.ops.weights import read_weights
+
+
+def tiny_data(root: Path, src: Path) -> Path:
+    """A data folder with a few real pictures and labels of each kind training reads
+    (copied from ``src``, the development data)."""
+    for sub in ("train_hr",):
+        (root / sub).mkdir(parents=True)
+        for f in sorted((src / sub).glob("*.jpg"))[:2]:
+            shutil.copy(f, root / sub / f.name)
+    for split in ("train", "val"):
+        (root / "camvid" / split).mkdir(parents=True)
+        (root / "camvid" / f"{split}annot").mkdir(parents=True)
+        for f in sorted((src / "camvid" / split).glob("*.jpg"))[:3]:
+            shutil.copy(f, root / "camvid" / split / f.name)
+            label = src / "camvid" / f"{split}annot" / (f.stem + ".png")
+            shutil.copy(label, root / "camvid" / f"{split}annot" / label.name)
+    (root / "scenes").mkdir()
+    shutil.copy(src / "scenes" / "mmtracking_demo.mp4", root / "scenes")
+    shutil.copy(src / "scenes" / EVAL_SCENES[0], root / "scenes")  # must be left out
+    return root
+
+
+def test_training_reads_no_evaluation_clip(tmp_path, shared_clips):
+    data = tiny_data(tmp_path / "data", shared_clips.parent)
+    pictures = training_pictures(data, scenes_every=1, scenes_limit=3)
+    assert len(pictures) == 2 + 3 + 3  # train_hr, CamVid train, 3 frames of the training scene only
+    assert all(p.dtype == np.uint8 and p.shape[2] == 3 for p in pictures)
+
+
+def test_train_writes_weights_and_resumes(tmp_path, shared_clips):
+    data = tiny_data(tmp_path / "data", shared_clips.parent)
+    out = tmp_path / "run"
+    args = [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--batch",
+        "2",
+        "--crop",
+        "64",
+        "--val-steps",
+        "1",
+        "--threads",
+        "1",
+    ]
+    assert main([*args, "--iters", "3"]) == 0
+    weights = read_weights(out / "best.pt", "fill")
+    assert weights.meta["steps"] == 1 and weights.meta["step"] == 3
+    first = torch.load(out / "last.pt", weights_only=True)
+    assert first["step"] == 3
+    assert main([*args, "--iters", "5", "--resume"]) == 0
+    second = torch.load(out / "last.pt", weights_only=True)
+    assert second["step"] == 5
+    assert "resumed at step 3" in (out / "log.txt").read_text()
