@@ -59,7 +59,9 @@ def decoder_table(repeat: int) -> None:
                 model.denoise(noisy, t, prep)
             lazy_time = (time.perf_counter() - t0) / repeat
             rows.append((frac, sel.count, lazy_time, full_time / lazy_time))
-    print(f"decoder on a {w}x{h} canvas ({full['sel'].count} tokens), {meta['steps']} step(s) by default; encoder {enc_time * 1000:.1f} ms once per frame")
+    tokens, steps = full["sel"].count, meta["steps"]
+    print(f"decoder on a {w}x{h} canvas ({tokens} tokens), {steps} step(s) by default")
+    print(f"encoder: {enc_time * 1000:.1f} ms, once per generated frame")
     print(f"{'hole':>6} {'tokens':>7} {'ms/call':>8} {'full/lazy':>9}")
     for frac, count, lazy_time, speedup in rows:
         print(f"{frac * 100:5.0f}% {count:7d} {lazy_time * 1000:8.2f} {speedup:8.1f}x")
@@ -81,7 +83,8 @@ def node_speed(frames_count: int) -> None:
     t0 = time.perf_counter()
     sum(1 for _ in src)  # the source alone, subtracted
     base = time.perf_counter() - t0
-    print(f"fill node, defaults, {w}x{h}, {n} frames, hole {holes.mean() * 100:.1f}% of the frame: {(total - base) / n:.2f} s/frame")
+    area = holes.mean() * 100
+    print(f"fill node, defaults, {w}x{h}, {n} frames, hole {area:.1f}% of the frame: {(total - base) / n:.2f} s/frame")
 
 
 def main() -> None:

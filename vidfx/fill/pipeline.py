@@ -98,16 +98,27 @@ class FillPipeline:
         return out
 
     def _carry(self, previous: np.ndarray, flows: Flows, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """The previous output frame warped into frame t's geometry, and where its source
-        lies inside the previous frame."""
+        """The previous output frame warped into frame t's geometry, and where that can be
+        trusted: the source lies inside the previous frame and the flows t -> t-1 -> t agree
+        (forward-backward check), so nothing is carried across a cut or an occlusion."""
         h, w = previous.shape[:2]
-        flow = flows.backward[t - 1 - flows.first]  # frame t -> t-1, work scale
-        if flow.shape[:2] != (h, w):
-            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-            flow = flow * np.array([1 / flows.sx, 1 / flows.sy], np.float32)
+        back = flows.backward[t - 1 - flows.first]  # frame t -> t-1, work scale
+        fwd = flows.forward[t - 1 - flows.first]  # frame t-1 -> t
+        sh, sw = back.shape[:2]
+        ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
+        there = cv2.remap(fwd, xs + back[..., 0], ys + back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        err = np.hypot(back[..., 0] + there[..., 0], back[..., 1] + there[..., 1])
+        limit = self.settings.propagation.consistency + 0.05 * np.hypot(back[..., 0], back[..., 1])
+        agree = (err < limit).astype(np.uint8)
+        flow = back
+        if (sh, sw) != (h, w):
+            flow = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR) * np.array(
+                [1 / flows.sx, 1 / flows.sy], np.float32
+            )
+            agree = cv2.resize(agree, (w, h), interpolation=cv2.INTER_NEAREST)
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
         sx, sy = xs + flow[..., 0], ys + flow[..., 1]
-        inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+        inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1) & (agree > 0)
         return backward_warp_np(previous, flow), inside
 
     def fill_still(self, image: np.ndarray, hole: np.ndarray) -> np.ndarray:

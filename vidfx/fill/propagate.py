@@ -22,7 +22,7 @@ from vidfx.ops.flow import DISFlow
 
 _CROSS = np.array([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]], np.float32)
 _SAMPLE_COLS = 1024  # points are sampled as a (rows, 1024) map: cv2.remap wants sides < 32767
-FLOW_DILATE = 3  # px at the work scale: DIS patches bleed the object's motion this far out of the hole
+FLOW_DILATE = 16  # px at the work scale: DIS patches bleed the object's motion this far out of the hole
 RING = 2  # px: width of the ring of known pixels the seam offset is measured on
 WORK_LONG_SIDE = 640  # px: automatic work scale (DIS costs about 10 ms at 960x540)
 MAGNITUDE_SLACK = 0.05  # consistency threshold grows by this fraction of the flow length
@@ -154,7 +154,8 @@ class PropagationConfig:
     ``window``: frames traced each way; ``preset``: DIS preset; ``consistency``: forward-backward
     threshold in px (grows by 5 % of the flow length); ``work_scale``: flows are computed on a
     copy scaled by this factor (0: automatic, so that the long side is at most
-    ``WORK_LONG_SIDE``); ``blend``: seam correction; ``agreement``: where both directions
+    ``WORK_LONG_SIDE``); ``blend``: seam correction; ``flow_dilate``: px (work scale) around
+    the hole whose flow is replaced by the completed one; ``agreement``: where both directions
     find a colour and they differ by more than this (max over channels, 0..1), the spot shows
     something that moves on its own (not static background), so neither is used and the
     pixel is left for generation (0 = always use them).
@@ -166,6 +167,7 @@ class PropagationConfig:
     work_scale: float = 0.0
     blend: bool = True
     agreement: float = 0.0
+    flow_dilate: int = FLOW_DILATE
 
     def scale_for(self, height: int, width: int) -> float:
         """Factor the frames are scaled by for the flow."""
@@ -219,9 +221,10 @@ class Propagator:
             greys.append(grey_u8(torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))))
             small_holes.append(hole > 0)
         out = Flows(first=first, sx=ws[0] / w, sy=ws[1] / h)
+        grow = self.config.flow_dilate
         for k in range(len(greys) - 1):
-            out.forward.append(complete_flow(self.dis(greys[k], greys[k + 1]), small_holes[k]))
-            out.backward.append(complete_flow(self.dis(greys[k + 1], greys[k]), small_holes[k + 1]))
+            out.forward.append(complete_flow(self.dis(greys[k], greys[k + 1]), small_holes[k], grow))
+            out.backward.append(complete_flow(self.dis(greys[k + 1], greys[k]), small_holes[k + 1], grow))
         return out
 
     def run(
