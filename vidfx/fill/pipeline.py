@@ -25,7 +25,7 @@ from vidfx.ops.weights import Weights, load_model
 
 from .data import telea
 from .model import LazyFill, LazyFillConfig
-from .propagate import Flows, PropagationConfig, Propagator
+from .propagate import Flows, PropagationConfig, Propagator, consistent
 
 FAMILY = "fill"
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "lazyfill.pt"
@@ -99,19 +99,16 @@ class FillPipeline:
 
     def _carry(self, previous: np.ndarray, flows: Flows, t: int) -> tuple[np.ndarray, np.ndarray]:
         """The previous output frame warped into frame t's geometry, and where that can be
-        trusted: the source lies inside the previous frame and the flows t -> t-1 -> t agree
-        (forward-backward check), so nothing is carried across a cut or an occlusion."""
+        trusted: no cut in between, the source lies inside the previous frame and the flows
+        t -> t-1 -> t agree (forward-backward check), so nothing crosses an occlusion."""
         h, w = previous.shape[:2]
-        back = flows.backward[t - 1 - flows.first]  # frame t -> t-1, work scale
-        fwd = flows.forward[t - 1 - flows.first]  # frame t-1 -> t
-        sh, sw = back.shape[:2]
-        ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
-        there = cv2.remap(fwd, xs + back[..., 0], ys + back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        err = np.hypot(back[..., 0] + there[..., 0], back[..., 1] + there[..., 1])
-        limit = self.settings.propagation.consistency + 0.05 * np.hypot(back[..., 0], back[..., 1])
-        agree = (err < limit).astype(np.uint8)
+        k = t - 1 - flows.first
+        if flows.cut_after(k):
+            return previous, np.zeros((h, w), bool)
+        back = flows.backward[k]  # frame t -> t-1, work scale
+        agree = consistent(back, flows.forward[k], self.settings.propagation.consistency).astype(np.uint8)
         flow = back
-        if (sh, sw) != (h, w):
+        if back.shape[:2] != (h, w):
             flow = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR) * np.array(
                 [1 / flows.sx, 1 / flows.sy], np.float32
             )
