@@ -106,7 +106,7 @@ class FillPipeline:
         if flows.cut_after(k):
             return previous, np.zeros((h, w), bool)
         back = flows.backward[k]  # frame t -> t-1, work scale
-        agree = consistent(back, flows.forward[k], self.settings.propagation.consistency).astype(np.uint8)
+        agree: np.ndarray = consistent(back, flows.forward[k], self.settings.propagation.consistency).astype(np.uint8)
         flow = back
         if back.shape[:2] != (h, w):
             flow = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR) * np.array(

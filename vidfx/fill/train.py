@@ -77,7 +77,7 @@ def diffusion_loss(model: LazyFill, truth: torch.Tensor, hole: torch.Tensor, coa
 def validation_set(pictures: list[np.ndarray], shapes: ObjectShapes, crop: int) -> list[tuple[torch.Tensor, ...]]:
     """Fixed validation examples (same holes every time), one per picture."""
     rng = np.random.default_rng(1234)
-    out = []
+    out: list[tuple[torch.Tensor, ...]] = []
     for pic in pictures:
         truth, hole, coarse = make_example(pic, rng, shapes, CropConfig(size=crop, long_side=(300, 300)))
         out.append(
