@@ -24,7 +24,7 @@ import torch
 
 from vidfx.diffusion.schedule import add_noise
 from vidfx.ops.loader import batch_stream
-from vidfx.ops.weights import load_checkpoint, save_checkpoint, save_weights, write_run_args
+from vidfx.ops.weights import load_checkpoint, save_checkpoint, save_weights, start_run
 
 from .data import DATA, CropConfig, FillBatches, make_example, training_pictures, validation_pictures
 from .maskgen import ObjectShapes
@@ -118,15 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     device = torch.device(args.device)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_args(out, args)
-    log = open(out / "log.txt", "a")
-
-    def say(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        log.write(line + "\n")
-        log.flush()
+    say = start_run(out, args)
 
     data = Path(args.data)
     pictures = training_pictures(data)

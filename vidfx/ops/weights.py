@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -242,3 +243,21 @@ def write_run_args(out: str | Path, args: Any) -> Path:
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def start_run(out: str | Path, args: Any) -> Callable[[str], None]:
+    """Start a training run in folder ``out``: create it, write ``args.json`` (see
+    :func:`write_run_args`) and return ``say(message)``, which prints a time-stamped line and
+    appends it to ``out/log.txt``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_args(out, args)
+    log_path = out / "log.txt"
+
+    def say(message: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        print(line, flush=True)
+        with open(log_path, "a") as log:
+            log.write(line + "\n")
+
+    return say

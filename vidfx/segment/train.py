@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from vidfx.ops.loader import batch_stream
-from vidfx.ops.weights import load_checkpoint, save_checkpoint, write_run_args
+from vidfx.ops.weights import load_checkpoint, save_checkpoint, start_run
 
 from .arch import CONFIGS, MBConvUNet, SegNetConfig
 from .data import DEFAULT_CAMVID, NUM_CLASSES, VOID, AugmentConfig, augment, class_weights, load_split
@@ -109,15 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     device = torch.device(args.device)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_args(out, args)
-    log = open(out / "log.txt", "a")
-
-    def say(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        log.write(line + "\n")
-        log.flush()
+    say = start_run(out, args)
 
     train_images, train_labels, _ = load_split(args.dataset, "train")
     if (Path(args.dataset) / "val").is_dir():
