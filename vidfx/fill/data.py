@@ -27,8 +27,9 @@ EVAL_SCENES = ("sam2_01_dog.mp4", "sam2_04_coffee.mp4", "intel_bottle-detection.
 SKIP_SCENES = ("androidx_hdr10-av1.mp4",)
 
 
-def telea(image: np.ndarray, hole: np.ndarray, radius: int = 3) -> np.ndarray:
-    """OpenCV's Telea inpainting of ``hole`` (the coarse fill and a baseline of the evaluation).
+def inpaint(image: np.ndarray, hole: np.ndarray, method: str = "telea", radius: int = 3) -> np.ndarray:
+    """OpenCV's single-picture inpainting of ``hole``: ``telea`` or ``ns`` (Navier-Stokes).
+    Telea is the coarse fill the generator refines; both are baselines of the evaluation.
 
     Shape:
         - image: :math:`(H, W, 3)` float32 0..1 (or uint8)
@@ -38,8 +39,13 @@ def telea(image: np.ndarray, hole: np.ndarray, radius: int = 3) -> np.ndarray:
     u8 = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
     if not hole.any():
         return u8.astype(np.float32) / 255
-    out = cv2.inpaint(u8, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
-    return out.astype(np.float32) / 255
+    flag = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}[method]
+    return cv2.inpaint(u8, hole.astype(np.uint8), radius, flag).astype(np.float32) / 255
+
+
+def telea(image: np.ndarray, hole: np.ndarray, radius: int = 3) -> np.ndarray:
+    """:func:`inpaint` with Telea's method."""
+    return inpaint(image, hole, "telea", radius)
 
 
 def _fit(image: np.ndarray, long_side: int) -> np.ndarray:

@@ -315,35 +315,31 @@ def crop_patches(
 # ---------------------------------------------------------------- methods
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float 0..1 to uint8, rounding and clipping (any shape)."""
-    return np.clip(frames * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def inpaint_frames(frames: np.ndarray, holes: np.ndarray, flag: int) -> np.ndarray:
-    """``cv2.inpaint`` (radius ``INPAINT_RADIUS``, ``flag`` = ``cv2.INPAINT_TELEA`` or
-    ``cv2.INPAINT_NS``) on each frame, as uint8.
+def inpaint_frames(frames: np.ndarray, holes: np.ndarray, method: str) -> np.ndarray:
+    """:func:`vidfx.fill.data.inpaint` (``telea`` or ``ns``, radius ``INPAINT_RADIUS``) on each
+    frame, through uint8.
 
     Shape:
         - frames: :math:`(T, H, W, 3)` float 0..1; holes: bool :math:`(T, H, W)`
         - output: float32 :math:`(T, H, W, 3)`, 0..1
     """
+    from .data import inpaint
+
     out = np.array(frames, np.float32, copy=True)
     for t, (frame, hole) in enumerate(zip(frames, np.asarray(holes, bool))):
         if hole.any():
-            filled = cv2.inpaint(to_uint8(frame), hole.astype(np.uint8), INPAINT_RADIUS, flag)
-            out[t] = filled.astype(np.float32) / 255.0
+            out[t] = inpaint(frame, hole, method, INPAINT_RADIUS)
     return out
 
 
 def run_telea(frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
     """Telea inpainting per frame."""
-    return inpaint_frames(frames, holes, cv2.INPAINT_TELEA)
+    return inpaint_frames(frames, holes, "telea")
 
 
 def run_ns(frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
     """Navier-Stokes inpainting per frame."""
-    return inpaint_frames(frames, holes, cv2.INPAINT_NS)
+    return inpaint_frames(frames, holes, "ns")
 
 
 def run_propagation(frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
@@ -351,7 +347,7 @@ def run_propagation(frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
     from .propagate import PropagationConfig, Propagator
 
     filled, remaining = Propagator(PropagationConfig()).run(frames, holes)
-    return inpaint_frames(np.asarray(filled, np.float32), np.asarray(remaining, bool), cv2.INPAINT_TELEA)
+    return inpaint_frames(np.asarray(filled, np.float32), np.asarray(remaining, bool), "telea")
 
 
 def run_ours(frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
