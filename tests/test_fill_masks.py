@@ -55,6 +55,9 @@ def test_mask_from_frame_alpha_luma_and_grey():
     assert out[1, 1] == pytest.approx(0.587, abs=1e-3)
     assert out[0, 1] == 0.0
 
+    opaque = torch.cat([rgb, torch.ones(1, 2, 2)])  # a matte in the RGB of an opaque RGBA file
+    assert torch.allclose(mask_from_frame(opaque), mask_from_frame(rgb))
+
     grey = torch.full((1, 2, 2), 0.25)
     assert torch.equal(mask_from_frame(grey), torch.full((2, 2), 0.25))
     with pytest.raises(ValueError):
@@ -249,3 +252,18 @@ def test_object_shapes_rejects_empty_folder(tmp_path):
 
     with pytest.raises(MediaError):
         ObjectShapes.from_camvid(tmp_path)
+
+
+def test_overlapping_and_nested_shapes_add_up():
+    shapes = parse_shapes(
+        [
+            {"type": "box", "keys": {0: [0, 0, 9, 9]}},
+            {"type": "box", "keys": {0: [5, 5, 14, 14]}},  # overlaps the first
+            {"type": "box", "keys": {0: [20, 0, 39, 19]}},
+            {"type": "box", "keys": {0: [25, 5, 30, 10]}},  # inside the third
+        ],
+        "fill.shapes",
+    )
+    m = rasterize_shapes(shapes, 0, 40, 20)
+    assert m[7, 7] == 1 and m[7, 27] == 1
+    assert m.sum() == 100 + 100 - 25 + 400

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
 
 import vidfx
 from vidfx.core.errors import GraphError, ModelError, ParamError
+from vidfx.core.frame import ClipInfo, EndOfStream, Frame
+from vidfx.core.node import SourceNode
 from vidfx.diffusion.schedule import add_noise, ddim_sample
 from vidfx.fill.model import LazyFill, LazyFillConfig, hole_tokens
 from vidfx.fill.pipeline import SHIPPED_WEIGHTS, FillPipeline, FillSettings, build_lazyfill
@@ -48,6 +52,33 @@ def test_empty_mask_passes_frames_through_untouched():
     out = frames_of(src.fill(mask_clip(np.zeros((5, 48, 64)))))
     ref = frames_of(src)
     assert torch.equal(out, ref)
+
+
+def test_empty_mask_is_bit_exact_across_chunk_overlaps():
+    frames = np.stack([texture(24, 32, s) for s in range(20)])
+    src = vidfx.Clip.from_frames(frames)
+    out = frames_of(src.fill(mask_clip(np.zeros((20, 24, 32))), chunk=8, overlap=6))
+    assert torch.equal(out, frames_of(src))
+
+
+class ShortMatte(SourceNode):
+    """A grey matte that claims 10 frames but ends after 6 (a file cut short)."""
+
+    type_name = "short_matte"
+
+    def configure(self, inputs, device):
+        return ClipInfo(width=32, height=24, fps=Fraction(25), num_frames=10, channels=1, time_base=Fraction(1, 25))
+
+    def read(self, n):
+        if n >= 6:
+            raise EndOfStream(6)
+        return Frame(torch.zeros(1, 24, 32), index=n, pts=n)
+
+
+def test_a_mask_clip_that_ends_early_is_an_error():
+    src = vidfx.Clip.from_frames(np.stack([texture(24, 32, s) for s in range(10)]))
+    with pytest.raises(GraphError, match="mask clip has no frame 6"):
+        frames_of(src.fill(vidfx.Clip(ShortMatte()), chunk=4, overlap=1))
 
 
 def test_mask_clip_of_another_size_length_or_rate_is_an_error():

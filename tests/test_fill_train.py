@@ -29,7 +29,9 @@ def tiny_data(root: Path, src: Path) -> Path:
             shutil.copy(label, root / "camvid" / f"{split}annot" / label.name)
     (root / "scenes").mkdir()
     shutil.copy(src / "scenes" / "mmtracking_demo.mp4", root / "scenes")
-    shutil.copy(src / "scenes" / EVAL_SCENES[0], root / "scenes")  # must be left out
+    for name in EVAL_SCENES:  # the evaluation's tripod shots: must be left out
+        shutil.copy(src / "scenes" / name, root / "scenes")
+    shutil.copytree(src / "clips", root / "clips")  # the evaluation's moving clips: never read
     return root
 
 
@@ -37,6 +39,8 @@ def test_training_reads_no_evaluation_clip(tmp_path, shared_clips):
     data = tiny_data(tmp_path / "data", shared_clips.parent)
     pictures = training_pictures(data, scenes_every=1, scenes_limit=3)
     assert len(pictures) == 2 + 3 + 3  # train_hr, CamVid train, 3 frames of the training scene only
+    sizes = {p.shape[:2] for p in pictures[5:]}
+    assert sizes == {(360, 640)}  # mmtracking_demo (1920x1080, shrunk), none of the evaluation clips
     assert all(p.dtype == np.uint8 and p.shape[2] == 3 for p in pictures)
 
 

@@ -12,12 +12,13 @@ import torch
 
 from vidfx.core.errors import MediaError, ModelError, ParamError
 from vidfx.core.frame import ClipInfo, Frame
+from vidfx.ops.flow import consistent_mask
 from vidfx.segment.arch import CONFIGS, MBConvUNet, ModifiedMBConv, SegNetConfig
 from vidfx.segment.data import CLASS_NAMES, DEFAULT_CAMVID, NUM_CLASSES, VOID, class_weights
 from vidfx.segment.metrics import confusion_matrix, iou_per_class, mean_iou
 from vidfx.segment.model import DEFAULT_WEIGHTS, load_model, predict_logits, save_weights
 from vidfx.segment.node import SegmentNode
-from vidfx.segment.smoothing import TemporalSmoother, consistent_mask, flicker, flicker_motion
+from vidfx.segment.smoothing import TemporalSmoother, flicker, flicker_motion
 
 
 @pytest.fixture(autouse=True, scope="module")

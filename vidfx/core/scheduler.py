@@ -121,7 +121,10 @@ class ChunkRunner:
         for part in parts:
             frames, results = self._chunk(part, fetch, content_key)
             outs.append((results[n - part.start], part.weight))
-        data = outs[0][0] if len(outs) == 1 else outs[0][0] * outs[0][1] + outs[1][0] * outs[1][1]
+        if len(outs) == 1 or outs[0][0] is outs[1][0] or torch.equal(outs[0][0], outs[1][0]):
+            data = outs[0][0]  # nothing to blend: bit for bit what both chunks gave (a pass-through)
+        else:
+            data = outs[0][0] * outs[0][1] + outs[1][0] * outs[1][1]
         return data, frames[0][n - parts[-1].start]
 
     def _chunk(

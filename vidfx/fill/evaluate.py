@@ -59,13 +59,15 @@ import numpy as np
 import torch
 
 from ..core.errors import MediaError
-from ..ops.flow import DISFlow
+from ..ops.colour import grey_u8
+from ..ops.flow import DISFlow, consistent_mask
 from ..ops.warp import backward_warp_np
+from .data import EVAL_SCENES, inpaint
 from .features import frechet_distance, patch_features
 
 DATA_ROOT = Path(os.environ.get("VIDFX_DATA", "/work/shared/data"))
 MOVING_CLIPS = ("bear.mp4", "paragliding-launch.mp4", "apple.mp4", "pillow.mp4", "teddy.mp4")  # in clips/
-STATIC_CLIPS = ("sam2_01_dog.mp4", "sam2_04_coffee.mp4", "intel_bottle-detection.mp4", "mdn_flower.webm")  # scenes/
+STATIC_CLIPS = EVAL_SCENES  # scenes/: the tripod shots training never reads
 REGIMES = ("moving", "static")
 METHODS = ("telea", "ns", "propagation", "ours")
 METRICS = ("psnr_masked", "ssim_masked", "warp_error", "fd", "seconds_per_frame")
@@ -224,18 +226,12 @@ def truth_flows(truth: np.ndarray, preset: str = FLOW_PRESET) -> tuple[np.ndarra
     """
     dis = DISFlow(preset)
     t, h, w = truth.shape[:3]
-    greys = [cv2.cvtColor(np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY) for f in truth]
+    greys = [grey_u8(np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)) for f in truth]
     flows = np.zeros((max(t - 1, 0), h, w, 2), np.float32)
     valid = np.zeros((max(t - 1, 0), h, w), bool)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     for i in range(t - 1):
         fw = dis(greys[i], greys[i + 1])
-        bw = backward_warp_np(dis(greys[i + 1], greys[i]), fw)
-        err = np.sum((fw + bw) ** 2, -1)
-        ok = err < 0.01 * (np.sum(fw**2, -1) + np.sum(bw**2, -1)) + 0.5
-        tx, ty = xs + fw[..., 0], ys + fw[..., 1]
-        ok &= (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-        flows[i], valid[i] = fw, ok
+        flows[i], valid[i] = fw, consistent_mask(fw, dis(greys[i + 1], greys[i]), alpha=0.01, beta=0.5)
     return flows, valid
 
 
@@ -323,7 +319,6 @@ def inpaint_frames(frames: np.ndarray, holes: np.ndarray, method: str) -> np.nda
         - frames: :math:`(T, H, W, 3)` float 0..1; holes: bool :math:`(T, H, W)`
         - output: float32 :math:`(T, H, W, 3)`, 0..1
     """
-    from .data import inpaint
 
     out = np.array(frames, np.float32, copy=True)
     for t, (frame, hole) in enumerate(zip(frames, np.asarray(holes, bool))):

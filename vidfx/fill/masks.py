@@ -21,7 +21,9 @@ _SHIFT = 4  # fillPoly sub-pixel bits: vertices are placed to 1/16 px
 
 
 def mask_from_frame(data: torch.Tensor) -> torch.Tensor:
-    """The mask carried by one frame of a mask clip: alpha if it has one, else its luma.
+    """The mask carried by one frame of a mask clip: its alpha, unless the frame has none or
+    its alpha is 1 everywhere (an opaque picture, e.g. a matte rendered into RGB of an RGBA
+    file): then its luma.
 
     Shape:
         - data: :math:`(C, H, W)`, C in {1, 3, 4}, float, nominal 0..1
@@ -30,10 +32,10 @@ def mask_from_frame(data: torch.Tensor) -> torch.Tensor:
     if data.dim() != 3 or data.shape[0] not in (1, 3, 4):
         raise ValueError(f"mask frame must be (C, H, W) with C in 1, 3, 4; got {tuple(data.shape)}")
     channels = data.shape[0]
-    if channels == 4:
+    if channels == 4 and bool((data[3] < 1.0).any()):
         mask = data[3]
-    elif channels == 3:
-        mask = luma(data.float())[0]
+    elif channels in (3, 4):
+        mask = luma(data[:3].float())[0]
     else:
         mask = data[0]
     return mask.float().clamp(0.0, 1.0)
@@ -165,9 +167,9 @@ def rasterize_shapes(shapes: Sequence[Shape], n: int, width: int, height: int, s
         - output: :math:`(H, W)` float32, 0 or 1
     """
     canvas = np.zeros((height, width), dtype=np.uint8)
-    polygons = [np.round(s.at(n) * scale * (1 << _SHIFT)).astype(np.int32) for s in shapes]
-    if polygons:
-        cv2.fillPoly(canvas, polygons, (1,), lineType=cv2.LINE_8, shift=_SHIFT)
+    for shape in shapes:  # one call per shape: fillPoly's even-odd rule would cut overlaps out
+        polygon = np.round(shape.at(n) * scale * (1 << _SHIFT)).astype(np.int32)
+        cv2.fillPoly(canvas, [polygon], (1,), lineType=cv2.LINE_8, shift=_SHIFT)
     return canvas.astype(np.float32)
 
 

@@ -379,7 +379,8 @@ class LazyFill(nn.Module):
         p = self.cfg.patch
         grid = (coarse.shape[2] // p, coarse.shape[3] // p)
         local, context = self.encoder(coarse, hole, offset)
-        chosen = hole_tokens(hole, p) if lazy else torch.ones(coarse.shape[0], grid[0] * grid[1], dtype=torch.bool)
+        every = torch.ones(coarse.shape[0], grid[0] * grid[1], dtype=torch.bool, device=coarse.device)
+        chosen = hole_tokens(hole, p) if lazy else every
         sel = select_tokens(chosen, grid)
         local_tokens = gather_tokens(local.flatten(2).transpose(1, 2), sel)
         mask_pixels = gather_tokens(patchify(hole.float(), p), sel)

@@ -46,7 +46,7 @@ class FillNode(SequenceNode):
             "",
             "boxes/polygons to remove, as YAML: [{type: box, keys: {0: [x0, y0, x1, y1], 30: [...]}}, "
             "{type: polygon, keys: {0: [[x, y], ...]}}]; pixel coordinates of the full frame, frame "
-            "numbers of the input, linear between keyframes",
+            "numbers of the input (in a host: from the clip's first frame), linear between keyframes",
         ),
         Param("use_mask", "bool", True, "use the mask clip (second input) when one is connected"),
         Param("dilate", "float", 4.0, "grow the mask by this many pixels (covers edges and shadows)", min=0, max=200),
@@ -125,6 +125,13 @@ class FillNode(SequenceNode):
         if self.pipeline is None:
             raise RuntimeError("fill: configure() was not called")
         mask_frames = others[0] if self.with_mask_clip and others else None
+        if mask_frames is not None:
+            for frame, mask in zip(frames, mask_frames, strict=True):
+                if mask.index != frame.index:  # the engine repeats a clip's last frame past its end
+                    raise GraphError(
+                        f"{self.name}: the mask clip has no frame {frame.index} (it ends at frame {mask.index}); "
+                        "the mask clip must be as long as the source"
+                    )
         hard, soft = self.masks(frames, mask_frames)
         if not hard.any():
             return [f.data for f in frames]  # nothing to remove: the frames as they came

@@ -341,8 +341,9 @@ class Propagator:
                         sub = (pts_hole[0][use], pts_hole[1][use])
                         ring_pts = (pts_ring[0][ring_idx - n_hole], pts_ring[1][ring_idx - n_hole])
                         colour[way][use] += self._seam_offset(frames[t], sub, ring_pts, ring_colour)
-            # Both ways found: weighted by inverse temporal distance. On bear.mp4 this beat taking
-            # the nearer frame alone by 0.05-0.15 dB (two samples average out flow and sampling noise).
+            # Both ways found: weighted by inverse temporal distance (two samples average out flow and
+            # sampling noise). On the five moving training scenes of benchmarks/fill_tune.py this gave
+            # 25.92 dB on the propagated pixels against 25.89 for the nearer frame alone.
             weight = np.where(dist > 0, 1.0 / np.maximum(dist, 1), 0.0).astype(np.float32)
             if self.config.agreement > 0:
                 both = (dist[0] > 0) & (dist[1] > 0)

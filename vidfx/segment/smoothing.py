@@ -20,27 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ops.flow import DISFlow
+from ..ops.flow import DISFlow, consistent_mask
 from ..ops.warp import backward_warp_np
 
 MIN_FLOW_SIDE = 16  # DIS needs a few patches; smaller pictures are not smoothed
-
-
-def consistent_mask(flow_back: np.ndarray, flow_fwd: np.ndarray, alpha: float = 0.05, beta: float = 1.0) -> np.ndarray:
-    """(H, W) bool: where following the backward flow and then the forward flow returns
-    (nearly) to the start; False marks occlusions and flow failures.
-
-    ``flow_back`` maps the current frame to the previous one, ``flow_fwd`` the previous to
-    the current. Tolerance: |b + f(p+b)|^2 < alpha (|b|^2 + |f(p+b)|^2) + beta (pixels^2).
-    """
-    fwd_at = backward_warp_np(flow_fwd, flow_back)
-    err = np.sum((flow_back + fwd_at) ** 2, axis=-1)
-    tol = alpha * (np.sum(flow_back**2, -1) + np.sum(fwd_at**2, -1)) + beta
-    h, w = flow_back.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    tx, ty = gx + flow_back[..., 0], gy + flow_back[..., 1]
-    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-    return (err < tol) & inside
 
 
 class TemporalSmoother:

@@ -483,14 +483,6 @@ class Instance:
             return self.node.render(n, inputs).data
 
 
-def mask_frame(frame: Frame, alpha: torch.Tensor) -> Frame:
-    """A mask clip's frame as the node gets it: its alpha, (1, H, W), or its RGB, (3, H, W),
-    where the alpha is 1 everywhere (an opaque picture: its grey level is the mask)."""
-    if bool((alpha >= 1.0).all()):
-        return frame
-    return frame.with_data(alpha)
-
-
 class InstanceTable:
     """All live instances by id, with a cap (least recently used go first)."""
 

@@ -39,7 +39,6 @@ from .instances import (
     MissingFrames,
     RenderAborted,
     RequestError,
-    mask_frame,
     request_scale,
     write_planes,
 )
@@ -272,9 +271,10 @@ def render(server: ServerState, fields: dict[str, str]) -> dict[str, object]:
             return inst.input_frame(*layout.source(k, index))
 
         def node_frame(k: int, index: int):
-            """The node's input k, frame index: a mask clip's as one channel (``mask_frame``)."""
+            """The node's input k, frame index: a mask clip's with its alpha (RGBA: the node
+            decides whether the alpha or the grey level is the mask)."""
             frame, alpha = planes(k, index)
-            return mask_frame(frame, alpha) if layout.mask and k == 1 else frame
+            return frame.with_data(torch.cat([frame.data, alpha])) if layout.mask and k == 1 else frame
 
         n = layout.n_of(float(fields["time"]))
         with inst.lock:
