@@ -79,3 +79,71 @@ def ddim_sample(denoise: Denoiser, noise: torch.Tensor, steps: int) -> torch.Ten
         a2, s2 = alpha_sigma(torch.full_like(tt, t_next))
         x = a2.view(view) * x0 + s2.view(view) * eps
     return x0
+
+
+def uniform_times(
+    batch: int, low: float = 0.02, high: float = 0.98, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Training times drawn uniformly from [low, high] (the ends are where x0-prediction is
+    trivial or pure guessing, so distillation losses skip them).
+
+    Shape:
+        - output: :math:`(B,)`
+    """
+    return low + (high - low) * torch.rand(batch, device=device)
+
+
+@torch.no_grad()
+def ancestral_sample(
+    denoise: Denoiser, noise: torch.Tensor, steps: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Stochastic (DDPM-style ancestral) sampling from ``noise`` with ``steps`` denoiser calls.
+
+    Each step draws ``x_s`` from the Gaussian posterior ``q(x_s | x_t, x0_hat)`` of the cosine
+    schedule; fresh noise comes from ``generator`` (the global RNG when None).
+
+    Shape:
+        - noise: :math:`(B, ...)`
+        - output: :math:`(B, ...)`, the last x0 prediction
+    """
+    times = sample_times(steps)
+    b = noise.shape[0]
+    view = (-1,) + (1,) * (noise.dim() - 1)
+    x = noise
+    x0 = noise
+    for t_now, t_next in zip(times[:-1], times[1:], strict=True):
+        tt = torch.full((b,), t_now, dtype=noise.dtype, device=noise.device)
+        x0 = denoise(x, tt)
+        if t_next <= 0:
+            break
+        a_t, s_t = (v.view(view) for v in alpha_sigma(tt))
+        a_s, s_s = (v.view(view) for v in alpha_sigma(torch.full_like(tt, t_next)))
+        a_ts = a_t / a_s
+        var_ts = s_t**2 - a_ts**2 * s_s**2  # variance of x_t given x_s
+        mean = (a_ts * s_s**2 / s_t**2) * x + (a_s * var_ts / s_t**2) * x0
+        std = (var_ts * s_s**2 / s_t**2).clamp_min(0).sqrt()
+        fresh = torch.randn(noise.shape, generator=generator, dtype=noise.dtype, device=noise.device)
+        x = mean + std * fresh
+    return x0
+
+
+def seconds_per_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls,
+    synchronising CUDA around each call when it is in use (benchmarks, not tests)."""
+    import statistics
+    import time
+
+    def sync() -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        fn()
+    runs = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
