@@ -43,9 +43,9 @@ def e_latent_distance(task: DistillTask, x: torch.Tensor, y: torch.Tensor, cond:
 
 class DiffusionDiscriminator(nn.Module):
     """Conditional discriminator from the diffusion model: ``backbone`` (a trainable copy of the
-    teacher's denoiser with ``features=True``) reads the sample noised to each of ``times`` (one
-    noise draw shared by real and fake sides is not needed), and one head per time gives a logit;
-    the logits are summed. The condition enters through the backbone.
+    teacher's denoiser with ``features=True``) reads the sample noised to each of ``times`` (fresh
+    noise per call; the noise levels play the part of the paper's feature scales), and one head
+    per time gives a logit; the logits are summed. The condition enters through the backbone.
 
     Shape: x0 :math:`(B, *shape)` -> :math:`(B,)`.
     """

@@ -205,8 +205,11 @@ class PairSet:
             pairs = PairSet(noise, cond, torch.zeros_like(noise), steps, 0)
         for start in range(pairs.done, count, chunk):
             end = min(start + chunk, count)
-            c = cond_to(cond_index(pairs.cond, slice(start, end)), device)
-            x0 = ddim_sample(lambda x, t, c=c: task.teacher(x, t, c), pairs.noise[start:end].to(device), steps)
+            x0 = ddim_sample(
+                _bind_cond(task, cond_to(cond_index(pairs.cond, slice(start, end)), device)),
+                pairs.noise[start:end].to(device),
+                steps,
+            )
             pairs.x0[start:end] = x0.cpu()
             pairs.done = end
             if path is not None:
@@ -217,6 +220,10 @@ class PairSet:
         """A random batch ``(noise, cond, x0)`` of made pairs."""
         idx = torch.randint(0, self.done, (size,))
         return self.noise[idx].to(device), cond_to(cond_index(self.cond, idx), device), self.x0[idx].to(device)
+
+
+def _bind_cond(task: DistillTask, cond: Cond) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda x, t: task.teacher(x, t, cond)
 
 
 def cond_to(cond: Cond, device: torch.device | str) -> Cond:
