@@ -129,8 +129,11 @@ def distance_to_target(task: MixtureTask, student: Student, per_class: int = 100
 
 @pytest.fixture(autouse=True)
 def _seed():
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the measured numbers are for one thread
+    yield
+    torch.set_num_threads(threads)
 
 
 def denoising_error(net, x0: torch.Tensor, cond: torch.Tensor) -> float:
