@@ -53,6 +53,27 @@ def sample_times(steps: int) -> list[float]:
     return [1.0 - i / steps for i in range(steps + 1)]
 
 
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _sample(denoise: Denoiser, noise: torch.Tensor, steps: int, step: Step) -> torch.Tensor:
+    """The sampling loop both samplers share: from t = 1 down ``steps`` uniform steps;
+    ``step(x_t, x0_hat, t_now, t_next)`` gives the next ``x``. Returns the last x0 prediction."""
+    times = sample_times(steps)
+    x = x0 = noise
+    for t_now, t_next in zip(times[:-1], times[1:], strict=True):
+        tt = torch.full((noise.shape[0],), t_now, dtype=noise.dtype, device=noise.device)
+        x0 = denoise(x, tt)
+        if t_next <= 0:
+            break
+        x = step(x, x0, tt, torch.full_like(tt, t_next))
+    return x0
+
+
+def _view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return t.view((-1,) + (1,) * (like.dim() - 1))
+
+
 @torch.no_grad()
 def ddim_sample(denoise: Denoiser, noise: torch.Tensor, steps: int) -> torch.Tensor:
     """Deterministic DDIM sampling from ``noise`` with ``steps`` denoiser calls.
@@ -64,21 +85,13 @@ def ddim_sample(denoise: Denoiser, noise: torch.Tensor, steps: int) -> torch.Ten
         - noise: :math:`(B, ...)`
         - output: :math:`(B, ...)`, the last x0 prediction
     """
-    times = sample_times(steps)
-    b = noise.shape[0]
-    x = noise
-    x0 = noise
-    for t_now, t_next in zip(times[:-1], times[1:], strict=True):
-        tt = torch.full((b,), t_now, dtype=noise.dtype, device=noise.device)
-        x0 = denoise(x, tt)
-        if t_next <= 0:
-            break
-        a, s = alpha_sigma(tt)
-        view = (-1,) + (1,) * (x.dim() - 1)
-        eps = (x - a.view(view) * x0) / s.view(view)
-        a2, s2 = alpha_sigma(torch.full_like(tt, t_next))
-        x = a2.view(view) * x0 + s2.view(view) * eps
-    return x0
+
+    def step(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        a, s = (_view(v, x) for v in alpha_sigma(t))
+        a2, s2 = (_view(v, x) for v in alpha_sigma(t_next))
+        return a2 * x0 + s2 * (x - a * x0) / s
+
+    return _sample(denoise, noise, steps, step)
 
 
 def uniform_times(
@@ -106,25 +119,17 @@ def ancestral_sample(
         - noise: :math:`(B, ...)`
         - output: :math:`(B, ...)`, the last x0 prediction
     """
-    times = sample_times(steps)
-    b = noise.shape[0]
-    view = (-1,) + (1,) * (noise.dim() - 1)
-    x = noise
-    x0 = noise
-    for t_now, t_next in zip(times[:-1], times[1:], strict=True):
-        tt = torch.full((b,), t_now, dtype=noise.dtype, device=noise.device)
-        x0 = denoise(x, tt)
-        if t_next <= 0:
-            break
-        a_t, s_t = (v.view(view) for v in alpha_sigma(tt))
-        a_s, s_s = (v.view(view) for v in alpha_sigma(torch.full_like(tt, t_next)))
+
+    def step(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        a_t, s_t = (_view(v, x) for v in alpha_sigma(t))
+        a_s, s_s = (_view(v, x) for v in alpha_sigma(t_next))
         a_ts = a_t / a_s
         var_ts = s_t**2 - a_ts**2 * s_s**2  # variance of x_t given x_s
         mean = (a_ts * s_s**2 / s_t**2) * x + (a_s * var_ts / s_t**2) * x0
         std = (var_ts * s_s**2 / s_t**2).clamp_min(0).sqrt()
-        fresh = torch.randn(noise.shape, generator=generator, dtype=noise.dtype, device=noise.device)
-        x = mean + std * fresh
-    return x0
+        return mean + std * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+    return _sample(denoise, noise, steps, step)
 
 
 def seconds_per_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
