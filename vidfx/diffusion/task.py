@@ -12,7 +12,6 @@ or a dict of tensors, always batch-first (so it can be indexed, concatenated and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfx.diffusion.schedule import add_noise, ddim_sample, uniform_times
+from vidfx.ops.weights import atomic_save
 
 Cond = Any  # None, a (B, ...) tensor, or a dict of (B, ...) tensors
 
@@ -161,12 +161,9 @@ class PairSet:
         return self.done
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (a temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
+        """Write atomically (``vidfx.ops.weights.atomic_save``)."""
         state = {"noise": self.noise, "cond": self.cond, "x0": self.x0, "steps": self.steps, "done": self.done}
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_save(state, path)
 
     @staticmethod
     def load(path: str | Path) -> PairSet:
