@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from vidfx.fill.data import EVAL_SCENES, training_pictures
+from vidfx.fill.distill import main as distill_main
 from vidfx.fill.train import main
 from vidfx.ops.weights import read_weights
 
@@ -70,3 +71,16 @@ def test_train_writes_weights_and_resumes(tmp_path, shared_clips):
     second = torch.load(out / "last.pt", weights_only=True)
     assert second["step"] == 5
     assert "resumed at step 3" in (out / "log.txt").read_text()
+
+
+def test_distill_writes_a_student_and_resumes(tmp_path, shared_clips):
+    data = tiny_data(tmp_path / "data", shared_clips.parent)
+    out = tmp_path / "distill"
+    args = ["--method", "dmd", "--data", str(data), "--out", str(out), "--batch", "2", "--crop", "32"]
+    args += ["--pairs", "4", "--teacher-steps", "2", "--threads", "1"]
+    assert distill_main([*args, "--iters", "2"]) == 0
+    student = read_weights(out / "best.pt", "fill")
+    assert student.meta["method"] == "dmd" and student.meta["steps"] == 1
+    assert torch.load(out / "pairs.pt", weights_only=True)["done"] == 4
+    assert distill_main([*args, "--iters", "3", "--resume"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3

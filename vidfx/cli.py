@@ -64,6 +64,8 @@ def _version() -> str:
 
 # Features with training/evaluation commands: `vidfx train vsr ...` -> vidfx.vsr.train:main(argv).
 FEATURES = ("vsr", "segment", "jumpcut", "fill")
+# Training commands of their own: `vidfx train distill ...` -> vidfx.fill.distill:main(argv).
+TRAIN_ONLY = {"distill": "vidfx.fill.distill"}
 
 
 class Progress:
@@ -351,11 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_probe)
 
     for verb in ("train", "eval"):
-        p = command(verb, help=f"{verb} a model ({', '.join(FEATURES)}); see `vidfx {verb} FEATURE -h`")
-        p.add_argument("feature", choices=FEATURES)
+        choices = FEATURES + (tuple(TRAIN_ONLY) if verb == "train" else ())
+        p = command(verb, help=f"{verb} a model ({', '.join(choices)}); see `vidfx {verb} FEATURE -h`")
+        p.add_argument("feature", choices=choices)
         p.add_argument("args", nargs=argparse.REMAINDER)
         module = "evaluate" if verb == "eval" else "train"
-        p.set_defaults(func=lambda a, m=module: _dispatch(f"vidfx.{a.feature}.{m}", a.args))
+        p.set_defaults(
+            func=lambda a, m=module: _dispatch(TRAIN_ONLY.get(a.feature) or f"vidfx.{a.feature}.{m}", a.args)
+        )
 
     p = sub.add_parser("serve", help="run the render server the OFX plugin talks to")
     p.add_argument("args", nargs=argparse.REMAINDER)

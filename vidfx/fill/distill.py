@@ -11,16 +11,28 @@ the GAN's real side reads it).
 
 from __future__ import annotations
 
+import argparse
 import copy
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from .data import CropConfig, FillBatches
+from vidfx.diffusion.d2g import D2GConfig, D2GTrainer
+from vidfx.diffusion.dmd import DMD2Config, DMD2Trainer, DMDConfig, DMDTrainer
+from vidfx.diffusion.task import PairSet
+from vidfx.ops.weights import build_model, load_checkpoint, save_checkpoint, save_weights, start_run
+
+from .data import DATA, CropConfig, FillBatches, training_pictures, validation_pictures
 from .maskgen import ObjectShapes
 from .model import LazyFill, gather_tokens, patchify, unpatchify
+from .pipeline import FAMILY, SHIPPED_WEIGHTS, build_lazyfill
+from .train import validate, validation_set
 
 
 class FillDenoiser(nn.Module):
@@ -70,7 +82,7 @@ class FillDistillTask:
     ):
         self.teacher_net = FillDenoiser(copy.deepcopy(teacher).eval().requires_grad_(False))
         self.base = teacher
-        self.shape = (3, crop, crop)
+        self.shape: tuple[int, ...] = (3, crop, crop)
         self.scale = teacher.cfg.residual_scale
         self._data = FillBatches(pictures, shapes, 1, CropConfig(size=crop), seed)
         self._stream = iter(self._data)
@@ -117,3 +129,120 @@ class FillDistillTask:
             return torch.stack([o.roll((int(dy), int(dx)), (-2, -1)) for o, (dy, dx) in zip(out, shift, strict=True)])
 
         return apply
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vidfx train distill", description=MAIN_DOC.split("\n")[0])
+    p.add_argument("--method", choices=("dmd", "dmd2", "d2g"), default="dmd2")
+    p.add_argument("--teacher", default=str(SHIPPED_WEIGHTS), help="the fill weights to distil")
+    p.add_argument("--teacher-steps", type=int, default=8, help="DDIM steps of the teacher's pairs (dmd, d2g)")
+    p.add_argument("--pairs", type=int, default=512, help="teacher noise->x0 pairs (dmd, d2g); cached in OUT")
+    p.add_argument("--fake-updates", type=int, default=5, help="dmd2: fake-score updates per generator update")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--minutes", type=float, default=0, help="run length in minutes (overrides --iters)")
+    p.add_argument("--val-every", type=float, default=5.0, help="minutes between validation/checkpoints")
+    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--out", default="runs/distill")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+MAIN_DOC = """Distil the fill generator into a one-step student: ``vidfx train distill [options]``.
+
+``--method`` dmd (distribution matching + regression on the teacher's DDIM pairs), dmd2
+(two-time-scale updates, GAN head on the fake score against real crops, no regression) or
+d2g (Diffusion2GAN: ensemble feature distance on the pairs + a diffusion discriminator); the
+trainers are :mod:`vidfx.diffusion.dmd` and :mod:`vidfx.diffusion.d2g`. Training crops as for
+``vidfx train fill``; the student is validated on CamVid val only (masked PSNR, one step)
+every ``--val-every`` minutes and the best is written to OUT/best.pt, a fill weights file
+(``weights:`` of the fill node, ``steps: 1``). OUT/last.pt resumes (``--resume``); the pair set
+is cached in OUT/pairs.pt and resumes too.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``vidfx train distill``; returns an exit code."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    say = start_run(out, args)
+    data = Path(args.data)
+    teacher_module, meta = build_model(args.teacher, FAMILY, build_lazyfill, "cpu")
+    teacher = cast(LazyFill, teacher_module)
+    task = FillDistillTask(
+        teacher, training_pictures(data), ObjectShapes.from_camvid(data / "camvid" / "trainannot"), args.crop, args.seed
+    )
+    val = validation_set(validation_pictures(data), ObjectShapes.from_camvid(data / "camvid" / "valannot"), args.crop)
+    device = torch.device(args.device)
+    trainer: DMDTrainer | DMD2Trainer | D2GTrainer
+    if args.method == "dmd2":
+        trainer = DMD2Trainer(
+            task,
+            DMD2Config(
+                batch=args.batch,
+                lr_generator=args.lr,
+                lr_fake=args.lr,
+                fake_updates=args.fake_updates,
+                device=args.device,
+            ),
+        )
+    else:
+        pairs = PairSet.build(
+            task, args.pairs, args.teacher_steps, out / "pairs.pt", chunk=32, seed=args.seed, device=device
+        )
+        if args.method == "dmd":
+            trainer = DMDTrainer(
+                task, pairs, DMDConfig(batch=args.batch, lr_generator=args.lr, lr_fake=args.lr, device=args.device)
+            )
+        else:
+            trainer = D2GTrainer(
+                task,
+                pairs,
+                D2GConfig(batch=args.batch, lr_generator=args.lr, lr_discriminator=args.lr, device=args.device),
+            )
+    student = cast(FillDenoiser, trainer.student.net).model
+    step, elapsed, best = 0, 0.0, {"psnr": -1.0}
+    if args.resume and (out / "last.pt").is_file():
+        ck = load_checkpoint(out / "last.pt", device)
+        trainer.load_state_dict(ck["trainer"])
+        step, elapsed, best = ck["step"], ck["elapsed"], ck["best"]
+        say(f"resumed at step {step}, {elapsed / 60:.1f} min trained, best {best}")
+    start_psnr, telea_psnr = validate(teacher, val, 1, device)
+    say(f"{args.method}: teacher at 1 step {start_psnr:.2f} dB on CamVid val (Telea {telea_psnr:.2f})")
+
+    def done() -> bool:
+        return elapsed >= args.minutes * 60 if args.minutes > 0 else step >= args.iters
+
+    def checkpoint() -> None:
+        nonlocal best
+        psnr, _ = validate(student, val, 1, device)
+        student.train()
+        say(f"step {step} val masked PSNR {psnr:.2f} dB (one step)")
+        if psnr > best["psnr"]:
+            best = {"psnr": round(psnr, 3), "step": step}
+            info = {"steps": 1, "method": args.method, "val_psnr_masked": round(psnr, 3), "step": step, "teacher": meta}
+            save_weights(out / "best.pt", FAMILY, student, student.cfg.to_dict(), info)
+        save_checkpoint(
+            out / "last.pt", {"trainer": trainer.state_dict(), "step": step, "elapsed": elapsed, "best": best}
+        )
+
+    last_val = elapsed
+    while not done():
+        t0 = time.time()
+        losses = trainer.step()
+        step += 1
+        elapsed += time.time() - t0
+        if step % 20 == 0:
+            say(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        if elapsed - last_val >= args.val_every * 60:
+            checkpoint()
+            last_val = elapsed
+    checkpoint()
+    say(f"done: {step} steps, {elapsed / 60:.1f} min, best {best}")
+    return 0
