@@ -361,13 +361,40 @@ RUNNERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 METHOD_MODULES = {"propagation": "propagate", "ours": "pipeline"}
 
 
+def generator_runner(steps: int = 0, weights: str = "") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The full method with another generator: ``weights`` (a distilled student; empty = the
+    shipped model) sampled with ``steps`` steps (0 = the weights' own)."""
+    from .pipeline import FillSettings, fill_clip
+
+    settings = FillSettings(steps=steps, weights=weights)
+    return lambda frames, holes: np.asarray(fill_clip(frames, holes, settings), np.float32)
+
+
+def add_generators(students: Sequence[str], methods: Sequence[str]) -> dict[str, int]:
+    """Register the generator rows of the distillation table as methods: ``teacher-<steps>``
+    (the shipped model at that many steps) among ``methods``, and ``NAME=FILE`` students (one
+    step). Returns each such method's step count (its rows get a ``steps`` field)."""
+    steps: dict[str, int] = {}
+    for m in methods:
+        if m.startswith("teacher-") and m[8:].isdigit() and int(m[8:]) > 0:
+            RUNNERS[m] = generator_runner(steps=int(m[8:]))
+            steps[m] = int(m[8:])
+    for item in students:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            raise ValueError(f"--student wants NAME=FILE with an existing file, got {item!r}")
+        RUNNERS[name] = generator_runner(steps=1, weights=path)
+        steps[name] = 1
+    return steps
+
+
 def check_methods(methods: Sequence[str]) -> None:
     """Raise ``ValueError`` (one line) for an unknown method or one whose module is missing."""
     import importlib
 
     for m in methods:
         if m not in RUNNERS:
-            raise ValueError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
+            raise ValueError(f"unknown method {m!r}; valid: {', '.join(METHODS)}, teacher-<steps>, --student names")
         if m in METHOD_MODULES:
             try:
                 importlib.import_module(f"{__package__}.{METHOD_MODULES[m]}")
@@ -527,6 +554,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape-files", type=int, default=None, help="use only this many CamVid label files")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
+    p.add_argument(
+        "--student",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also evaluate a distilled generator (a fill weights file, one step) as method NAME; repeatable",
+    )
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -534,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --frames must be >= 2 and --width >= 16", file=sys.stderr)
         return 2
     try:
+        generator_steps = add_generators(args.student, args.methods)
+        args.methods += [m for m in generator_steps if m not in args.methods]
         check_methods(args.methods)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -562,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     rows = evaluate(cases, args.methods, log=lambda s: print(s, file=sys.stderr, flush=True))
+    for row in rows:
+        if row["method"] in generator_steps:
+            row["steps"] = generator_steps[row["method"]]
     print(
         f"fill: {len(cases)} cases, {args.frames} frames, width <= {args.width}, seed {args.seed}, "
         f"{time.perf_counter() - t_start:.0f} s"
