@@ -30,7 +30,7 @@ from vidfx.ops.weights import build_model, load_checkpoint, save_checkpoint, sav
 
 from .data import DATA, CropConfig, FillBatches, training_pictures, validation_pictures
 from .maskgen import ObjectShapes
-from .model import LazyFill, gather_tokens, patchify, unpatchify
+from .model import LazyFill, gather_tokens, patchify, scatter_tokens
 from .pipeline import FAMILY, SHIPPED_WEIGHTS, build_lazyfill
 from .train import validate, validation_set
 
@@ -58,10 +58,7 @@ class FillDenoiser(nn.Module):
         prep = self.model.prepare(cond["coarse"], cond["hole"])
         sel = prep["sel"]
         pred = self.model.denoise(gather_tokens(patchify(x_t, p), sel), t, prep)  # type: ignore[arg-type]
-        pred = pred * sel.valid.unsqueeze(-1)  # type: ignore[union-attr]
-        tokens = torch.zeros_like(patchify(x_t, p))
-        tokens = tokens.scatter(1, sel.index.unsqueeze(-1).expand_as(pred), pred)  # type: ignore[union-attr]
-        x0 = unpatchify(tokens, p, 3, sel.grid)  # type: ignore[union-attr]
+        x0 = scatter_tokens(pred, sel, p, 3)  # type: ignore[arg-type]
         if not features:
             return x0
         assert self._states is not None

@@ -304,6 +304,19 @@ def gather_tokens(tokens: torch.Tensor, sel: TokenSelection) -> torch.Tensor:
     return torch.gather(tokens, 1, sel.index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
+def scatter_tokens(values: torch.Tensor, sel: TokenSelection, patch: int, channels: int) -> torch.Tensor:
+    """Inverse of :func:`gather_tokens` followed by :func:`unpatchify`: an image that holds
+    ``values`` at the selected tokens (padding entries dropped) and 0 everywhere else.
+
+    Shape: :math:`(B, K, C p p)` -> :math:`(B, C, H, W)`.
+    """
+    values = values * sel.valid.unsqueeze(-1)
+    b, gh, gw = values.shape[0], *sel.grid
+    tokens = values.new_zeros(b, gh * gw, values.shape[-1])
+    tokens = tokens.scatter(1, sel.index.unsqueeze(-1).expand_as(values), values)
+    return unpatchify(tokens, patch, channels, sel.grid)
+
+
 class LazyDecoder(nn.Module):
     """The diffusion transformer over hole tokens only: predicts each token's clean residual."""
 
@@ -412,7 +425,4 @@ class LazyFill(nn.Module):
         sel: TokenSelection = prep["sel"]  # type: ignore[assignment]
         noise_tokens = gather_tokens(patchify(noise, p), sel)
         residual = ddim_sample(lambda x, t: self.denoise(x, t, prep), noise_tokens, steps)
-        residual = residual * sel.valid.unsqueeze(-1) / self.cfg.residual_scale
-        tokens = patchify(torch.zeros_like(coarse), p)
-        tokens = tokens.scatter(1, sel.index.unsqueeze(-1).expand_as(residual), residual)
-        return (coarse + unpatchify(tokens, p, 3, sel.grid)).clamp(0, 1)
+        return (coarse + scatter_tokens(residual, sel, p, 3) / self.cfg.residual_scale).clamp(0, 1)
