@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,7 +352,8 @@ def run_ours(frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
     return np.asarray(fill_clip(frames, holes), np.float32)
 
 
-RUNNERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+RUNNERS: dict[str, Runner] = {
     "telea": run_telea,
     "ns": run_ns,
     "propagation": run_propagation,
@@ -370,30 +371,32 @@ def generator_runner(steps: int = 0, weights: str = "") -> Callable[[np.ndarray,
     return lambda frames, holes: np.asarray(fill_clip(frames, holes, settings), np.float32)
 
 
-def add_generators(students: Sequence[str], methods: Sequence[str]) -> dict[str, int]:
-    """Register the generator rows of the distillation table as methods: ``teacher-<steps>``
-    (the shipped model at that many steps) among ``methods``, and ``NAME=FILE`` students (one
-    step). Returns each such method's step count (its rows get a ``steps`` field)."""
+def add_generators(students: Sequence[str], methods: Sequence[str]) -> tuple[dict[str, Runner], dict[str, int]]:
+    """The generator rows of the distillation table as methods: ``teacher-<steps>`` (the
+    shipped model at that many steps) among ``methods``, and ``NAME=FILE`` students (one
+    step). Returns (``RUNNERS`` with them added, each added method's step count: its rows
+    get a ``steps`` field)."""
+    runners = dict(RUNNERS)
     steps: dict[str, int] = {}
     for m in methods:
         if m.startswith("teacher-") and m[8:].isdigit() and int(m[8:]) > 0:
-            RUNNERS[m] = generator_runner(steps=int(m[8:]))
+            runners[m] = generator_runner(steps=int(m[8:]))
             steps[m] = int(m[8:])
     for item in students:
         name, sep, path = item.partition("=")
         if not sep or not name or not Path(path).is_file():
             raise ValueError(f"--student wants NAME=FILE with an existing file, got {item!r}")
-        RUNNERS[name] = generator_runner(steps=1, weights=path)
+        runners[name] = generator_runner(steps=1, weights=path)
         steps[name] = 1
-    return steps
+    return runners, steps
 
 
-def check_methods(methods: Sequence[str]) -> None:
+def check_methods(methods: Sequence[str], runners: Mapping[str, Runner] = RUNNERS) -> None:
     """Raise ``ValueError`` (one line) for an unknown method or one whose module is missing."""
     import importlib
 
     for m in methods:
-        if m not in RUNNERS:
+        if m not in runners:
             raise ValueError(f"unknown method {m!r}; valid: {', '.join(METHODS)}, teacher-<steps>, --student names")
         if m in METHOD_MODULES:
             try:
@@ -427,7 +430,10 @@ def _nanmean(values: Sequence[float | None]) -> float | None:
 
 
 def evaluate(
-    cases: Sequence[Case], methods: Sequence[str] = METHODS, log: Callable[[str], None] | None = None
+    cases: Sequence[Case],
+    methods: Sequence[str] = METHODS,
+    log: Callable[[str], None] | None = None,
+    runners: Mapping[str, Runner] = RUNNERS,
 ) -> list[dict]:
     """Run ``methods`` on ``cases`` and score them (see the module docstring).
 
@@ -448,7 +454,7 @@ def evaluate(
         truth_feats.setdefault(case.regime, []).append(tf)
         for m in methods:
             t0 = time.perf_counter()
-            out = RUNNERS[m](masked.copy(), case.holes.copy())
+            out = runners[m](masked.copy(), case.holes.copy())
             seconds = time.perf_counter() - t0
             out = np.where(case.holes[..., None], np.clip(out, 0, 1), case.truth).astype(np.float32)
             with torch_threads(1):
@@ -568,9 +574,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --frames must be >= 2 and --width >= 16", file=sys.stderr)
         return 2
     try:
-        generator_steps = add_generators(args.student, args.methods)
+        runners, generator_steps = add_generators(args.student, args.methods)
         args.methods += [m for m in generator_steps if m not in args.methods]
-        check_methods(args.methods)
+        check_methods(args.methods, runners)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -597,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     except (MediaError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    rows = evaluate(cases, args.methods, log=lambda s: print(s, file=sys.stderr, flush=True))
+    rows = evaluate(cases, args.methods, log=lambda s: print(s, file=sys.stderr, flush=True), runners=runners)
     for row in rows:
         if row["method"] in generator_steps:
             row["steps"] = generator_steps[row["method"]]
