@@ -66,6 +66,8 @@ def _version() -> str:
 FEATURES = ("vsr", "segment", "jumpcut", "fill")
 # Training commands of their own: `vidfx train distill ...` -> vidfx.fill.distill:main(argv).
 TRAIN_ONLY = {"distill": "vidfx.fill.distill"}
+# Features with an evaluation command only: `vidfx eval translate ...` -> vidfx.translate.evaluate:main(argv).
+EVAL_ONLY = ("translate",)
 
 
 class Progress:
@@ -353,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_probe)
 
     for verb in ("train", "eval"):
-        choices = FEATURES + (tuple(TRAIN_ONLY) if verb == "train" else ())
+        choices = FEATURES + (tuple(TRAIN_ONLY) if verb == "train" else EVAL_ONLY)
         p = command(verb, help=f"{verb} a model ({', '.join(choices)}); see `vidfx {verb} FEATURE -h`")
         p.add_argument("feature", choices=choices)
         p.add_argument("args", nargs=argparse.REMAINDER)

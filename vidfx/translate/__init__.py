@@ -1,0 +1,1 @@
+"""Day -> dusk video translation: data splits, the Reinhard colour-transfer baseline, edge maps and the evaluation."""
