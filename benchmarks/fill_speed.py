@@ -23,12 +23,12 @@ import torch
 import vidfx
 from vidfx.fill import evaluate as ev
 from vidfx.fill.maskgen import ObjectShapes, object_track
-from vidfx.fill.pipeline import SHIPPED_WEIGHTS, build_lazyfill
+from vidfx.fill.pipeline import TEACHER_WEIGHTS, build_lazyfill
 from vidfx.ops.weights import load_model
 
 
 def decoder_table(repeat: int) -> None:
-    model, meta = load_model(SHIPPED_WEIGHTS, "fill", build_lazyfill)
+    model, meta = load_model(TEACHER_WEIGHTS, "fill", build_lazyfill)
     h, w = 184, 320
     coarse = torch.rand(1, 3, h, w)
     t = torch.tensor([0.5])

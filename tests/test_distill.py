@@ -16,7 +16,7 @@ from torch import nn
 
 from vidfx.diffusion.d2g import D2GConfig, D2GTrainer, e_latent_distance
 from vidfx.diffusion.dmd import DMD2Config, DMD2Trainer, DMDConfig, DMDTrainer
-from vidfx.diffusion.schedule import add_noise, alpha_sigma, ancestral_sample, ddim_sample
+from vidfx.diffusion.schedule import add_noise, alpha_sigma, ancestral_sample, ddim_sample, renoise_sample
 from vidfx.diffusion.task import PairSet, Student
 
 MODES, CLASSES, RADIUS, STD = 8, 2, 2.0, 0.15
@@ -285,3 +285,20 @@ def test_e_latent_distance_is_augmentation_averaged_and_zero_on_equal_inputs():
     assert d.item() > 0 and x.grad is not None and x.grad.abs().sum() > 0
     # random rotations/scalings change the value from draw to draw
     assert e_latent_distance(task, x, y, None, 1).item() != e_latent_distance(task, x, y, None, 1).item()
+
+
+def test_renoise_sampler_is_the_students_own_chain():
+    # what the node runs (renoise_sample with fixed fields) is what DMD2 trained: Student's chain
+    task = MixtureTask()
+    student = Student.uniform(task.make_generator(), 4)
+    cond = task.sample_cond(64)
+    noise = torch.randn(64, 2)
+    fresh = [torch.randn(64, 2) for _ in range(3)]
+    with torch.no_grad():
+        chain = student.call(*student.simulate(noise, cond, 3, fresh)[:1], 3, cond)
+    sampled = renoise_sample(lambda x, t: student.net(x, t, cond), noise, 4, fresh)
+    assert torch.allclose(chain, sampled, atol=1e-6)
+    one = renoise_sample(lambda x, t: student.net(x, t, cond), noise, 1, [])
+    assert torch.allclose(one, ddim_sample(lambda x, t: student.net(x, t, cond), noise, 1))
+    with pytest.raises(ValueError, match="fresh noise"):
+        renoise_sample(lambda x, t: student.net(x, t, cond), noise, 3, fresh[:1])

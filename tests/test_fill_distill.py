@@ -9,9 +9,10 @@ from vidfx.diffusion.d2g import D2GConfig, D2GTrainer
 from vidfx.diffusion.dmd import DMD2Config, DMD2Trainer, DMDConfig, DMDTrainer
 from vidfx.diffusion.task import PairSet
 from vidfx.fill.data import read_rgb
-from vidfx.fill.distill import FillDistillTask
+from vidfx.fill.distill import FillDistillTask, better
 from vidfx.fill.maskgen import ObjectShapes
 from vidfx.fill.model import LazyFill, LazyFillConfig, hole_tokens
+from vidfx.fill.train import validate_quality, validation_set
 
 
 def tiny_task(shared_clips) -> FillDistillTask:
@@ -55,3 +56,25 @@ def test_each_trainer_updates_the_fill_student(shared_clips):
         assert all(np.isfinite(v) for v in losses.values()), losses
         after = list(trainer.student.parameters())
         assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), type(trainer).__name__
+
+
+def test_student_selection_prefers_realism_above_the_psnr_floor():
+    floor = 19.0
+    assert better({"psnr": 19.5, "fd": 1.0}, {}, floor)
+    assert better({"psnr": 19.1, "fd": 1.0}, {"psnr": 19.8, "fd": 1.5}, floor)  # lower FD, both above the floor
+    assert not better({"psnr": 18.9, "fd": 0.5}, {"psnr": 19.1, "fd": 1.5}, floor)  # under the floor loses
+    assert better({"psnr": 18.9, "fd": 3.0}, {"psnr": 18.5, "fd": 0.5}, floor)  # both under: PSNR decides
+
+
+def test_validation_scores_a_student_and_its_sampler(shared_clips):
+    task = tiny_task(shared_clips)
+    data = shared_clips.parent
+    pictures = [read_rgb(p) for p in sorted((data / "camvid" / "val").glob("*.jpg"))[:3]]
+    val = validation_set(pictures, ObjectShapes.from_camvid(data / "camvid" / "valannot", max_files=10), 96, 2)
+    assert len(val) == 6
+    model = task.base
+    one = validate_quality(model, val, 1, torch.device("cpu"))
+    again = validate_quality(model, val, 1, torch.device("cpu"))
+    four = validate_quality(model, val, 4, torch.device("cpu"), renoise=True)
+    assert one == again  # fixed holes and noise
+    assert np.isfinite(one["psnr"]) and one["fd"] >= 0 and four != one

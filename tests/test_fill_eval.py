@@ -179,12 +179,12 @@ def test_evaluate_rows_with_stand_in_method(monkeypatch):
 
 def test_generator_rows_carry_their_steps(tmp_path: Path):
     """The distillation table's rows: the shipped model at N steps and a student file."""
-    from vidfx.fill.pipeline import SHIPPED_WEIGHTS
+    from vidfx.fill.pipeline import TEACHER_WEIGHTS
 
     assert CLIP.exists(), f"development data missing: {CLIP}"
     out = tmp_path / "rows.json"
     args = [str(CLIP), "--frames", "3", "--width", "160", "--regime", "static", "--shape-files", "10"]
-    args += ["--methods", "teacher-2", "--student", f"copy={SHIPPED_WEIGHTS}", "--json", str(out)]
+    args += ["--methods", "teacher-2", "--student", f"copy={TEACHER_WEIGHTS}", "--json", str(out)]
     assert fe.main(args) == 0
     rows = json.loads(out.read_text())
     assert {(r["method"], r["steps"]) for r in rows} == {("teacher-2", 2), ("copy", 1)}

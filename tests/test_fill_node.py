@@ -14,7 +14,7 @@ from vidfx.core.frame import ClipInfo, EndOfStream, Frame
 from vidfx.core.node import SourceNode
 from vidfx.diffusion.schedule import add_noise, ddim_sample
 from vidfx.fill.model import LazyFill, LazyFillConfig, hole_tokens
-from vidfx.fill.pipeline import SHIPPED_WEIGHTS, FillPipeline, FillSettings, build_lazyfill
+from vidfx.fill.pipeline import STUDENT_WEIGHTS, TEACHER_WEIGHTS, FillPipeline, FillSettings, build_lazyfill
 from vidfx.ops.weights import load_model
 
 
@@ -40,8 +40,14 @@ def mask_clip(masks: np.ndarray, fps: float = 25) -> vidfx.Clip:
 
 
 def test_shipped_weights_load_and_a_missing_file_is_a_model_error():
-    model, meta = load_model(SHIPPED_WEIGHTS, "fill", build_lazyfill)
+    model, meta = load_model(TEACHER_WEIGHTS, "fill", build_lazyfill)
     assert isinstance(model, LazyFill) and meta["steps"] >= 1
+    student, student_meta = load_model(STUDENT_WEIGHTS, "fill", build_lazyfill)
+    assert student_meta["steps"] == 1 and student_meta["method"] in ("dmd", "dmd2", "d2g")
+    # the default is the distilled student; `steps: N` selects the teacher with N steps
+    default, teacher = FillPipeline(FillSettings()), FillPipeline(FillSettings(steps=4))
+    assert default.model is student and default.steps == 1
+    assert teacher.model is model and teacher.steps == 4
     with pytest.raises(ModelError, match="not found"):
         FillPipeline(FillSettings(weights="/nonexistent/lazyfill.pt"))
 

@@ -19,7 +19,17 @@ import torch
 from torch import nn
 
 from vidfx.diffusion.schedule import add_noise
-from vidfx.diffusion.task import Cond, DistillTask, FeatureHead, PairSet, Student, feature_size, gan_d_loss, gan_g_loss
+from vidfx.diffusion.task import (
+    Cond,
+    DistillTask,
+    FeatureHead,
+    PairSet,
+    Student,
+    feature_size,
+    gan_d_loss,
+    gan_g_loss,
+    optimiser_step,
+)
 
 
 def e_latent_distance(task: DistillTask, x: torch.Tensor, y: torch.Tensor, cond: Cond, ensemble: int) -> torch.Tensor:
@@ -77,6 +87,7 @@ class D2GConfig:
     gan_weight: float = 0.05  # generator's GAN loss weight (the regression loss has weight 1)
     disc_times: tuple[float, ...] = field(default_factory=lambda: (0.1, 0.4, 0.7))  # "scales" of the discriminator
     head_hidden: int = 128
+    grad_clip: float = 1.0  # generator gradient norm limit (0 = none)
     device: str = "cpu"
 
 
@@ -110,9 +121,8 @@ class D2GTrainer:
         x = self.student(noise, cond)
         loss_reg = e_latent_distance(self.task, x, target, cond, c.ensemble)
         loss_g = gan_g_loss(self.discriminator(x, cond))
-        self.opt_generator.zero_grad(set_to_none=True)
-        (loss_reg + c.gan_weight * loss_g).backward()
-        self.opt_generator.step()
+        loss = loss_reg + c.gan_weight * loss_g
+        optimiser_step(self.opt_generator, loss, list(self.student.parameters()), c.grad_clip)
         self.steps_done += 1
         return {"regression": loss_reg.item(), "gan_g": loss_g.item(), "gan_d": loss_d.item()}
 

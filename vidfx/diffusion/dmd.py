@@ -36,6 +36,7 @@ from vidfx.diffusion.task import (
     feature_size,
     gan_d_loss,
     gan_g_loss,
+    optimiser_step,
 )
 
 
@@ -52,6 +53,7 @@ class DMDConfig:
     regression_batch: int | None = None  # pairs per step (``batch`` when None)
     t_low: float = 0.02  # times for the distribution-matching and fake-score losses
     t_high: float = 0.98
+    grad_clip: float = 1.0  # generator gradient norm limit (0 = none)
     device: str = "cpu"
 
 
@@ -70,6 +72,7 @@ class DMD2Config:
     head_hidden: int = 128
     t_low: float = 0.02
     t_high: float = 0.98
+    grad_clip: float = 1.0  # generator gradient norm limit (0 = none)
     device: str = "cpu"
 
 
@@ -153,9 +156,8 @@ class DMDTrainer(_DistributionMatching):
         loss_dm = self._dm_loss(x, cond, c.t_low, c.t_high)
         pair_noise, pair_cond, pair_x0 = self.pairs.batch(c.regression_batch or c.batch, self.device)
         loss_reg = F.mse_loss(self.student(pair_noise, pair_cond), pair_x0)
-        self.opt_generator.zero_grad(set_to_none=True)
-        (loss_dm + c.regression_weight * loss_reg).backward()
-        self.opt_generator.step()
+        loss = loss_dm + c.regression_weight * loss_reg
+        optimiser_step(self.opt_generator, loss, list(self.student.parameters()), c.grad_clip)
 
         loss_fake = denoising_loss(self.fake, x.detach(), cond, c.t_low, c.t_high)
         self.opt_fake.zero_grad(set_to_none=True)
@@ -222,9 +224,8 @@ class DMD2Trainer(_DistributionMatching):
         loss_dm = self._dm_loss(x, cond, c.t_low, c.t_high)
         t = uniform_times(c.batch, c.t_low, c.t_high, device=self.device)
         loss_g = gan_g_loss(self.discriminate(x, cond, t))
-        self.opt_generator.zero_grad(set_to_none=True)
-        (loss_dm + c.gan_g_weight * loss_g).backward()
-        self.opt_generator.step()
+        loss = loss_dm + c.gan_g_weight * loss_g
+        optimiser_step(self.opt_generator, loss, list(self.student.parameters()), c.grad_clip)
         self.steps_done += 1
         return {
             "dm": loss_dm.item(),

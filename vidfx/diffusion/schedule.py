@@ -9,7 +9,7 @@ CPU-sized model needs, and it is the parametrisation one-step distillation start
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -90,6 +90,27 @@ def ddim_sample(denoise: Denoiser, noise: torch.Tensor, steps: int) -> torch.Ten
         a, s = (_view(v, x) for v in alpha_sigma(t))
         a2, s2 = (_view(v, x) for v in alpha_sigma(t_next))
         return a2 * x0 + s2 * (x - a * x0) / s
+
+    return _sample(denoise, noise, steps, step)
+
+
+@torch.no_grad()
+def renoise_sample(denoise: Denoiser, noise: torch.Tensor, steps: int, fresh: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The multi-step sampler of a DMD2 student: at each of ``steps`` uniform times the x0
+    prediction is noised afresh to the next time with ``fresh[i]`` (``steps - 1`` tensors like
+    ``noise``; fixed fields keep the samples still from frame to frame). One step is the
+    same as :func:`ddim_sample` with one step.
+
+    Shape:
+        - noise, fresh[i]: :math:`(B, ...)`
+        - output: :math:`(B, ...)`, the last x0 prediction
+    """
+    if len(fresh) < steps - 1:
+        raise ValueError(f"renoise_sample: {steps} steps need {steps - 1} fresh noise tensors, got {len(fresh)}")
+    used = iter(fresh)
+
+    def step(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        return add_noise(x0, t_next, next(used))
 
     return _sample(denoise, noise, steps, step)
 

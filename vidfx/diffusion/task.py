@@ -252,6 +252,17 @@ def distribution_matching_loss(x: torch.Tensor, real_x0: torch.Tensor, fake_x0: 
     return 0.5 * F.mse_loss(x, (x - grad).detach(), reduction="sum") / x.numel()
 
 
+def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequence[nn.Parameter], clip: float) -> None:
+    """Backpropagate ``loss`` and step ``opt``, clipping the gradient norm of ``params`` at
+    ``clip`` first (0 = no clipping; keeps a generator update from a rare large
+    distribution-matching gradient bounded)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+
+
 def gan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating GAN loss of a discriminator. Shape: :math:`(B,)` each -> scalar."""
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()

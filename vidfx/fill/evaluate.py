@@ -60,6 +60,7 @@ import torch
 
 from ..core.errors import MediaError
 from ..ops.temporal import truth_flows, warp_error
+from ..ops.weights import read_weights
 from .data import EVAL_SCENES, inpaint
 from .features import frechet_distance, patch_features
 
@@ -316,9 +317,9 @@ def generator_runner(steps: int = 0, weights: str = "") -> Callable[[np.ndarray,
 
 def add_generators(students: Sequence[str], methods: Sequence[str]) -> tuple[dict[str, Runner], dict[str, int]]:
     """The generator rows of the distillation table as methods: ``teacher-<steps>`` (the
-    shipped model at that many steps) among ``methods``, and ``NAME=FILE`` students (one
-    step). Returns (``RUNNERS`` with them added, each added method's step count: its rows
-    get a ``steps`` field)."""
+    teacher model at that many steps) among ``methods``, and ``NAME=FILE`` students (at the
+    steps and with the sampler in their metadata). Returns (``RUNNERS`` with them added, each
+    added method's step count: its rows get a ``steps`` field)."""
     runners = dict(RUNNERS)
     steps: dict[str, int] = {}
     for m in methods:
@@ -329,8 +330,8 @@ def add_generators(students: Sequence[str], methods: Sequence[str]) -> tuple[dic
         name, sep, path = item.partition("=")
         if not sep or not name or not Path(path).is_file():
             raise ValueError(f"--student wants NAME=FILE with an existing file, got {item!r}")
-        runners[name] = generator_runner(steps=1, weights=path)
-        steps[name] = 1
+        runners[name] = generator_runner(weights=path)  # at the student's own steps and sampler
+        steps[name] = int(read_weights(path, "fill").meta.get("steps", 1))
     return runners, steps
 
 

@@ -14,13 +14,14 @@ decoder layer cross-attends to.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidfx.diffusion.schedule import ddim_sample
+from vidfx.diffusion.schedule import ddim_sample, renoise_sample
 
 
 @dataclass
@@ -408,12 +409,20 @@ class LazyFill(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, coarse: torch.Tensor, hole: torch.Tensor, noise: torch.Tensor, steps: int, lazy: bool = True
+        self,
+        coarse: torch.Tensor,
+        hole: torch.Tensor,
+        noise: torch.Tensor,
+        steps: int,
+        lazy: bool = True,
+        fresh: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Fill the hole: ``coarse`` plus the sampled residual inside the hole tokens.
 
         ``noise`` is drawn on the whole token grid (so a fixed noise field gives the same
-        sample at the same place in every frame); only the hole tokens' share is used.
+        sample at the same place in every frame); only the hole tokens' share is used. The
+        sampler is DDIM, or with ``fresh`` (``steps - 1`` more fields like ``noise``) the
+        re-noising sampler of a multi-step DMD2 student (:func:`renoise_sample`).
 
         Shape:
             - coarse: :math:`(B, 3, H, W)` in 0..1, hole :math:`(B, 1, H, W)`
@@ -424,5 +433,9 @@ class LazyFill(nn.Module):
         prep = self.prepare(coarse, hole, lazy)
         sel: TokenSelection = prep["sel"]  # type: ignore[assignment]
         noise_tokens = gather_tokens(patchify(noise, p), sel)
-        residual = ddim_sample(lambda x, t: self.denoise(x, t, prep), noise_tokens, steps)
+        denoise = lambda x, t: self.denoise(x, t, prep)  # noqa: E731
+        if fresh is None:
+            residual = ddim_sample(denoise, noise_tokens, steps)
+        else:
+            residual = renoise_sample(denoise, noise_tokens, steps, [gather_tokens(patchify(f, p), sel) for f in fresh])
         return (coarse + scatter_tokens(residual, sel, p, 3) / self.cfg.residual_scale).clamp(0, 1)

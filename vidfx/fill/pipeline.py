@@ -28,7 +28,15 @@ from .model import LazyFill, LazyFillConfig
 from .propagate import Flows, PropagationConfig, Propagator, consistent
 
 FAMILY = "fill"
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "lazyfill.pt"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+TEACHER_WEIGHTS = WEIGHTS_DIR / "lazyfill.pt"  # the diffusion model, sampled with any number of steps
+STUDENT_WEIGHTS = WEIGHTS_DIR / "lazyfill_student.pt"  # its distilled one-step student: the default
+
+
+def default_weights(steps: int) -> Path:
+    """The shipped generator for ``steps``: 0 = the distilled student at its own steps, N = the
+    teacher with N DDIM steps."""
+    return STUDENT_WEIGHTS if steps == 0 else TEACHER_WEIGHTS
 
 
 def build_lazyfill(weights: Weights) -> LazyFill:
@@ -43,7 +51,8 @@ class FillSettings:
     ``work_size``: long side of the generator's canvas in pixels; ``steps``: sampler steps
     (0 = the number the weights were selected with); ``seed``: the noise field;
     ``generate`` False: Telea fills what propagation cannot (the "propagation only" method);
-    ``weights``: a weights file (empty = the shipped one).
+    ``weights``: a weights file (empty = the shipped one for ``steps``: the distilled student
+    at 0, the teacher diffusion model otherwise, :func:`default_weights`).
     """
 
     work_size: int = 320
@@ -63,11 +72,13 @@ class FillPipeline:
         self.propagator = Propagator(self.settings.propagation)
         self.model: LazyFill | None = None
         self.steps = self.settings.steps
+        self.renoise = False
         if self.settings.generate:
-            model, meta = load_model(self.settings.weights or SHIPPED_WEIGHTS, FAMILY, build_lazyfill, self.device)
+            model, meta = load_model(self.settings.weights or default_weights(self.settings.steps), FAMILY, build_lazyfill, self.device)
             self.model = model  # type: ignore[assignment]
             self.steps = self.steps or int(meta.get("steps", 4))
-        self._noise: dict[tuple[int, int], torch.Tensor] = {}
+            self.renoise = meta.get("sampler") == "renoise"  # a multi-step DMD2 student
+        self._noise: dict[tuple[int, int, int], torch.Tensor] = {}
 
     def run(self, frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
         """Fill ``holes`` in ``frames``; pixels outside the holes are returned unchanged.
@@ -154,20 +165,23 @@ class FillPipeline:
         coarse = telea(small, small_hole)
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(self.device)  # noqa: E731
         hole_t = torch.from_numpy(small_hole)[None, None].float().to(self.device)
-        gen = self.model.generate(to_t(coarse), hole_t, self.noise(sh + ph, sw + pw), self.steps)
+        size = (sh + ph, sw + pw)
+        fresh = [self.noise(*size, index=i) for i in range(1, self.steps)] if self.renoise else None
+        gen = self.model.generate(to_t(coarse), hole_t, self.noise(*size), self.steps, fresh=fresh)
         residual = (gen[0].permute(1, 2, 0).cpu().numpy() - coarse)[:sh, :sw]
         if (sw, sh) != (w, h):
             residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_CUBIC)
         return residual
 
-    def noise(self, height: int, width: int) -> torch.Tensor:
-        """The fixed noise field of this run's ``seed`` for a canvas size.
+    def noise(self, height: int, width: int, index: int = 0) -> torch.Tensor:
+        """The fixed noise field of this run's ``seed`` for a canvas size (``index`` > 0: the
+        fresh fields of a re-noising sampler's later steps).
 
         Shape: output :math:`(1, 3, height, width)`.
         """
-        key = (height, width)
+        key = (height, width, index)
         if key not in self._noise:
-            gen = torch.Generator().manual_seed(self.settings.seed)
+            gen = torch.Generator().manual_seed(self.settings.seed + 7919 * index)
             self._noise[key] = torch.randn((1, 3, height, width), generator=gen).to(self.device)
         return self._noise[key]
 

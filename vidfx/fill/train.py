@@ -27,6 +27,7 @@ from vidfx.ops.loader import batch_stream
 from vidfx.ops.weights import load_checkpoint, save_checkpoint, save_weights, start_run
 
 from .data import DATA, CropConfig, FillBatches, make_example, training_pictures, validation_pictures
+from .features import frechet_distance, patch_features
 from .maskgen import ObjectShapes
 from .model import LazyFill, LazyFillConfig, gather_tokens, patchify
 
@@ -74,11 +75,13 @@ def diffusion_loss(model: LazyFill, truth: torch.Tensor, hole: torch.Tensor, coa
     return ((pred - x0) ** 2 * weight).sum() / weight.sum()
 
 
-def validation_set(pictures: list[np.ndarray], shapes: ObjectShapes, crop: int) -> list[tuple[torch.Tensor, ...]]:
-    """Fixed validation examples (same holes every time), one per picture."""
+def validation_set(
+    pictures: list[np.ndarray], shapes: ObjectShapes, crop: int, per_picture: int = 1
+) -> list[tuple[torch.Tensor, ...]]:
+    """Fixed validation examples (same holes every time), ``per_picture`` per picture."""
     rng = np.random.default_rng(1234)
     out: list[tuple[torch.Tensor, ...]] = []
-    for pic in pictures:
+    for pic in [p for p in pictures for _ in range(per_picture)]:
         truth, hole, coarse = make_example(pic, rng, shapes, CropConfig(size=crop, long_side=(300, 300)))
         out.append(
             (
@@ -109,6 +112,52 @@ def validate(model: LazyFill, examples: list, steps: int, device: torch.device) 
         return 10 * math.log10(count / max(err, 1e-12))
 
     return psnr(err_model), psnr(err_coarse)
+
+
+FD_WINDOW = 64  # side of the window around each validation hole whose features the FD compares
+
+
+def hole_windows(images: torch.Tensor, holes: torch.Tensor, side: int = FD_WINDOW) -> torch.Tensor:
+    """A ``side`` x ``side`` window of each image centred on its hole's bounding box (clamped
+    inside the image).
+
+    Shape: images :math:`(B, 3, S, S)`, holes :math:`(B, 1, S, S)` -> :math:`(B, 3, side, side)`.
+    """
+    out = []
+    for img, hole in zip(images, holes, strict=True):
+        ys, xs = torch.nonzero(hole[0] > 0.5, as_tuple=True)
+        h, w = img.shape[-2:]
+        cy = int((ys.min() + ys.max()) // 2) if len(ys) else h // 2
+        cx = int((xs.min() + xs.max()) // 2) if len(xs) else w // 2
+        y0 = min(max(cy - side // 2, 0), h - side)
+        x0 = min(max(cx - side // 2, 0), w - side)
+        out.append(img[:, y0 : y0 + side, x0 : x0 + side])
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def validate_quality(
+    model: LazyFill, examples: list, steps: int, device: torch.device, renoise: bool = False
+) -> dict[str, float]:
+    """Masked PSNR and the Fréchet distance (:mod:`vidfx.fill.features`) between windows
+    around the filled holes and the same windows of the truth, ``steps`` sampler steps (DDIM,
+    or with ``renoise`` the sampler of a multi-step DMD2 student)."""
+    model.eval()
+    err = count = 0.0
+    gen = torch.Generator().manual_seed(0)
+    filled, truths = [], []
+    for truth, hole, coarse in examples:
+        noise = torch.randn(truth.shape, generator=gen)
+        fresh = [torch.randn(truth.shape, generator=gen).to(device) for _ in range(steps - 1)] if renoise else None
+        out = model.generate(coarse.to(device), hole.to(device), noise.to(device), steps, fresh=fresh).cpu()
+        m = hole.expand_as(truth)
+        err += float(((out - truth) ** 2 * m).sum())
+        count += float(m.sum())
+        filled.append(hole_windows(out, hole))
+        truths.append(hole_windows(truth, hole))
+    model.train()
+    fd = frechet_distance(patch_features(torch.cat(filled)), patch_features(torch.cat(truths)))
+    return {"psnr": 10 * math.log10(count / max(err, 1e-12)), "fd": fd}
 
 
 def main(argv: list[str] | None = None) -> int:
