@@ -63,11 +63,9 @@ def _version() -> str:
 
 
 # Features with training/evaluation commands: `vidfx train vsr ...` -> vidfx.vsr.train:main(argv).
-FEATURES = ("vsr", "segment", "jumpcut", "fill")
+FEATURES = ("vsr", "segment", "jumpcut", "fill", "translate")
 # Training commands of their own: `vidfx train distill ...` -> vidfx.fill.distill:main(argv).
 TRAIN_ONLY = {"distill": "vidfx.fill.distill"}
-# Features with an evaluation command only: `vidfx eval translate ...` -> vidfx.translate.evaluate:main(argv).
-EVAL_ONLY = ("translate",)
 
 
 class Progress:
@@ -355,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_probe)
 
     for verb in ("train", "eval"):
-        choices = FEATURES + (tuple(TRAIN_ONLY) if verb == "train" else EVAL_ONLY)
+        choices = FEATURES + (tuple(TRAIN_ONLY) if verb == "train" else ())
         p = command(verb, help=f"{verb} a model ({', '.join(choices)}); see `vidfx {verb} FEATURE -h`")
         p.add_argument("feature", choices=choices)
         p.add_argument("args", nargs=argparse.REMAINDER)

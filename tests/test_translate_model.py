@@ -1,0 +1,118 @@
+"""The translate generator (img2img-turbo adaptation of the fill student) and its training steps,
+on a tiny backbone and real CamVid crops."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidfx.fill.data import read_rgb
+from vidfx.fill.model import LazyFill, LazyFillConfig
+from vidfx.ops.warp import backward_warp
+from vidfx.translate.model import LoRALinear, TranslateConfig, TranslateNet, add_lora
+from vidfx.translate.train import PatchDiscriminator, inside, paired_step, random_motion, unpaired_step
+
+TINY = LazyFillConfig(dim=32, heads=2, dec_layers=1, ctx_layers=1, enc_channels=(16, 32))
+
+
+def tiny_backbone() -> LazyFill:
+    torch.manual_seed(0)
+    model = LazyFill(TINY)
+    dec = model.decoder
+    for m in [dec.head, dec.final_mod, *(b.modulation for b in dec.blocks)]:  # zero in a fresh model
+        for p in m.parameters():
+            nn.init.normal_(p, std=0.05)
+    return model
+
+
+def test_lora_starts_as_the_base_layer_and_only_adapters_train():
+    base = nn.Linear(8, 5)
+    lora = LoRALinear(base, rank=2)
+    x = torch.randn(3, 8)
+    assert torch.allclose(lora(x), base(x))
+    assert not base.weight.requires_grad and lora.down.weight.requires_grad
+    block = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2)))
+    assert sorted(add_lora(block, 2)) == ["0", "2.0"]
+
+
+def test_pretrained_net_freezes_the_backbone_and_zero_inits_skip_and_direction():
+    backbone = tiny_backbone()
+    net = TranslateNet(TranslateConfig(backbone=TINY, lora_rank=4), backbone)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert all(("lora" in n or ".down." in n or ".up." in n) for n in trainable if "blocks" in n)
+    assert not any(n.startswith("backbone.encoder.stage") for n in trainable)
+    assert {"skip.weight", "direction.weight", "backbone.decoder.embed_noisy.weight"} <= trainable
+    x = torch.rand(2, 3, 32, 48)
+    a = net(x, torch.tensor([0, 0]))
+    b = net(x, torch.tensor([1, 1]))
+    assert torch.equal(a, b)  # the direction embedding starts at zero
+    with torch.no_grad():
+        net.direction.weight[1] = 1.0
+    assert not torch.allclose(a, net(x, torch.tensor([1, 1])))
+    assert a.shape == x.shape and 0 <= a.min() and a.max() <= 1
+
+
+def test_scratch_net_is_the_identity_at_start_and_trains_everything():
+    torch.manual_seed(0)
+    net = TranslateNet(TranslateConfig(backbone=TINY, pretrained=False))
+    assert all(p.requires_grad for p in net.parameters()) and not net.lora_layers
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(net(x), x)  # zero head and zero skip: the residual is 0
+    edges = TranslateNet(TranslateConfig(backbone=TINY, pretrained=False, in_channels=1))
+    assert edges(torch.rand(2, 1, 32, 32)).shape == (2, 3, 32, 32)
+
+
+def test_random_motion_warps_consistently():
+    rng = np.random.default_rng(0)
+    flow = random_motion(3, 32, rng)
+    assert flow.shape == (3, 2, 32, 32) and flow.abs().max() < 10
+    valid = inside(flow)
+    assert 0.5 < float(valid.mean()) < 1.0
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    x = (0.5 + 0.4 * torch.sin(xx / 6 + yy / 9)).expand(3, 3, 32, 32)
+    # a per-pixel colour map commutes with warping: such a "translation" has no temporal loss
+    assert torch.allclose(backward_warp(x, flow) ** 2, backward_warp(x**2, flow), atol=0.01)
+    assert not torch.allclose(backward_warp(x, flow), x, atol=0.01)
+
+
+def args(**kw) -> argparse.Namespace:
+    base = dict(batch=2, crop=32, gan=0.5, identity=1.0, temporal=1.0)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_training_steps_move_only_trainable_weights(shared_clips):
+    data = shared_clips.parent
+    day = [read_rgb(p).astype(np.float32) / 255 for p in sorted((data / "camvid" / "train").glob("0006R0*.jpg"))[:2]]
+    dusk = [read_rgb(p).astype(np.float32) / 255 for p in sorted((data / "camvid" / "train").glob("0001TP*.jpg"))[:2]]
+    net = TranslateNet(TranslateConfig(backbone=TINY, lora_rank=4), tiny_backbone())
+    frozen = {n: p.detach().clone() for n, p in net.named_parameters() if not p.requires_grad}
+    params = [p for p in net.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    discs = nn.ModuleList([PatchDiscriminator(), PatchDiscriminator()])
+    opt_g = torch.optim.Adam(params, lr=1e-3)
+    opt_d = torch.optim.Adam(discs.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    losses = unpaired_step(net, discs, opt_g, opt_d, params, day, dusk, args(), rng, torch.device("cpu"))
+    assert set(losses) == {"cycle", "identity", "gan_g", "gan_d", "temporal"}
+    assert all(np.isfinite(v) for v in losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, params, strict=True))
+    assert all(torch.equal(frozen[n], p) for n, p in net.named_parameters() if n in frozen)
+
+    edges_net = TranslateNet(TranslateConfig(backbone=TINY, pretrained=False, in_channels=1))
+    params = list(edges_net.parameters())
+    disc = PatchDiscriminator(4)
+    losses = paired_step(
+        edges_net,
+        disc,
+        torch.optim.Adam(params, lr=1e-3),
+        torch.optim.Adam(disc.parameters(), lr=1e-3),
+        params,
+        day,
+        args(),
+        rng,
+        torch.device("cpu"),
+    )
+    assert set(losses) == {"recon", "gan_g", "gan_d", "temporal"} and losses["recon"] > 0

@@ -1,0 +1,167 @@
+"""The translation generator: vidfx's one-step diffusion generator adapted as in img2img-turbo.
+
+The backbone is the fill node's distilled one-step generator (:class:`vidfx.fill.model.LazyFill`,
+the DMD/Diffusion2GAN student), used with every token of the canvas as a "hole":
+
+- **Input image into the first layers.** The context encoder reads the input image as its
+  canvas (hole channel all ones: everything is to be re-made), and the decoder's first layer,
+  the token embedding that a one-step student feeds pure noise, is fed the input image's
+  tokens instead (time fixed at t = 1, the student's only step). That layer is trained in full.
+- **Zero-initialised skips, encoder -> decoder.** The encoder's stride-4 features (the stage
+  before it pools to tokens) are unfolded per token and added, through a zero-initialised
+  linear layer, to the decoder's last token states before its output head, so fine structure
+  of the input can reach the output; at initialisation the skip adds nothing.
+- **LoRA adapters.** The backbone is frozen. Rank-``lora_rank`` adapters (zero-initialised
+  up-projection) sit on every linear layer of the decoder's blocks (self-attention q/kv/out,
+  cross-attention q/kv/out, both MLP layers) and of the encoder's global-context blocks. Trained
+  in full besides them: the token embedding, the output head and its modulation, the skip and
+  the direction embedding.
+- **Direction.** One network translates both ways (CycleGAN-Turbo uses one UNet with two text
+  prompts): a learned direction embedding (zero-initialised) is added to the time embedding.
+
+The output is the input plus the predicted residual (the fill generator's residual form), so
+an untrained head leaves the image as it is. ``pretrained=False`` builds the same architecture
+with a randomly initialised backbone that is trained in full: the ablation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidfx.fill.model import LazyFill, LazyFillConfig, patchify, sincos_2d, timestep_embedding, unpatchify
+
+DIRECTIONS = ("day2dusk", "dusk2day")
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + (alpha / rank) * up(down(x))`` with ``base`` frozen and ``up`` starting at 0.
+
+    Shape: :math:`(..., in)` -> :math:`(..., out)`.
+    """
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float | None = None):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.down = nn.Linear(base.in_features, rank, bias=False)
+        self.up = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.up.weight)
+        self.scale = (alpha or rank) / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * self.up(self.down(x))
+
+
+def add_lora(module: nn.Module, rank: int) -> list[str]:
+    """Replace every ``nn.Linear`` inside ``module`` by a :class:`LoRALinear` around it; returns
+    the replaced layers' names."""
+    names = []
+    for name, child in list(module.named_modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, nn.Linear):
+                setattr(child, attr, LoRALinear(sub, rank))
+                names.append(f"{name}.{attr}" if name else attr)
+    return names
+
+
+@dataclass
+class TranslateConfig:
+    """A :class:`TranslateNet`: the backbone's config, the adapter rank, whether the backbone is
+    the pretrained diffusion student (frozen, with LoRA) or trained from scratch."""
+
+    backbone: LazyFillConfig = field(default_factory=LazyFillConfig)
+    lora_rank: int = 8
+    pretrained: bool = True
+    in_channels: int = 3  # 3: an RGB image; 1: an edge map (the paired edges -> frame task)
+
+    def to_dict(self) -> dict:
+        """Plain dict for a weights file."""
+        d = asdict(self)
+        d["backbone"] = self.backbone.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TranslateConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["backbone"] = LazyFillConfig.from_dict(d["backbone"])
+        return cls(**d)
+
+
+class TranslateNet(nn.Module):
+    """One-step image-to-image generator (see the module docstring).
+
+    ``backbone``: the diffusion student whose weights are adapted (None: a fresh random one,
+    for the scratch ablation or before loading a translate weights file).
+    """
+
+    def __init__(self, cfg: TranslateConfig, backbone: LazyFill | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone if backbone is not None else LazyFill(cfg.backbone)
+        b = cfg.backbone
+        p, fine = b.patch, b.enc_channels[0]
+        if cfg.pretrained:
+            self.backbone.requires_grad_(False)
+            self.lora_layers = add_lora(self.backbone.decoder.blocks, cfg.lora_rank)
+            self.lora_layers += add_lora(self.backbone.encoder.ctx_blocks, cfg.lora_rank)
+            dec = self.backbone.decoder
+            for m in (dec.embed_noisy, dec.head, dec.final_mod):
+                m.requires_grad_(True)
+        else:
+            self.lora_layers = []
+        if cfg.in_channels != 3:
+            # the first layer reads another kind of input: a fresh one (the encoder's stem too)
+            self.backbone.decoder.embed_noisy = nn.Linear(cfg.in_channels * p * p, b.dim)
+            enc = self.backbone.encoder
+            enc.stem = nn.Conv2d(cfg.in_channels + 1, enc.stem.out_channels, 4, stride=4)
+        self.skip = nn.Linear(fine * 4, b.dim)  # the stride-4 features of a token's 2x2 cells
+        nn.init.zeros_(self.skip.weight)
+        nn.init.zeros_(self.skip.bias)
+        self.direction = nn.Embedding(len(DIRECTIONS), b.dim)
+        nn.init.zeros_(self.direction.weight)
+        self._fine: torch.Tensor | None = None
+        self.backbone.encoder.stage2.register_forward_hook(self._keep_fine)
+
+    def _keep_fine(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        self._fine = output
+
+    def forward(self, image: torch.Tensor, direction: torch.Tensor | None = None) -> torch.Tensor:
+        """Translate ``image``; ``direction`` indexes :data:`DIRECTIONS` (0 when None).
+
+        Shape:
+            - image: :math:`(B, C, H, W)` in 0..1, C = ``in_channels``; H and W multiples of the
+              patch (8)
+            - direction: :math:`(B,)` long
+            - output: :math:`(B, 3, H, W)` in 0..1 (for an RGB input: the input plus a residual)
+        """
+        bb, dec = self.backbone, self.backbone.decoder
+        b, c, h, w = image.shape
+        p, d = bb.cfg.patch, bb.cfg.dim
+        grid = (h // p, w // p)
+        hole = torch.ones(b, 1, h, w, device=image.device, dtype=image.dtype)
+        local, context = bb.encoder(image, hole)
+        assert self._fine is not None
+        fine = F.pixel_unshuffle(self._fine, 2).flatten(2).transpose(1, 2)  # (B, N, 4 * C2)
+        tokens = patchify((image - 0.5) * bb.cfg.residual_scale, p)
+        rows, cols = torch.meshgrid(
+            torch.arange(grid[0], device=image.device), torch.arange(grid[1], device=image.device), indexing="ij"
+        )
+        x = dec.embed_noisy(tokens) + dec.embed_mask(torch.ones(b, grid[0] * grid[1], p * p, device=image.device))
+        x = x + dec.embed_local(local.flatten(2).transpose(1, 2)) + sincos_2d(rows.flatten(), cols.flatten(), d)
+        if direction is None:
+            direction = torch.zeros(b, dtype=torch.long, device=image.device)
+        temb = dec.time_mlp(timestep_embedding(torch.ones(b, device=image.device), d)) + self.direction(direction)
+        valid = torch.ones(b, x.shape[1], dtype=torch.bool, device=image.device)
+        for block in dec.blocks:
+            x = block(x, temb, context, valid)
+        scale, shift = dec.final_mod(temb).unsqueeze(1).chunk(2, dim=-1)
+        x = dec.final_norm(x) * (1 + scale) + shift + self.skip(fine)
+        residual = unpatchify(dec.head(x), p, 3, grid) / bb.cfg.residual_scale
+        base = image if c == 3 else torch.full_like(residual, 0.5)
+        return (base + residual).clamp(0, 1)
