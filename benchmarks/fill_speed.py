@@ -5,7 +5,9 @@
    canvas, one decoder call averaged over ``--repeat`` calls; the full-canvas decoder is the
    same decoder over every token. The encoder runs once per frame whatever the hole, and is
    reported apart.
-2. The node at its default settings on the first ``--frames`` frames of bear.mp4 (854x480)
+2. Generator time per frame by sampler steps (1, 2, 4, 8, 50) at a 10 % hole: the encoder
+   once plus one decoder call per step (a one-step student costs what 1 step costs).
+3. The node at its default settings on the first ``--frames`` frames of bear.mp4 (854x480)
    with an object-shaped hole of 10 % of the frame moving over it: seconds per frame
    (propagation, generation, compositing; decoding and the mask clip excluded).
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 import vidfx
+from vidfx.diffusion.schedule import seconds_per_call
 from vidfx.fill import evaluate as ev
 from vidfx.fill.maskgen import ObjectShapes, object_track
 from vidfx.fill.pipeline import TEACHER_WEIGHTS, build_lazyfill
@@ -68,6 +71,28 @@ def decoder_table(repeat: int) -> None:
     print(f"  full canvas: {full_time * 1000:.2f} ms/call")
 
 
+def generator_table(repeat: int) -> None:
+    """Generator time per frame (encoder once + the sampler's decoder calls) at a 10 % hole on
+    the 320x184 canvas, by sampler steps: the speed side of the distillation table."""
+    model, _ = load_model(TEACHER_WEIGHTS, "fill", build_lazyfill)
+    h, w = 184, 320
+    coarse, hole = torch.rand(1, 3, h, w), torch.zeros(1, 1, h, w)
+    bh, bw = round(h * 0.1**0.5), round(w * 0.1**0.5)
+    hole[..., (h - bh) // 2 : (h - bh) // 2 + bh, (w - bw) // 2 : (w - bw) // 2 + bw] = 1
+    noise = torch.randn(1, 3, h, w)
+    rows = []
+    with torch.no_grad():
+        for steps in (1, 2, 4, 8, 50):
+            fresh = [torch.randn(1, 3, h, w) for _ in range(steps - 1)] if steps == 4 else None
+            sec = seconds_per_call(lambda s=steps, f=fresh: model.generate(coarse, hole, noise, s, fresh=f), repeat)
+            rows.append((steps, sec))
+    one = rows[0][1]
+    print("generator per frame, 10% hole on 320x184 (encoder + sampler)")
+    print(f"{'steps':>5} {'ms':>8} {'x 1 step':>8}")
+    for steps, sec in rows:
+        print(f"{steps:5d} {sec * 1000:8.1f} {sec / one:8.1f}")
+
+
 def node_speed(frames_count: int) -> None:
     frames = ev.load_clip(ev.DATA_ROOT / "clips" / "bear.mp4", frames_count, 854)
     t, h, w = frames.shape[:3]
@@ -96,6 +121,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(time.strftime("%Y-%m-%d"), f"torch threads {args.threads}")
     decoder_table(args.repeat)
+    generator_table(max(3, args.repeat // 4))
     node_speed(args.frames)
 
 

@@ -148,6 +148,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps-student", type=int, default=1, help="dmd2: steps of the student (backward simulation)")
     p.add_argument("--val-holes", type=int, default=8, help="validation holes per CamVid val picture")
     p.add_argument("--pairs", type=int, default=512, help="teacher noise->x0 pairs (dmd, d2g); cached in OUT")
+    p.add_argument(
+        "--regression-weight", type=float, default=0.25, help="dmd: weight of the pair regression (the paper's 0.25)"
+    )
     p.add_argument("--fake-updates", type=int, default=5, help="dmd2: fake-score updates per generator update")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=96)
@@ -228,7 +231,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.method == "dmd":
             trainer = DMDTrainer(
-                task, pairs, DMDConfig(batch=args.batch, lr_generator=args.lr, lr_fake=args.lr, device=args.device)
+                task,
+                pairs,
+                DMDConfig(
+                    batch=args.batch,
+                    lr_generator=args.lr,
+                    lr_fake=args.lr,
+                    regression_weight=args.regression_weight,
+                    device=args.device,
+                ),
             )
         else:
             trainer = D2GTrainer(

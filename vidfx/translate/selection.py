@@ -1,7 +1,7 @@
 """Model selection of ``vidfx train translate``: the evaluation's measures on the held-out
 ``select`` frames of CamVid *train* (never val or test).
 
-``day2dusk``: the select day frames are translated as stills (480x360, the node's path:
+``day2dusk``: 24 of the select day frames are translated as stills (480x360, the node's path:
 :class:`~vidfx.translate.pipeline.TranslatePipeline`); ``fd`` is the Fréchet distance of their
 tiles to the select dusk frames' tiles, ``miou`` the segment network's mIoU on them against
 their labels (:mod:`vidfx.translate.evaluate`). ``edges``: ``l1``, the mean absolute error of
@@ -18,14 +18,16 @@ import torch
 
 from ..fill.features import frechet_distance
 from .data import domain_files, read_frames
-from .evaluate import read_label, segment_miou, tile_features
+from .evaluate import read_label, segment_miou, spaced, tile_features
 from .model import TranslateNet
 from .pipeline import TranslatePipeline, TranslateSettings
+
+SELECT_DAY = 24  # select day frames scored (evenly spaced; all 11 select dusk frames are the reference)
 
 
 @cache
 def _select_frames(data: Path) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    day_files = domain_files(data, "day", "select")
+    day_files = spaced(domain_files(data, "day", "select"), SELECT_DAY)
     labels = [read_label(data / "camvid" / "trainannot" / f"{f.stem}.png") for f in day_files]
     return read_frames(day_files), labels, read_frames(domain_files(data, "dusk", "select"))
 

@@ -151,7 +151,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--iters", type=int, default=2000)
     p.add_argument("--minutes", type=float, default=0, help="run length in minutes (overrides --iters)")
-    p.add_argument("--val-every", type=float, default=4.0, help="minutes between selection checkpoints")
+    p.add_argument("--val-every", type=float, default=5.0, help="minutes between selection checkpoints")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--out", default="runs/translate")
     p.add_argument("--threads", type=int, default=2)
