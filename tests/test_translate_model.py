@@ -46,6 +46,10 @@ def test_pretrained_net_freezes_the_backbone_and_zero_inits_skip_and_direction()
     assert not any(n.startswith("backbone.encoder.stage") for n in trainable)
     assert {"skip.weight", "direction.weight", "backbone.decoder.embed_noisy.weight"} <= trainable
     x = torch.rand(2, 3, 32, 48)
+    assert torch.equal(net(x), x.clamp(0, 1))  # the residual's gate starts at 0: the input as it is
+    assert net.gate.requires_grad
+    with torch.no_grad():
+        net.gate.fill_(1.0)
     a = net(x, torch.tensor([0, 0]))
     b = net(x, torch.tensor([1, 1]))
     assert torch.equal(a, b)  # the direction embedding starts at zero

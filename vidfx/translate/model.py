@@ -14,13 +14,14 @@ the DMD/Diffusion2GAN student), used with every token of the canvas as a "hole":
 - **LoRA adapters.** The backbone is frozen. Rank-``lora_rank`` adapters (zero-initialised
   up-projection) sit on every linear layer of the decoder's blocks (self-attention q/kv/out,
   cross-attention q/kv/out, both MLP layers) and of the encoder's global-context blocks. Trained
-  in full besides them: the token embedding, the output head and its modulation, the skip and
+  in full besides them: the token embedding, the output head and its modulation, the skip, the gate and
   the direction embedding.
 - **Direction.** One network translates both ways (CycleGAN-Turbo uses one UNet with two text
   prompts): a learned direction embedding (zero-initialised) is added to the time embedding.
 
-The output is the input plus the predicted residual (the fill generator's residual form), so
-an untrained head leaves the image as it is. ``pretrained=False`` builds the same architecture
+The output is the input plus the predicted residual (the fill generator's residual form)
+times a learned gate that starts at 0 (ReZero-style): training starts from the input as it is,
+where the pretrained head fed an image instead of noise would start with blocky 8 px errors. ``pretrained=False`` builds the same architecture
 with a randomly initialised backbone that is trained in full: the ablation.
 """
 
@@ -125,6 +126,10 @@ class TranslateNet(nn.Module):
         nn.init.zeros_(self.skip.bias)
         self.direction = nn.Embedding(len(DIRECTIONS), b.dim)
         nn.init.zeros_(self.direction.weight)
+        # The residual's gate: 0 for the pretrained backbone (whose head, fed an image instead of
+        # noise, starts far from the identity), so training starts from the input as it is; 1
+        # from scratch (its head starts at zero, the same identity start).
+        self.gate = nn.Parameter(torch.tensor(0.0 if cfg.pretrained else 1.0))
         self._fine: torch.Tensor | None = None
         self.backbone.encoder.stage2.register_forward_hook(self._keep_fine)
 
@@ -162,6 +167,6 @@ class TranslateNet(nn.Module):
             x = block(x, temb, context, valid)
         scale, shift = dec.final_mod(temb).unsqueeze(1).chunk(2, dim=-1)
         x = dec.final_norm(x) * (1 + scale) + shift + self.skip(fine)
-        residual = unpatchify(dec.head(x), p, 3, grid) / bb.cfg.residual_scale
+        residual = self.gate * unpatchify(dec.head(x), p, 3, grid) / bb.cfg.residual_scale
         base = image if c == 3 else torch.full_like(residual, 0.5)
         return (base + residual).clamp(0, 1)
