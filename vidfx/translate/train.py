@@ -30,6 +30,7 @@ held-out select pictures. OUT/ gets ``args.json``, ``log.txt``, ``last.pt`` (``-
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -144,14 +145,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--backbone", default=str(STUDENT_WEIGHTS), help="the one-step diffusion generator adapted")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--gan", type=float, default=0.5, help="adversarial loss weight")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--gan", type=float, default=0.1, help="adversarial loss weight")
     p.add_argument("--identity", type=float, default=1.0, help="identity loss weight (day2dusk)")
     p.add_argument("--temporal", type=float, default=1.0, help="temporal consistency loss weight")
     p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--ema", type=float, default=0.99, help="decay of the generator's moving average (what is selected)")
     p.add_argument("--iters", type=int, default=2000)
     p.add_argument("--minutes", type=float, default=0, help="run length in minutes (overrides --iters)")
-    p.add_argument("--val-every", type=float, default=5.0, help="minutes between selection checkpoints")
+    p.add_argument("--val-every", type=float, default=2.5, help="minutes between selection checkpoints")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--out", default="runs/translate")
     p.add_argument("--threads", type=int, default=2)
@@ -214,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{args.task}: {len(train_a)} + {len(train_b)} training pictures")
 
     net = build_net(args).to(device)
+    ema = copy.deepcopy(net).requires_grad_(False).eval()  # GAN weights wander: the average is selected
     paired = args.task == "edges"
     discs = nn.ModuleList([PatchDiscriminator(4 if paired else 3)] + ([] if paired else [PatchDiscriminator(3)]))
     discs = discs.to(device)
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and (out / "last.pt").is_file():
         ck = load_checkpoint(out / "last.pt", device)
         net.load_state_dict(ck["net"])
+        ema.load_state_dict(ck["ema"])
         discs.load_state_dict(ck["discs"])
         opt_g.load_state_dict(ck["opt_g"])
         opt_d.load_state_dict(ck["opt_d"])
@@ -240,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def checkpoint() -> None:
         nonlocal best
-        net.eval()
-        score = select_score(net, args.task, data, device, held_out)
-        net.train()
+        score = select_score(ema, args.task, data, device, held_out)
         say(f"step {step} select {score}")
         if better(score, best, baseline, args.task):
             best = {**score, "step": step}
@@ -255,12 +257,15 @@ def main(argv: list[str] | None = None) -> int:
                 "step": step,
                 "train_minutes": round(elapsed / 60, 1),
             }
-            save_weights(out / "best.pt", FAMILY, net, net.cfg.to_dict(), meta)
+            save_weights(out / "best.pt", FAMILY, ema, ema.cfg.to_dict(), meta, half=True)
             say(f"new best {best}")
-        state = {"net": net.state_dict(), "discs": discs.state_dict(), "opt_g": opt_g.state_dict()}
-        save_checkpoint(
-            out / "last.pt", {**state, "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed, "best": best}
-        )
+        state = {
+            "net": net.state_dict(),
+            "ema": ema.state_dict(),
+            "discs": discs.state_dict(),
+            "opt_g": opt_g.state_dict(),
+        }
+        save_checkpoint(out / "last.pt", {**state, "step": step, "elapsed": elapsed, "best": best})
 
     def done() -> bool:
         return elapsed >= args.minutes * 60 if args.minutes > 0 else step >= args.iters
@@ -275,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             losses = paired_step(net, discs[0], opt_g, opt_d, params, train_a, args, rng, device)
         else:
             losses = unpaired_step(net, discs, opt_g, opt_d, params, train_a, train_b, args, rng, device)
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), net.parameters(), strict=True):
+                pe.lerp_(pm, 1 - args.ema)
         step += 1
         elapsed += time.time() - t0
         if step % 20 == 0:
