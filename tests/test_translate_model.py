@@ -12,7 +12,7 @@ from torch import nn
 from vidfx.fill.data import read_rgb
 from vidfx.fill.model import LazyFill, LazyFillConfig
 from vidfx.ops.warp import backward_warp
-from vidfx.translate.model import LoRALinear, TranslateConfig, TranslateNet, add_lora
+from vidfx.translate.model import GATE_SCALE, LoRALinear, TranslateConfig, TranslateNet, add_lora
 from vidfx.translate.train import PatchDiscriminator, inside, paired_step, random_motion, unpaired_step
 
 TINY = LazyFillConfig(dim=32, heads=2, dec_layers=1, ctx_layers=1, enc_channels=(16, 32))
@@ -49,7 +49,7 @@ def test_pretrained_net_freezes_the_backbone_and_zero_inits_skip_and_direction()
     assert torch.equal(net(x), x.clamp(0, 1))  # the residual's gate starts at 0: the input as it is
     assert net.gate.requires_grad
     with torch.no_grad():
-        net.gate.fill_(1.0)
+        net.gate.fill_(1.0 / GATE_SCALE)
     a = net(x, torch.tensor([0, 0]))
     b = net(x, torch.tensor([1, 1]))
     assert torch.equal(a, b)  # the direction embedding starts at zero

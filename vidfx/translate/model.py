@@ -21,8 +21,9 @@ the DMD/Diffusion2GAN student), used with every token of the canvas as a "hole":
 
 The output is the input plus the predicted residual (the fill generator's residual form)
 times a learned gate that starts at 0 (ReZero-style): training starts from the input as it is,
-where the pretrained head fed an image instead of noise would start with blocky 8 px errors. ``pretrained=False`` builds the same architecture
-with a randomly initialised backbone that is trained in full: the ablation.
+where the pretrained head fed an image instead of noise would start with blocky 8 px errors.
+``pretrained=False`` builds the same architecture with a randomly initialised backbone that is
+trained in full: the ablation.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch import nn
 from vidfx.fill.model import LazyFill, LazyFillConfig, patchify, sincos_2d, timestep_embedding, unpatchify
 
 DIRECTIONS = ("day2dusk", "dusk2day")
+GATE_SCALE = 50.0  # the residual gate's parameter is the gate / GATE_SCALE
 
 
 class LoRALinear(nn.Module):
@@ -129,7 +131,9 @@ class TranslateNet(nn.Module):
         # The residual's gate: 0 for the pretrained backbone (whose head, fed an image instead of
         # noise, starts far from the identity), so training starts from the input as it is; 1
         # from scratch (its head starts at zero, the same identity start).
-        self.gate = nn.Parameter(torch.tensor(0.0 if cfg.pretrained else 1.0))
+        # Stored divided by GATE_SCALE: Adam moves a parameter by about its learning rate per step,
+        # and the gate has to travel from 0 to about 1 within a few hundred steps.
+        self.gate = nn.Parameter(torch.tensor(0.0 if cfg.pretrained else 1.0 / GATE_SCALE))
         self._fine: torch.Tensor | None = None
         self.backbone.encoder.stage2.register_forward_hook(self._keep_fine)
 
@@ -167,6 +171,6 @@ class TranslateNet(nn.Module):
             x = block(x, temb, context, valid)
         scale, shift = dec.final_mod(temb).unsqueeze(1).chunk(2, dim=-1)
         x = dec.final_norm(x) * (1 + scale) + shift + self.skip(fine)
-        residual = self.gate * unpatchify(dec.head(x), p, 3, grid) / bb.cfg.residual_scale
+        residual = self.gate * GATE_SCALE * unpatchify(dec.head(x), p, 3, grid) / bb.cfg.residual_scale
         base = image if c == 3 else torch.full_like(residual, 0.5)
         return (base + residual).clamp(0, 1)
