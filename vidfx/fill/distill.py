@@ -26,7 +26,7 @@ from torch import nn
 from vidfx.diffusion.d2g import D2GConfig, D2GTrainer
 from vidfx.diffusion.dmd import DMD2Config, DMD2Trainer, DMDConfig, DMDTrainer
 from vidfx.diffusion.task import PairSet
-from vidfx.ops.weights import build_model, load_checkpoint, save_checkpoint, save_weights, start_run
+from vidfx.ops.weights import add_run_options, build_model, load_checkpoint, save_checkpoint, save_weights, start_run
 
 from .data import DATA, CropConfig, FillBatches, training_pictures, validation_pictures
 from .maskgen import ObjectShapes
@@ -155,15 +155,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--iters", type=int, default=2000)
-    p.add_argument("--minutes", type=float, default=0, help="run length in minutes (overrides --iters)")
-    p.add_argument("--val-every", type=float, default=5.0, help="minutes between validation/checkpoints")
-    p.add_argument("--data", default=str(DATA))
-    p.add_argument("--out", default="runs/distill")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--seed", type=int, default=0)
+    add_run_options(p, out="runs/distill", data=str(DATA), iters=2000, val_every=5.0)
     return p.parse_args(argv)
 
 

@@ -74,7 +74,9 @@ class FillPipeline:
         self.steps = self.settings.steps
         self.renoise = False
         if self.settings.generate:
-            model, meta = load_model(self.settings.weights or default_weights(self.settings.steps), FAMILY, build_lazyfill, self.device)
+            model, meta = load_model(
+                self.settings.weights or default_weights(self.settings.steps), FAMILY, build_lazyfill, self.device
+            )
             self.model = model  # type: ignore[assignment]
             self.steps = self.steps or int(meta.get("steps", 4))
             self.renoise = meta.get("sampler") == "renoise"  # a multi-step DMD2 student

@@ -24,7 +24,7 @@ import torch
 
 from vidfx.diffusion.schedule import add_noise
 from vidfx.ops.loader import batch_stream
-from vidfx.ops.weights import load_checkpoint, save_checkpoint, save_weights, start_run
+from vidfx.ops.weights import add_run_options, load_checkpoint, save_checkpoint, save_weights, start_run
 
 from .data import DATA, CropConfig, FillBatches, make_example, training_pictures, validation_pictures
 from .features import frechet_distance, patch_features
@@ -37,22 +37,14 @@ HOLE_WEIGHT = 4.0  # hole pixels count this much more than the known pixels of a
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vidfx train fill", description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(DATA), help="the data folder (train_hr/, camvid/, scenes/)")
-    p.add_argument("--out", default="runs/fill", help="folder for checkpoints and the log")
     p.add_argument("--config", default="cpu", choices=("cpu", "paper"), help="model size")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--iters", type=int, default=30000, help="schedule length in steps")
-    p.add_argument("--minutes", type=float, default=0, help="schedule length in minutes (overrides --iters)")
-    p.add_argument("--val-every", type=float, default=5.0, help="minutes between validation/checkpoints")
     p.add_argument("--val-steps", default="1,4", help="sampler steps tried on validation")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=0, help="data worker processes")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--seed", type=int, default=0)
+    add_run_options(p, out="runs/fill", data=str(DATA), iters=30000, val_every=5.0)
     return p.parse_args(argv)
 
 

@@ -20,6 +20,7 @@ Cached models are shared: callers use them for inference only and never change t
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -261,3 +262,18 @@ def start_run(out: str | Path, args: Any) -> Callable[[str], None]:
             log.write(line + "\n")
 
     return say
+
+
+def add_run_options(p: argparse.ArgumentParser, out: str, data: str, iters: int, val_every: float) -> None:
+    """The options every ``vidfx train`` command shares: run length (``--iters``/``--minutes``),
+    ``--val-every`` minutes, ``--data``, ``--out``, ``--threads``, ``--device``, ``--resume``
+    (from OUT/last.pt) and ``--seed``."""
+    p.add_argument("--iters", type=int, default=iters, help="run length in steps")
+    p.add_argument("--minutes", type=float, default=0, help="run length in minutes (overrides --iters)")
+    p.add_argument("--val-every", type=float, default=val_every, help="minutes between validation/checkpoints")
+    p.add_argument("--data", default=data, help="the data folder")
+    p.add_argument("--out", default=out, help="folder for checkpoints, weights and the log")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--seed", type=int, default=0)

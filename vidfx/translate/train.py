@@ -48,7 +48,15 @@ from vidfx.fill.data import DATA, read_rgb, training_pictures
 from vidfx.fill.model import LazyFill
 from vidfx.fill.pipeline import STUDENT_WEIGHTS, build_lazyfill
 from vidfx.ops.warp import backward_warp
-from vidfx.ops.weights import Weights, build_model, load_checkpoint, save_checkpoint, save_weights, start_run
+from vidfx.ops.weights import (
+    Weights,
+    add_run_options,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+    start_run,
+)
 
 from .data import domain_files
 from .edges import edge_map
@@ -151,15 +159,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--temporal", type=float, default=1.0, help="temporal consistency loss weight")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--ema", type=float, default=0.99, help="decay of the generator's moving average (what is selected)")
-    p.add_argument("--iters", type=int, default=2000)
-    p.add_argument("--minutes", type=float, default=0, help="run length in minutes (overrides --iters)")
-    p.add_argument("--val-every", type=float, default=2.5, help="minutes between selection checkpoints")
-    p.add_argument("--data", default=str(DATA))
-    p.add_argument("--out", default="runs/translate")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--seed", type=int, default=0)
+    add_run_options(p, out="runs/translate", data=str(DATA), iters=2000, val_every=2.5)
     return p.parse_args(argv)
 
 
