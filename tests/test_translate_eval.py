@@ -181,7 +181,7 @@ def test_unknown_or_missing_methods_are_one_line_value_errors(monkeypatch, tmp_p
     assert te.main(["--methods", "ours", "--data", str(data)]) == 2
     # the module is there but its weights file is not
     fake = types.ModuleType(PIPELINE)
-    fake.SHIPPED_WEIGHTS = tmp_path / "missing.pt"  # type: ignore[attr-defined]
+    fake.PRETRAINED_WEIGHTS = tmp_path / "missing.pt"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, PIPELINE, fake)
     with pytest.raises(ValueError, match="missing.pt not found") as info:
         te.make_runners(["ours"], data)
@@ -209,7 +209,7 @@ def test_model_runner_uses_one_pipeline_per_still_and_one_per_clip(monkeypatch, 
             return frames * 0.5
 
     fake = types.ModuleType(PIPELINE)
-    fake.SHIPPED_WEIGHTS = weights  # type: ignore[attr-defined]
+    fake.PRETRAINED_WEIGHTS = weights  # type: ignore[attr-defined]
     fake.TranslatePipeline = Pipeline  # type: ignore[attr-defined]
     fake.TranslateSettings = Settings  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, PIPELINE, fake)

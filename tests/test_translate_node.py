@@ -15,7 +15,7 @@ from vidfx.fill.data import read_rgb
 from vidfx.fill.model import LazyFillConfig
 from vidfx.ops.weights import save_weights
 from vidfx.translate.model import TranslateConfig, TranslateNet
-from vidfx.translate.pipeline import SHIPPED_WEIGHTS, TranslatePipeline, TranslateSettings
+from vidfx.translate.pipeline import DEFAULT_WEIGHTS, PRETRAINED_WEIGHTS, TranslatePipeline, TranslateSettings
 
 TINY = LazyFillConfig(dim=32, heads=2, dec_layers=1, ctx_layers=1, enc_channels=(16, 32))
 
@@ -93,8 +93,9 @@ def test_node_runs_in_chunks_keeps_alpha_and_checks_params(tiny_weights):
 
 
 def test_shipped_day_to_dusk_darkens_a_daylight_frame(shared_clips):
-    if not SHIPPED_WEIGHTS.is_file():
-        pytest.fail(f"the shipped translate weights are missing: {SHIPPED_WEIGHTS}")
+    for path in (DEFAULT_WEIGHTS, PRETRAINED_WEIGHTS):
+        if not path.is_file():
+            pytest.fail(f"shipped translate weights are missing: {path}")
     data = shared_clips.parent
     frame = read_rgb(sorted((data / "camvid" / "val").glob("*.jpg"))[10]).astype(np.float32) / 255
     out = TranslatePipeline(TranslateSettings(temporal=0.0)).run(frame[None])[0]

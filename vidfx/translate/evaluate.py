@@ -67,7 +67,7 @@ from .reinhard import LabStats, reinhard_transfer
 
 METHODS = ("identity", "reinhard", "ours", "scratch")
 BUILTIN_METHODS = ("identity", "reinhard")
-MODEL_WEIGHTS = {"ours": "SHIPPED_WEIGHTS", "scratch": "SCRATCH_WEIGHTS"}  # constants of vidfx.translate.pipeline
+MODEL_WEIGHTS = {"ours": "PRETRAINED_WEIGHTS", "scratch": "SCRATCH_WEIGHTS"}  # constants of vidfx.translate.pipeline
 COLUMNS = ("method", "fd", "miou", "warp_error", "seconds_per_frame")
 CLIP = Path("scenes") / "udacity_solidWhiteRight.mp4"  # daylight development clip, under the data folder
 CLIP_FRAMES = 24
@@ -127,7 +127,7 @@ def _pipeline() -> Any:
 
 
 def model_weights(method: str) -> Path:
-    """The weights file of a model method (``ours``: ``pipeline.SHIPPED_WEIGHTS``, ``scratch``:
+    """The weights file of a model method (``ours``: ``pipeline.PRETRAINED_WEIGHTS``, ``scratch``:
     ``pipeline.SCRATCH_WEIGHTS``). A one-line ``ValueError`` when ``vidfx.translate.pipeline``
     cannot be imported, lacks the constant, or the file does not exist."""
     if method not in MODEL_WEIGHTS:

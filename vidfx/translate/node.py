@@ -1,5 +1,5 @@
 """The ``translate`` node: one-step image-to-image translation of video (day -> dusk, dusk ->
-day, edges -> frame), flicker-free.
+day; an edges -> frame model through ``weights``), flicker-free.
 
 A sequence node: the engine hands it overlapping chunks of frames; inside a chunk each frame's
 translation is blended with the previous frame's, moved along the optical flow
@@ -27,8 +27,8 @@ class TranslateNode(SequenceNode):
 
     type_name = "translate"
     description = (
-        "Translate the look of a shot with a one-step generator: day -> dusk (`model: day2dusk`), "
-        "dusk -> day, or edges -> frame. Its change is computed on a small canvas and applied to "
+        "Translate the look of a shot with a one-step generator: day -> dusk (`model: day2dusk`) "
+        "or dusk -> day. Its change is computed on a small canvas and applied to "
         "the full-resolution frame (detail kept); `temporal` blends in the previous frame's "
         "change moved along the optical flow (no shimmer)."
     )
