@@ -103,3 +103,22 @@ def test_shipped_day_to_dusk_darkens_a_daylight_frame(shared_clips):
     assert out.mean() < frame.mean() - 0.02  # dusk is darker than daylight
     back = TranslatePipeline(TranslateSettings(model="dusk2day", temporal=0.0)).run(out[None])[0]
     assert np.abs(back - frame).mean() < np.abs(out - frame).mean()  # the cycle comes back towards the frame
+
+
+def test_shipped_edges_model_draws_a_frame_from_its_edges(shared_clips):
+    from vidfx.translate.edges import edge_map
+    from vidfx.translate.pipeline import EDGES_WEIGHTS
+
+    if not EDGES_WEIGHTS.is_file():
+        pytest.fail(f"shipped translate weights are missing: {EDGES_WEIGHTS}")
+    data = shared_clips.parent
+    frame = read_rgb(sorted((data / "camvid" / "val").glob("*.jpg"))[30]).astype(np.float32) / 255
+    out = TranslatePipeline(TranslateSettings(model="edges2frame", temporal=0.0)).run(frame[None])[0]
+    assert out.shape == frame.shape
+    grey = np.full_like(frame, frame.mean())
+    assert np.abs(out - frame).mean() < np.abs(grey - frame).mean()  # closer to the frame than its mean colour
+    edges = edge_map(frame)[..., 0] > 0.5
+    # the output has structure where the input has edges
+    gy, gx = np.gradient(out.mean(-1))
+    strength = np.hypot(gx, gy)
+    assert strength[edges].mean() > 1.2 * strength[~edges].mean()  # a flat or random picture gives ~1

@@ -36,16 +36,16 @@ SCRATCH_WEIGHTS = WEIGHTS_DIR / "day2dusk_scratch.pt"  # the same architecture t
 # The default is the one model selection preferred on the held-out select frames (CamVid train):
 # lower FD to dusk with the segment mIoU within 5 points (scratch 6.74 / 73.6, pretrained 8.67 / 77.5).
 DEFAULT_WEIGHTS = SCRATCH_WEIGHTS
-MODELS = {"day2dusk": DEFAULT_WEIGHTS, "dusk2day": DEFAULT_WEIGHTS}  # one network, two directions
+EDGES_WEIGHTS = WEIGHTS_DIR / "edges2frame.pt"  # the paired edges -> frame model (pix2pix-Turbo)
+MODELS = {"day2dusk": DEFAULT_WEIGHTS, "dusk2day": DEFAULT_WEIGHTS, "edges2frame": EDGES_WEIGHTS}
 
 
 @dataclass
 class TranslateSettings:
     """How :class:`TranslatePipeline` translates.
 
-    ``model``: a key of :data:`MODELS` (the direction); ``weights``: a weights file instead of
-    the shipped one (e.g. :data:`PRETRAINED_WEIGHTS`, or an ``edges`` model of ``vidfx train
-    translate --task edges``); ``strength``: 0 = the input, 1 = the full
+    ``model``: a key of :data:`MODELS` (day/dusk, either way, or edges -> frame); ``weights``: a
+    weights file instead of the shipped one (e.g. :data:`PRETRAINED_WEIGHTS`); ``strength``: 0 = the input, 1 = the full
     translation; ``temporal``: weight of the motion-compensated previous frame (0 = off);
     ``work_size``: long side of the network's canvas in pixels (0 = what the model was trained at).
     """
