@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "ema": ema.state_dict(),
             "discs": discs.state_dict(),
             "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
         }
         save_checkpoint(out / "last.pt", {**state, "step": step, "elapsed": elapsed, "best": best})
 
