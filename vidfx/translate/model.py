@@ -36,7 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfx.fill.model import LazyFill, LazyFillConfig, patchify, sincos_2d, timestep_embedding, unpatchify
+from vidfx.ops.weights import Weights
 
+FAMILY = "translate"  # weights-file family
+WORK_SIZE = 256  # long side of the canvas the network works on (the node upsamples its change)
 DIRECTIONS = ("day2dusk", "dusk2day")
 GATE_SCALE = 50.0  # the residual gate's parameter is the gate / GATE_SCALE
 
@@ -174,3 +177,8 @@ class TranslateNet(nn.Module):
         residual = self.gate * GATE_SCALE * unpatchify(dec.head(x), p, 3, grid) / bb.cfg.residual_scale
         base = image if c == 3 else torch.full_like(residual, 0.5)
         return (base + residual).clamp(0, 1)
+
+
+def build_translate(weights: Weights) -> TranslateNet:
+    """A :class:`TranslateNet` from a weights file's config (``ops.weights.load_model``)."""
+    return TranslateNet(TranslateConfig.from_dict(weights.config))

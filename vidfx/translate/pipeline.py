@@ -27,8 +27,7 @@ from vidfx.ops.warp import backward_warp_np
 from vidfx.ops.weights import load_model
 
 from .edges import edge_map
-from .model import DIRECTIONS, TranslateNet
-from .train import FAMILY, WORK_SIZE, build_translate
+from .model import DIRECTIONS, FAMILY, WORK_SIZE, TranslateNet, build_translate
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PRETRAINED_WEIGHTS = WEIGHTS_DIR / "day2dusk.pt"  # on the diffusion-pretrained backbone (LoRA)

@@ -43,13 +43,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidfx.diffusion.task import gan_d_loss, gan_g_loss
+from vidfx.diffusion.task import gan_d_loss, gan_g_loss, optimiser_step
 from vidfx.fill.data import DATA, read_rgb, training_pictures
 from vidfx.fill.model import LazyFill
 from vidfx.fill.pipeline import STUDENT_WEIGHTS, build_lazyfill
 from vidfx.ops.warp import backward_warp
 from vidfx.ops.weights import (
-    Weights,
     add_run_options,
     build_model,
     load_checkpoint,
@@ -60,10 +59,10 @@ from vidfx.ops.weights import (
 
 from .data import domain_files
 from .edges import edge_map
-from .model import DIRECTIONS, TranslateConfig, TranslateNet
+from .model import DIRECTIONS, FAMILY, WORK_SIZE, TranslateConfig, TranslateNet
+from .selection import select_score
 
-FAMILY = "translate"
-WORK_SIZE = 256  # long side of the canvas the network works on (the node upsamples its residual)
+GRAD_CLIP = 1.0  # generator gradient norm limit
 MIOU_SLACK = 5.0  # points of segment mIoU a translation may lose (the issue's structure target)
 
 
@@ -89,16 +88,16 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
+def working_size(picture: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
+    """A uint8 RGB picture scaled (area) so its long side is ``size``, as float32 0..1."""
+    h, w = picture.shape[:2]
+    s = size / max(h, w)
+    return cv2.resize(picture, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
 def load_pictures(files: list[Path], size: int = WORK_SIZE) -> list[np.ndarray]:
     """Pictures scaled so their long side is ``size`` (area), float32 RGB 0..1."""
-    out = []
-    for f in files:
-        img = read_rgb(f)
-        h, w = img.shape[:2]
-        s = size / max(h, w)
-        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        out.append(img.astype(np.float32) / 255)
-    return out
+    return [working_size(read_rgb(f), size) for f in files]
 
 
 def random_crops(pictures: list[np.ndarray], batch: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -146,6 +145,16 @@ def inside(flow: torch.Tensor) -> torch.Tensor:
     return ok[:, None].float()
 
 
+def warp_consistency(moved_out: torch.Tensor, out: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """The temporal loss: mean L1 between the translation of a moved input ``moved_out`` and the
+    translation of the unmoved input ``out`` moved along ``flow``, where the motion stays inside.
+
+    Shape: moved_out, out :math:`(B, 3, H, W)`, flow :math:`(B, 2, H, W)` -> scalar.
+    """
+    valid = inside(flow).to(out.device)
+    return ((moved_out - backward_warp(out, flow)).abs() * valid).sum() / (3 * valid.sum()).clamp_min(1)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vidfx train translate", description=__doc__.split("\n")[0])
     p.add_argument("--task", choices=("day2dusk", "edges"), default="day2dusk")
@@ -174,11 +183,6 @@ def build_net(args: argparse.Namespace) -> TranslateNet:
     return TranslateNet(cfg, backbone)
 
 
-def build_translate(weights: Weights) -> TranslateNet:
-    """A :class:`TranslateNet` from a weights file's config (``ops.weights.load_model``)."""
-    return TranslateNet(TranslateConfig.from_dict(weights.config))
-
-
 def edge_batch(pictures: list[np.ndarray], batch: int, crop: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
     """(edge maps :math:`(B, 1, S, S)`, frames :math:`(B, 3, S, S)`) of random crops."""
     frames = random_crops(pictures, batch, crop, rng)
@@ -193,12 +197,7 @@ def run_pictures(args: argparse.Namespace) -> tuple[list[np.ndarray], list[np.nd
     if args.task == "day2dusk":
         day, dusk = (load_pictures(domain_files(data, d, "train")) for d in ("day", "dusk"))
         return day, dusk, []
-    pictures = []
-    for p in training_pictures(data):
-        s = WORK_SIZE / max(p.shape[:2])
-        size = (round(p.shape[1] * s), round(p.shape[0] * s))
-        if min(size) >= args.crop:
-            pictures.append(cv2.resize(p, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255)
+    pictures = [p for p in map(working_size, training_pictures(data)) if min(p.shape[:2]) >= args.crop]
     return [p for i, p in enumerate(pictures) if i % 10], [], pictures[::10][:40]
 
 
@@ -235,8 +234,6 @@ def main(argv: list[str] | None = None) -> int:
         opt_d.load_state_dict(ck["opt_d"])
         step, elapsed, best = ck["step"], ck["elapsed"], ck["best"]
         say(f"resumed at step {step}, {elapsed / 60:.1f} min trained, best {best}")
-
-    from .selection import select_score  # imports the pipeline, which imports this module
 
     data = Path(args.data)
     baseline = select_score(None, args.task, data, device, held_out)
@@ -337,20 +334,13 @@ def unpaired_step(
     identity = F.l1_loss(net(d, dir_b), d) + F.l1_loss(net(a, dir_a), a)
     adv = gan_g_loss(disc_b(fake_d).flatten()) + gan_g_loss(disc_a(fake_a).flatten())
     flow = random_motion(b, args.crop, rng).to(device)
-    moved = net(backward_warp(a, flow), dir_b)
-    valid = inside(flow).to(device)
-    temporal = ((moved - backward_warp(fake_d, flow)).abs() * valid).sum() / (3 * valid.sum()).clamp_min(1)
+    temporal = warp_consistency(net(backward_warp(a, flow), dir_b), fake_d, flow)
     loss = cycle + args.identity * identity + args.gan * adv + args.temporal * temporal
-    opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt_g.step()
+    optimiser_step(opt_g, loss, params, GRAD_CLIP)
 
     loss_d = gan_d_loss(disc_b(d).flatten(), disc_b(fake_d.detach()).flatten())
     loss_d = loss_d + gan_d_loss(disc_a(a).flatten(), disc_a(fake_a.detach()).flatten())
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
+    optimiser_step(opt_d, loss_d)
     return {
         "cycle": cycle.item(),
         "identity": identity.item(),
@@ -377,20 +367,13 @@ def paired_step(
     recon = F.l1_loss(fake, frames)
     adv = gan_g_loss(disc(torch.cat([fake, edges], 1)).flatten())
     flow = random_motion(args.batch, args.crop, rng).to(device)
-    valid = inside(flow).to(device)
-    moved = net(backward_warp(edges, flow))
-    temporal = ((moved - backward_warp(fake, flow)).abs() * valid).sum() / (3 * valid.sum()).clamp_min(1)
+    temporal = warp_consistency(net(backward_warp(edges, flow)), fake, flow)
     loss = recon + args.gan * adv + args.temporal * temporal
-    opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt_g.step()
+    optimiser_step(opt_g, loss, params, GRAD_CLIP)
     loss_d = gan_d_loss(
         disc(torch.cat([frames, edges], 1)).flatten(), disc(torch.cat([fake.detach(), edges], 1)).flatten()
     )
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
+    optimiser_step(opt_d, loss_d)
     return {"recon": recon.item(), "gan_g": adv.item(), "gan_d": loss_d.item(), "temporal": temporal.item()}
 
 
