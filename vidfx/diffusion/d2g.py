@@ -114,9 +114,7 @@ class D2GTrainer:
         with torch.no_grad():
             fake = self.student(noise, cond)
         loss_d = gan_d_loss(self.discriminator(target, cond), self.discriminator(fake, cond))
-        self.opt_discriminator.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_discriminator.step()
+        optimiser_step(self.opt_discriminator, loss_d)
 
         x = self.student(noise, cond)
         loss_reg = e_latent_distance(self.task, x, target, cond, c.ensemble)

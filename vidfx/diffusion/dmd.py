@@ -160,9 +160,7 @@ class DMDTrainer(_DistributionMatching):
         optimiser_step(self.opt_generator, loss, list(self.student.parameters()), c.grad_clip)
 
         loss_fake = denoising_loss(self.fake, x.detach(), cond, c.t_low, c.t_high)
-        self.opt_fake.zero_grad(set_to_none=True)
-        loss_fake.backward()
-        self.opt_fake.step()
+        optimiser_step(self.opt_fake, loss_fake)
         self.steps_done += 1
         return {"dm": loss_dm.item(), "regression": loss_reg.item(), "fake": loss_fake.item()}
 
@@ -214,9 +212,7 @@ class DMD2Trainer(_DistributionMatching):
             real = self.task.sample_real(c.batch, cond).to(self.device)
             t = uniform_times(c.batch, c.t_low, c.t_high, device=self.device)
             loss_d = gan_d_loss(self.discriminate(real, cond, t), self.discriminate(x, cond, t))
-            self.opt_fake.zero_grad(set_to_none=True)
-            (loss_fake + c.gan_d_weight * loss_d).backward()
-            self.opt_fake.step()
+            optimiser_step(self.opt_fake, loss_fake + c.gan_d_weight * loss_d)
             fake_losses.append(loss_fake.item())
             d_losses.append(loss_d.item())
 

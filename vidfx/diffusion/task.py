@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidfx.diffusion.schedule import add_noise, ddim_sample, uniform_times
+from vidfx.diffusion.schedule import add_noise, ddim_sample, sample_times, uniform_times
 from vidfx.ops.weights import atomic_save
 
 Cond = Any  # None, a (B, ...) tensor, or a dict of (B, ...) tensors
@@ -107,7 +107,7 @@ class Student(nn.Module):
     @staticmethod
     def uniform(net: nn.Module, steps: int) -> Student:
         """A ``steps``-step student at times 1, 1 - 1/steps, ..., 1/steps."""
-        return Student(net, [1.0 - i / steps for i in range(steps)])
+        return Student(net, sample_times(steps)[:-1])
 
     def call(self, x_t: torch.Tensor, index: int, cond: Cond) -> torch.Tensor:
         """The x0 prediction at step ``index`` from ``x_t``. Shape: :math:`(B, *shape)` -> same."""
@@ -252,7 +252,9 @@ def distribution_matching_loss(x: torch.Tensor, real_x0: torch.Tensor, fake_x0: 
     return 0.5 * F.mse_loss(x, (x - grad).detach(), reduction="sum") / x.numel()
 
 
-def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequence[nn.Parameter], clip: float) -> None:
+def optimiser_step(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequence[nn.Parameter] = (), clip: float = 0.0
+) -> None:
     """Backpropagate ``loss`` and step ``opt``, clipping the gradient norm of ``params`` at
     ``clip`` first (0 = no clipping; keeps a generator update from a rare large
     distribution-matching gradient bounded)."""
