@@ -1,13 +1,14 @@
-"""Keypoint interpolation across simulated gaps placed in the *training* frames of the dev clips.
+"""Keypoint interpolation across simulated gaps in the clips of the validation identities.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/jumpcut_interp_tuning.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/jumpcut_interp_tuning.py [--split val]
 
 For every placement of a GAP-frame gap whose frames (ends, the frames before/after them for the
 velocities, and the missing ones) all lie outside the segments the evaluation removes
 (``evaluate.eval_gaps``), the face mesh interpolated from the ends is compared with the mesh
 detected on the missing frames (MediaPipe, static mode, like the evaluation's landmark error).
-This is where ``interpolate.VELOCITY_DAMPING`` and the "no one-sided smoothing" default were
-chosen; prints a Markdown table (mean px over all placements and per clip).
+This is where ``interpolate.VELOCITY_DAMPING`` and the "no one-sided smoothing" default are
+checked; prints a Markdown table (mean px over all placements and per clip). Clips are read as
+the evaluation reads them (``identities.read_face_clip``, 512x512).
 """
 
 from __future__ import annotations
@@ -18,26 +19,29 @@ import pickle
 
 import numpy as np
 
-from vidfx.jumpcut.evaluate import DEFAULT_CLIPS, eval_gaps
+from vidfx.jumpcut import identities as ids
+from vidfx.jumpcut.evaluate import eval_gaps
 from vidfx.jumpcut.interpolate import interpolate_keypoints, transition_times
 from vidfx.jumpcut.keypoints import MediaPipeDetector, smooth_sequence
-from vidfx.jumpcut.video import read_clip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gap", type=int, default=12)
     ap.add_argument("--side", type=int, default=4, help="frames each side used for the one-sided smoothing row")
-    ap.add_argument(
-        "--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "vidfx", "jumpcut", "static_kps_512.pkl")
-    )
+    ap.add_argument("--split", default="val", choices=("val", "train", "all"))
+    ap.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "vidfx", "jumpcut"))
     args = ap.parse_args()
+    args.cache = os.path.join(args.cache, f"static_kps_512_face_{args.split}.pkl")
     if os.path.exists(args.cache):
         with open(args.cache, "rb") as fh:
             allk = pickle.load(fh)
     else:
         det = MediaPipeDetector(video_mode=False, with_body=True)
-        allk = {os.path.basename(c): [det.detect(f) for f in read_clip(c, size=512)[0]] for c in DEFAULT_CLIPS}
+        allk = {
+            name: [det.detect(f) for f in ids.read_face_clip(ids.clip_path(name), size=512)[0]]
+            for name in ids.identities(args.split)
+        }
         os.makedirs(os.path.dirname(args.cache), exist_ok=True)
         with open(args.cache, "wb") as fh:
             pickle.dump(allk, fh)
@@ -78,9 +82,9 @@ def main() -> None:
                     ]
                 )
                 rows[name].setdefault(clip, []).append(err)
-    print(f"{count} gap placements of {gap} frames in the training frames\n")
+    print(f"{count} gap placements of {gap} frames in the {args.split} identities' clips\n")
     clips = list(allk)
-    print("| variant | mean px | " + " | ".join(clips) + " |")
+    print("| variant | mean px | " + " | ".join(c.split("/")[-1] for c in clips) + " |")
     print("|---|---|" + "---|" * len(clips))
     for name, per in rows.items():
         allv = [e for v in per.values() for e in v]

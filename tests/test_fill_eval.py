@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vidfx.fill import evaluate as fe
-from vidfx.fill.features import frechet_distance, patch_features
+from vidfx.ops.features import frechet_distance, patch_features
 
 CLIP = fe.DATA_ROOT / "clips" / "bear.mp4"
 

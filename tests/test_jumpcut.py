@@ -407,3 +407,91 @@ def test_training_writes_weights_checkpoint_and_args_and_resumes(clip3, tmp_path
     assert load_checkpoint(run / "last.ckpt")["step"] == 2
     assert load_net(str(run / "prior.pt")).cfg.size == 128
     assert sorted(p.name for p in run.iterdir()) == ["args.json", "last.ckpt", "prior.pt"]
+    # the adversarial loss trains a discriminator, kept in the checkpoint for resuming
+    sharp = load_checkpoint(run / "last.ckpt")["sharp"]
+    assert sharp["opt_d"]["state"], "the discriminator was never updated"
+
+
+# --- identities, sharpness, the keypoint map ------------------------------------------------------
+
+
+def test_face_clips_are_square_crops_around_the_face():
+    from vidfx.jumpcut import identities as ids
+    from vidfx.jumpcut.keypoints import MediaPipeDetector
+
+    path = ids.clip_path("talking_more/LivePortrait_s18")  # 1280x720
+    assert os.path.exists(path), f"talking_more clip missing: {path}"
+    frames, rate = ids.read_face_clip(path, size=256, max_frames=3)
+    assert len(frames) == 3 and frames[0].shape == (256, 256, 3) and rate == 30
+    det = MediaPipeDetector(with_body=False)
+    face = det.detect(frames[0]).face
+    det.close()
+    assert face is not None
+    cx = float(np.median(face[:, 0]))
+    assert 64 < cx < 192, cx  # the face is inside the square, not cut off at its side
+
+
+def test_sharpness_is_one_for_real_frames_and_lower_for_blurred_ones(clip3):
+    import cv2
+
+    from vidfx.jumpcut.evaluate import face_box, sharpness
+
+    frames = [f.astype(np.float32) / 255 for f in clip3[0][:3]]
+    box = face_box(None, frames[0].shape)
+    assert sharpness([frames[0]], [frames[0], frames[0]], box) == pytest.approx(1.0)
+    blurred = [cv2.GaussianBlur(f, (0, 0), 1.5) for f in frames[1:2]]
+    assert sharpness(blurred, [frames[0], frames[2]], box) < 0.5
+    fade = [0.5 * frames[0] + 0.5 * frames[2]]
+    assert sharpness(fade, [frames[0], frames[2]], box) < 1.0
+
+
+def test_keymap_draws_irises_and_hands():
+    from vidfx.jumpcut.keymap import KEYMAP_CHANNELS, render_keymap
+    from vidfx.jumpcut.keypoints import HAND_ROWS, MediaPipeDetector
+
+    det = MediaPipeDetector(with_body=False)
+    topo = det.topology
+    det.close()
+    body = np.zeros((75, 3), np.float32)
+    body[HAND_ROWS["left"], :2] = np.stack([np.linspace(20, 60, 21), np.linspace(80, 120, 21)], 1)
+    body[HAND_ROWS["left"], 2] = 1.0
+    no_hand = render_keymap(Keypoints(None, np.zeros((75, 3), np.float32)), topo, 128, 128)
+    hand = render_keymap(Keypoints(None, body), topo, 128, 128)
+    assert KEYMAP_CHANNELS == 10 and hand.shape == (10, 128, 128)
+    assert no_hand[9].sum() == 0 and hand[9].sum() > 20
+    assert hand[9, 100, 40] > 0 and hand[9, 10, 120] == 0  # on the hand's line, not elsewhere
+
+
+def test_a_synthesizer_from_before_the_new_channels_reads_the_first_eight():
+    from vidfx.jumpcut.model import SynthConfig, SynthNet
+
+    old = SynthNet(SynthConfig(size=32, dim=16, value_dim=16, base=8, style_dim=8, keymap_channels=8))
+    b, s, r = 1, 4, 32
+    args = (torch.rand(b, s, 3, r, r), torch.rand(b, s, 10, r, r), torch.rand(b, 10, r, r), torch.rand(b, 3, r, r))
+    flow = torch.zeros(b, s, 2, r, r)
+    full, _ = old(*args, flow)
+    trimmed, _ = old(args[0], args[1][:, :, :8], args[2][:, :8], args[3], flow)
+    assert torch.allclose(full, trimmed)
+
+
+def test_eval_transition_rows_have_sharpness(clip3, tmp_path, capsys):
+    import av
+
+    from vidfx.jumpcut.evaluate import main as eval_main
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"crf": "12"})
+        s.width = s.height = 256
+        for f in clip3[0][:40]:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    out = tmp_path / "rows.json"
+    args = ["--methods", "crossfade,flow", "--cases", "1", "--frames", "6", "--context", "6", "--size", "128"]
+    assert eval_main([*args, "--strips", "", "--json", str(out), str(path)]) == 0
+    rows = json.loads(out.read_text())
+    assert {r["method"] for r in rows} == {"crossfade", "flow"}
+    for r in rows:
+        assert set(r) >= {"method", "clip", "psnr", "ssim", "landmark_error_px", "seconds", "sharpness"}
+        assert 0.2 < r["sharpness"] < 1.5 and r["psnr"] > 20
+    assert "best PSNR in" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from vidfx.jumpcut import detect
+from vidfx.jumpcut import detect, identities
 from vidfx.jumpcut.evaluate import main as eval_main
 from vidfx.jumpcut.video import read_clip
 
@@ -59,10 +59,10 @@ def test_sensitivity_higher_means_fewer_cuts(clip):
 
 
 def test_split_is_by_identity():
-    assert not set(detect.TRAIN_IDS) & set(detect.VAL_IDS)
-    assert len(set(detect.TRAIN_IDS) | set(detect.VAL_IDS)) == 25
-    for ident in detect.TRAIN_IDS + detect.VAL_IDS:
-        assert os.path.exists(detect.clip_path(ident)), ident
+    assert not set(identities.TRAIN_IDS) & set(identities.VAL_IDS)
+    assert len(set(identities.TRAIN_IDS) | set(identities.VAL_IDS)) == 25
+    for ident in identities.TRAIN_IDS + identities.VAL_IDS:
+        assert os.path.exists(identities.clip_path(ident)), ident
 
 
 def test_eval_detection_json(tmp_path, capsys):

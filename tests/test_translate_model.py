@@ -11,9 +11,10 @@ from torch import nn
 
 from vidfx.fill.data import read_rgb
 from vidfx.fill.model import LazyFill, LazyFillConfig
+from vidfx.ops.gan import PatchDiscriminator
 from vidfx.ops.warp import backward_warp
 from vidfx.translate.model import GATE_SCALE, LoRALinear, TranslateConfig, TranslateNet, add_lora
-from vidfx.translate.train import PatchDiscriminator, inside, paired_step, random_motion, unpaired_step
+from vidfx.translate.train import inside, paired_step, random_motion, unpaired_step
 
 TINY = LazyFillConfig(dim=32, heads=2, dec_layers=1, ctx_layers=1, enc_channels=(16, 32))
 

@@ -26,10 +26,9 @@ from vidfx.diffusion.task import (
     PairSet,
     Student,
     feature_size,
-    gan_d_loss,
-    gan_g_loss,
     optimiser_step,
 )
+from vidfx.ops.gan import gan_d_loss, gan_g_loss
 
 
 def e_latent_distance(task: DistillTask, x: torch.Tensor, y: torch.Tensor, cond: Cond, ensemble: int) -> torch.Tensor:

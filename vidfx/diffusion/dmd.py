@@ -34,10 +34,9 @@ from vidfx.diffusion.task import (
     denoising_loss,
     distribution_matching_loss,
     feature_size,
-    gan_d_loss,
-    gan_g_loss,
     optimiser_step,
 )
+from vidfx.ops.gan import gan_d_loss, gan_g_loss
 
 
 @dataclass

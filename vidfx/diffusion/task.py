@@ -265,16 +265,6 @@ def optimiser_step(
     opt.step()
 
 
-def gan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Non-saturating GAN loss of a discriminator. Shape: :math:`(B,)` each -> scalar."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def gan_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Non-saturating GAN loss of the generator. Shape: :math:`(B,)` -> scalar."""
-    return F.softplus(-fake_logits).mean()
-
-
 def denoising_loss(net: nn.Module, x0: torch.Tensor, cond: Cond, t_low: float, t_high: float) -> torch.Tensor:
     """The diffusion (x0-prediction) loss of ``net`` on clean samples ``x0`` at uniform times.
     Shape: x0 :math:`(B, ...)` -> scalar."""

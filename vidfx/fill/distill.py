@@ -168,7 +168,7 @@ MAIN_DOC = """Distil the fill generator into a one-step student: ``vidfx train d
 trainers are :mod:`vidfx.diffusion.dmd` and :mod:`vidfx.diffusion.d2g`. Training crops as for
 ``vidfx train fill``. Model selection is on CamVid val only (fixed holes, ``--val-holes`` per
 picture), every ``--val-every`` minutes: the student with the lowest Fréchet distance
-(:mod:`vidfx.fill.features`) among those whose masked PSNR is within 0.3 dB of the teacher at
+(:mod:`vidfx.ops.features`) among those whose masked PSNR is within 0.3 dB of the teacher at
 ``--teacher-steps``; while none is, the one with the highest PSNR. It is written to OUT/best.pt,
 a fill weights file (``weights:`` of the fill node; its ``steps`` and ``sampler`` are in the
 metadata). OUT/last.pt resumes (``--resume``); the pair set is cached in OUT/pairs.pt and

@@ -26,7 +26,7 @@ then Telea for what it leaves), ``ours`` (``pipeline.fill_clip``). Each output i
 - ``warp_error``: temporal warping error x 100 (in percent of the 0..1 range): DIS "medium" flow of
   the *truth* from t to t+1, the output's frame t+1 warped back to t, mean absolute difference
   (RGB) over the hole pixels of frame t where the truth flow is forward-backward consistent;
-- ``fd``: Fréchet distance (features of :mod:`vidfx.fill.features`: the CamVid segmentation
+- ``fd``: Fréchet distance (features of :mod:`vidfx.ops.features`: the CamVid segmentation
   network's pooled encoder levels 1-3) between 64x64 patches of the output and the same patches
   of the truth, one patch per frame: the hole's bounding box, grown by 25% per side to a square,
   resized;
@@ -59,10 +59,10 @@ import numpy as np
 import torch
 
 from ..core.errors import MediaError
+from ..ops.features import frechet_distance, patch_features
 from ..ops.temporal import truth_flows, warp_error
 from ..ops.weights import read_weights
 from .data import EVAL_SCENES, inpaint
-from .features import frechet_distance, patch_features
 
 DATA_ROOT = Path(os.environ.get("VIDFX_DATA", "/work/shared/data"))
 MOVING_CLIPS = ("bear.mp4", "paragliding-launch.mp4", "apple.mp4", "pillow.mp4", "teddy.mp4")  # in clips/

@@ -26,8 +26,8 @@ from vidfx.diffusion.schedule import add_noise
 from vidfx.ops.loader import batch_stream
 from vidfx.ops.weights import add_run_options, load_checkpoint, save_checkpoint, save_weights, start_run
 
+from ..ops.features import frechet_distance, patch_features
 from .data import DATA, CropConfig, FillBatches, make_example, training_pictures, validation_pictures
-from .features import frechet_distance, patch_features
 from .maskgen import ObjectShapes
 from .model import LazyFill, LazyFillConfig, gather_tokens, patchify
 
@@ -111,7 +111,7 @@ def validate_quality(
     model: LazyFill, examples: list, steps: int, device: torch.device, renoise: bool = False
 ) -> dict[str, float]:
     """Masked PSNR (``psnr``; ``telea``: that of the coarse Telea fill) and the Fréchet distance
-    (``fd``, :mod:`vidfx.fill.features`) between windows around the filled holes and the same
+    (``fd``, :mod:`vidfx.ops.features`) between windows around the filled holes and the same
     windows of the truth, ``steps`` sampler steps (DDIM, or with ``renoise`` the sampler of a
     multi-step DMD2 student)."""
     model.eval()

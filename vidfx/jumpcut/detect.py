@@ -54,6 +54,7 @@ from vidfx.ops.colour import grey_u8
 from vidfx.ops.flow import DISFlow
 
 from .cuts import HARD_DIFF, RATIO
+from .identities import DATA_ROOT, TRAIN_IDS, clip_path
 
 log = logging.getLogger("vidfx.jumpcut")
 
@@ -80,38 +81,6 @@ MULTI = ("cells",)  # per-channel signals: image grid cells
 GRID = 4
 FEATURES = tuple(f"{s}_{w}" for s in SIGNALS for w in KINDS) + tuple(
     f"{s}_{w}_{a}" for s in MULTI for w in KINDS for a in ("median", "q75")
-)
-
-# Identities (one clip each). Split by person: nobody is on both sides.
-# train: fit the logistic model and choose its threshold. val: final numbers only.
-TRAIN_IDS = (
-    "talking/1",
-    "talking_more/LatentSync_demo1_video",
-    "talking_more/LivePortrait_d0",
-    "talking_more/LivePortrait_d3",
-    "talking_more/LivePortrait_d11",
-    "talking_more/LivePortrait_d12",
-    "talking_more/LivePortrait_d18",
-    "talking_more/LivePortrait_s18",
-    "talking_more/MimicTalk_Trump_10s",
-    "talking_more/StyleHEAT_video",
-    "talking_more/IPLAP_129",
-    "talking_more/EAMM_disgusted",
-    "talking_more/StyleTalk_feifeili_clip1",
-    "talking_more/StyleTalk_happyenglish_clip2",
-    "talking_more/StyleTalk_sadfather_clip1",
-)
-VAL_IDS = (
-    "talking/2",
-    "talking/3",
-    "talking_more/LatentSync_demo3_video",
-    "talking_more/XPortrait_driving_video",
-    "talking_more/LivePortrait_d10",
-    "talking_more/LivePortrait_d19",
-    "talking_more/Real3DPortrait_May_5s",
-    "talking_more/EDTalk_mouth_source",
-    "talking_more/StyleTalk_nice_clip1",
-    "talking_more/EAMM_happy",
 )
 
 # Real edits in the "uncut" source clips, found by looking at frames k-1 and k of the strongest
@@ -513,23 +482,7 @@ def detect_cuts_in_file(path: str, sensitivity: float = RATIO, cache_dir: str | 
 
 # --- simulated cuts (evaluation and fitting) ---------------------------------------------------
 
-DATA_ROOT = "/work/shared/data"
 CASE_HALF = 12  # a case is judged on the steps within +-CASE_HALF of its cut
-
-
-def identities(split: str) -> tuple[str, ...]:
-    """Identity names of a split: ``train``, ``val`` or ``all``."""
-    if split == "train":
-        return TRAIN_IDS
-    if split == "val":
-        return VAL_IDS
-    if split == "all":
-        return TRAIN_IDS + VAL_IDS
-    raise ValueError(f"unknown split {split!r} (train, val, all)")
-
-
-def clip_path(identity: str, root: str = DATA_ROOT) -> str:
-    return os.path.join(root, identity + ".mp4")
 
 
 def case_starts(

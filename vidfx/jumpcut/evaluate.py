@@ -1,6 +1,10 @@
-"""``vidfx eval jumpcut CLIPS...``: simulated jump cuts on continuous talking-head clips.
+"""``vidfx eval jumpcut [--split val|train|all] [CLIPS...]``: simulated jump cuts on continuous
+talking-head clips.
 
-For each clip, ``--cases`` segments of ``--frames`` frames are removed (a simulated jump cut).
+The clips are the identities of a split (``identities.VAL_IDS`` by default: people the shipped
+prior was not trained on), or files given on the command line; each is read as the largest
+square around the face, resized to ``--size`` (``identities.read_face_clip``). For each clip,
+``--cases`` segments of ``--frames`` frames are removed (a simulated jump cut).
 Each method synthesizes the removed frames from the frames around the gap only (the removed
 frames are never shown to any method, adaptation included) and is compared with the real ones:
 
@@ -8,9 +12,14 @@ frames are never shown to any method, adaptation included) and is compared with 
 - landmark error: MediaPipe face-mesh landmarks re-detected on the synthesized and on the real
   frame, mean distance in pixels over the 478 points (frames where either detection fails are
   counted in ``missed`` and left out of the mean),
+- sharpness: high-frequency energy (mean squared Laplacian of the grey image) of the
+  synthesized frames inside the face box, divided by that of the two real frames around the
+  cut (A and B) in the same box: 1.0 = as sharp as the real footage, below 1 = blurrier
+  (:func:`sharpness`),
 - seconds per transition (wall clock, CPU, keypoints and per-video adaptation included).
 
-Rows: crossfade, flow (DIS) and ours, per clip and averaged. A PNG strip per case (real /
+Rows: crossfade, flow (DIS) and ours, per clip (identity) and averaged; below the table, how
+often each method has the best PSNR of a case. A PNG strip per case (real /
 crossfade / flow / ours) goes to ``--strips``. ``--json FILE`` writes the rows as JSON.
 """
 
@@ -28,10 +37,11 @@ import kornia
 import numpy as np
 import torch
 
-from .video import read_clip, to_uint8
+from . import identities as ids
+from .video import to_uint8
 
 METHODS = ("crossfade", "flow", "ours")
-DEFAULT_CLIPS = [f"/work/shared/data/talking/{i}.mp4" for i in (1, 2, 3)]
+FACE_MARGIN = 0.15  # the sharpness box: the face landmarks' box grown by this share each side
 
 
 def eval_gaps(num_frames: int, gap: int, cases: int, context: int) -> list[int]:
@@ -64,6 +74,40 @@ def ssim(x: np.ndarray, y: np.ndarray) -> float:
     return float(kornia.metrics.ssim(_nchw(x), _nchw(y), 11, max_val=1.0, eps=0.0, padding="same").mean())
 
 
+def high_frequency_energy(img: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Mean squared Laplacian (3x3) of the grey image inside ``box`` = (x0, y0, x1, y1).
+
+    Shape: img :math:`(H, W, 3)` float 0..1.
+    """
+    x0, y0, x1, y1 = box
+    grey = cv2.cvtColor(np.ascontiguousarray(img[y0:y1, x0:x1], np.float32), cv2.COLOR_RGB2GRAY)
+    lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
+    return float(np.mean(lap.astype(np.float64) ** 2))
+
+
+def face_box(face: np.ndarray | None, shape: tuple[int, ...], margin: float = FACE_MARGIN) -> tuple[int, int, int, int]:
+    """The landmarks' bounding box grown by ``margin`` each side and clipped to the image
+    (the whole image when ``face`` is None). Shape: face :math:`(P, 2+)` pixels."""
+    h, w = shape[:2]
+    if face is None:
+        return 0, 0, w, h
+    (x0, y0), (x1, y1) = face[:, :2].min(0), face[:, :2].max(0)
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    return (
+        int(max(0, x0 - mx)),
+        int(max(0, y0 - my)),
+        int(min(w, np.ceil(x1 + mx))),
+        int(min(h, np.ceil(y1 + my))),
+    )
+
+
+def sharpness(synth: list[np.ndarray], real_ends: list[np.ndarray], box: tuple[int, int, int, int]) -> float:
+    """High-frequency energy of the synthesized frames relative to the real frames around the
+    cut, both in ``box``: 1.0 = as sharp as the real footage."""
+    ref = float(np.mean([high_frequency_energy(f, box) for f in real_ends]))
+    return float(np.mean([high_frequency_energy(f, box) for f in synth])) / max(ref, 1e-12)
+
+
 class LandmarkScorer:
     """Re-detects face-mesh landmarks (static image mode) and measures their distance."""
 
@@ -71,6 +115,10 @@ class LandmarkScorer:
         from .keypoints import MediaPipeDetector
 
         self.det = MediaPipeDetector(video_mode=False, with_body=False)
+
+    def face(self, img: np.ndarray) -> np.ndarray | None:
+        """The face-mesh landmarks of a 0..1 image in pixels (None: no face)."""
+        return self.det.detect(to_uint8(img)).face
 
     def error(self, synth: np.ndarray, real: np.ndarray) -> float | None:
         """Mean landmark distance in pixels, or None when a face is missing in either image."""
@@ -100,17 +148,37 @@ def run_method(method: str, before: list[np.ndarray], after: list[np.ndarray], n
 
 def format_table(rows: list[dict]) -> str:
     """The rows as a Markdown table."""
-    head = (
-        "| method | clip | PSNR dB | SSIM | landmark err px | missed | s / transition |\n|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
+    head = "| method | clip | PSNR dB | SSIM | landmark err px | sharpness | missed | s / transition |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lm = "n/a" if r["landmark_error_px"] is None else f"{r['landmark_error_px']:.2f}"
         lines.append(
             f"| {r['method']} | {r['clip']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lm} | "
-            f"{r.get('missed', 0)} | {r['seconds']:.2f} |"
+            f"{r['sharpness']:.3f} | {r.get('missed', 0)} | {r['seconds']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def psnr_wins(per: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, float]]:
+    """For each method, the share of cases where its PSNR beats each other method
+    (``{"ours": {"crossfade": 0.8, "flow": 0.7, "all": 0.6}}``; ``all``: beats every other)."""
+    methods = list(per)
+    out: dict[str, dict[str, float]] = {}
+    for m in methods:
+        cases = [(clip, k) for clip, recs in per[m].items() for k in range(len(recs))]
+        if not cases:
+            continue
+        wins: dict[str, float] = {}
+        beat_all = np.ones(len(cases), bool)
+        for o in methods:
+            if o == m:
+                continue
+            beats = np.array([per[m][c][k]["psnr"] > per[o][c][k]["psnr"] for c, k in cases])
+            wins[o] = float(beats.mean())
+            beat_all &= beats
+        wins["all"] = float(beat_all.mean())
+        out[m] = wins
+    return out
 
 
 DETECTION_LENGTHS = "2,6,12,30,60"
@@ -126,19 +194,20 @@ def detection_main(argv: list[str]) -> int:
     minute: detections on the uncut clips per minute of uncut footage.
     """
     from . import detect
+    from . import identities as ids
 
     ap = argparse.ArgumentParser(
         prog="vidfx eval jumpcut --detection", description=detection_main.__doc__.split("\n")[0]
     )
     ap.add_argument(
-        "--split", default="val", choices=("val", "train", "all"), help="identities (detect.TRAIN_IDS / VAL_IDS)"
+        "--split", default="val", choices=("val", "train", "all"), help="identities (identities.TRAIN_IDS / VAL_IDS)"
     )
     ap.add_argument("--identities", default="", help="comma-separated identities instead of a split (e.g. talking/2)")
     ap.add_argument("--lengths", default=DETECTION_LENGTHS, help="removed segment lengths, comma-separated")
     ap.add_argument("--cases", type=int, default=6, help="simulated cuts per clip and length")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sensitivity", type=float, default=detect.RATIO, help="higher = fewer cuts")
-    ap.add_argument("--data", default=detect.DATA_ROOT, help="folder with talking/ and talking_more/")
+    ap.add_argument("--data", default=ids.DATA_ROOT, help="folder with talking/ and talking_more/")
     ap.add_argument("--cache", default="/tmp/vidfx_jumpcut_detect", help="per-clip feature cache ('' = none)")
     ap.add_argument("--json", dest="json_path", default=None, help="write the results as JSON here")
     ap.add_argument(
@@ -158,9 +227,9 @@ def detection_main(argv: list[str]) -> int:
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     per_len = {n: {"cases": 0, "found": 0, "false": 0} for n in lengths}
     case_rows, uncut_false, minutes, uncut_frames = [], 0, 0.0, {}
-    idents = [i.strip() for i in args.identities.split(",") if i.strip()] or list(detect.identities(args.split))
+    idents = [i.strip() for i in args.identities.split(",") if i.strip()] or list(ids.identities(args.split))
     for ident in idents:
-        data = detect.load_clip(detect.clip_path(ident, args.data), args.cache or None)
+        data = detect.load_clip(ids.clip_path(ident, args.data), args.cache or None)
         pairs = detect.PairCache(data)
         cuts = find(data, np.arange(len(data)), pairs)
         cuts = detect.false_cuts(ident, cuts)  # real edits in the source are not false cuts
@@ -234,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     if "--detection" in argv:
         return detection_main([a for a in argv if a != "--detection"])
     ap = argparse.ArgumentParser(prog="vidfx eval jumpcut", description=__doc__.split("\n")[0])
-    ap.add_argument("clips", nargs="*", default=None, help="continuous talking-head clips (default: the dev clips)")
+    ap.add_argument("clips", nargs="*", default=None, help="continuous talking-head clips instead of a split")
+    ap.add_argument(
+        "--split", default="val", choices=("val", "train", "all"), help="identities (identities.TRAIN_IDS / VAL_IDS)"
+    )
+    ap.add_argument("--data", default=ids.DATA_ROOT, help="folder with talking/ and talking_more/")
     ap.add_argument("--frames", type=int, default=12, help="removed / synthesized frames per case")
     ap.add_argument("--cases", type=int, default=3, help="simulated cuts per clip")
     ap.add_argument("--size", type=int, default=512, help="frames are resized to SIZE x SIZE")
@@ -251,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    clips = args.clips or DEFAULT_CLIPS
+    clips = args.clips or [ids.clip_path(i, args.data) for i in ids.identities(args.split)]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -268,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
 
     per = {m: {} for m in methods}  # method -> clip -> list of per-case dicts
     for clip in clips:
-        name = os.path.splitext(os.path.basename(clip))[0]
-        frames_u8, _ = read_clip(clip, size=args.size)
+        name = os.path.splitext(os.path.relpath(clip, args.data))[0] if not args.clips else os.path.basename(clip)
+        frames_u8, _ = ids.read_face_clip(clip, size=args.size)
         frames = [f.astype(np.float32) / 255.0 for f in frames_u8]
         n = args.frames
         for case, s in enumerate(eval_gaps(len(frames), n, args.cases, args.context)):
@@ -277,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             before = frames[max(0, a_idx - args.context) : a_idx + 1]
             after = frames[b_idx : b_idx + args.context + 1]
             real = frames[s : s + n]
+            box = face_box(scorer.face(frames[a_idx]), frames[a_idx].shape)
             strip_rows = [[frames[a_idx]] + real[::3] + [frames[b_idx]]]
             for m in methods:
                 t0 = time.perf_counter()
@@ -289,12 +363,13 @@ def main(argv: list[str] | None = None) -> int:
                     "ssim": float(np.mean([ssim(o, r) for o, r in zip(out, real)])),
                     "landmark_error_px": float(np.mean(got)) if got else None,
                     "missed": len(errs) - len(got),
+                    "sharpness": sharpness(out, [frames[a_idx], frames[b_idx]], box),
                     "seconds": secs,
                 }
                 per[m].setdefault(name, []).append(rec)
                 strip_rows.append([frames[a_idx]] + out[::3] + [frames[b_idx]])
                 logging.info(
-                    "%s case %d (frames %d..%d) %s: PSNR %.2f SSIM %.4f LM %s (%.1fs)",
+                    "%s case %d (frames %d..%d) %s: PSNR %.2f SSIM %.4f LM %s sharpness %.3f (%.1fs)",
                     name,
                     case,
                     s,
@@ -303,10 +378,11 @@ def main(argv: list[str] | None = None) -> int:
                     rec["psnr"],
                     rec["ssim"],
                     "n/a" if rec["landmark_error_px"] is None else f"{rec['landmark_error_px']:.2f}",
+                    rec["sharpness"],
                     secs,
                 )
             if args.strips:
-                save_strip(os.path.join(args.strips, f"{name}_case{case}.png"), strip_rows)
+                save_strip(os.path.join(args.strips, f"{name.replace('/', '_')}_case{case}.png"), strip_rows)
 
     rows = []
     for m in methods:
@@ -316,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             all_recs += recs
         rows.append(_row(m, "average", all_recs))
     print(format_table(rows))
+    for m, wins in psnr_wins(per).items():
+        others = ", ".join(f"beats {o} in {v:.0%}" for o, v in wins.items() if o != "all")
+        print(f"{m}: best PSNR in {wins['all']:.0%} of cases; {others}")
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump(rows, fh, indent=1)
@@ -331,6 +410,7 @@ def _row(method: str, clip: str, recs: list[dict]) -> dict:
         "ssim": float(np.mean([r["ssim"] for r in recs])),
         "landmark_error_px": float(np.mean(lms)) if lms else None,
         "missed": int(sum(r["missed"] for r in recs)),
+        "sharpness": float(np.mean([r["sharpness"] for r in recs])),
         "seconds": float(np.mean([r["seconds"] for r in recs])),
     }
 

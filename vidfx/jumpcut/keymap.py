@@ -5,7 +5,11 @@ Channels (``KEYMAP_CHANNELS``):
      triangles, drawn far to near), 0 outside the face;
 2    face mask; 3 lips; 4 eyes (with irises and brows);
 5    body skeleton lines (pose points with visibility > 0.5);
-6-7  pixel coordinates x, y in -1..1 (so background pixels can still be matched by position).
+6-7  pixel coordinates x, y in -1..1 (so background pixels can still be matched by position);
+8    irises (gaze, and how far the eyelids cover them: blinks);
+9    hands: MediaPipe hand skeletons where found, else the pose's wrist/palm points.
+
+Synthesizers trained before channels 8-9 existed read the first 8 (``SynthConfig.keymap_channels``).
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .keypoints import FaceTopology, Keypoints
+from .keypoints import HAND_ROWS, IRIS_POINTS, FaceTopology, Keypoints
 
-KEYMAP_CHANNELS = 8
+KEYMAP_CHANNELS = 10
 POSE_EDGES = np.array(
     [
         (0, 1),
@@ -38,7 +42,24 @@ POSE_EDGES = np.array(
     ],
     dtype=np.int32,
 )
+POSE_HAND_EDGES = {  # the pose's own wrist-palm points, drawn where no hand skeleton was found
+    "left": np.array([(15, 17), (15, 19), (15, 21), (17, 19)], np.int32),
+    "right": np.array([(16, 18), (16, 20), (16, 22), (18, 20)], np.int32),
+}
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
+
+
+def _hand_edges() -> np.ndarray:
+    from mediapipe.python.solutions import hands
+
+    return np.array(sorted(hands.HAND_CONNECTIONS), np.int32)
+
+
+def _draw_lines(img: np.ndarray, pts: np.ndarray, edges: np.ndarray, visible: np.ndarray, width: int) -> None:
+    ip = np.round(pts * (1 << _SHIFT)).astype(np.int32)
+    for a, b in edges:
+        if visible[a] and visible[b]:
+            cv2.line(img, tuple(int(v) for v in ip[a]), tuple(int(v) for v in ip[b]), 1.0, width, cv2.LINE_AA, _SHIFT)
 
 
 def render_keymap(kp: Keypoints, topology: FaceTopology, height: int, width: int, scale: float = 1.0) -> np.ndarray:
@@ -69,19 +90,21 @@ def render_keymap(kp: Keypoints, topology: FaceTopology, height: int, width: int
         parts = np.round(img[..., 3]).astype(np.int32)
         out[3] = (parts & 1).astype(np.float32)
         out[4] = ((parts & 2) > 0).astype(np.float32)
+        if len(pts) > max(IRIS_POINTS["right"]):
+            for iris in IRIS_POINTS.values():
+                cv2.fillConvexPoly(out[8], ipts[iris], 1.0, cv2.LINE_AA, _SHIFT)
+            # an eyelid hides part of the iris: keep only what lies inside the eye triangles
+            out[8] *= out[4]
     if kp.body is not None:
-        lines = np.zeros((height, width), np.float32)
-        bp = np.round(kp.body[:, :2] * scale * (1 << _SHIFT)).astype(np.int32)
-        for a, b in POSE_EDGES:
-            if kp.body[a, 2] > 0.5 and kp.body[b, 2] > 0.5:
-                cv2.line(
-                    lines,
-                    tuple(int(v) for v in bp[a]),
-                    tuple(int(v) for v in bp[b]),
-                    1.0,
-                    max(1, height // 64),
-                    cv2.LINE_AA,
-                    _SHIFT,
-                )
-        out[5] = lines
+        pts, visible = kp.body[:, :2] * scale, kp.body[:, 2] > 0.5
+        width_px = max(1, height // 64)
+        _draw_lines(out[5], pts, POSE_EDGES, visible, width_px)
+        hands = np.zeros((height, width), np.float32)
+        edges = _hand_edges()
+        for side, rows in HAND_ROWS.items():
+            if len(pts) >= rows[-1] + 1 and visible[rows[0]]:
+                _draw_lines(hands, pts[rows], edges, visible[rows], max(1, width_px // 2))
+            else:
+                _draw_lines(hands, pts, POSE_HAND_EDGES[side], visible, width_px)
+        out[9] = hands
     return out

@@ -4,8 +4,8 @@
 rest of the pipeline needs (triangles for rasterising, a canonical template per vertex, index
 groups for eyes and lips). Two detectors ship:
 
-- ``MediaPipeDetector``: MediaPipe 0.10.21 legacy ``solutions`` face mesh (478 points with irises)
-  and pose (33 points, "full" model).
+- ``MediaPipeDetector``: MediaPipe 0.10.21 legacy ``solutions`` face mesh (478 points with irises),
+  pose (33 points, "full" model) and hands (21 points per hand).
 - ``DlibDetector``: dlib's HOG face detector + the 68-point predictor from ``face-recognition-models``.
 
 A user with DensePose (or anything else) subclasses ``KeypointDetector`` and passes an instance to
@@ -26,6 +26,13 @@ from vidfx.core.errors import ModelError
 log = logging.getLogger("vidfx.jumpcut")
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
+POSE_POINTS = 33
+HAND_POINTS = 21
+HAND_ROWS = {  # rows of ``Keypoints.body`` holding the hand at the pose's left (15) / right (16) wrist
+    "left": np.arange(POSE_POINTS, POSE_POINTS + HAND_POINTS),
+    "right": np.arange(POSE_POINTS + HAND_POINTS, POSE_POINTS + 2 * HAND_POINTS),
+}
+IRIS_POINTS = {"left": np.arange(469, 473), "right": np.arange(474, 478)}  # face-mesh iris outlines
 
 
 @dataclass
@@ -33,7 +40,9 @@ class Keypoints:
     """Keypoints of one frame, in pixels of the frame they were detected on.
 
     ``face``: (K, 3) x, y, depth (depth in pixel-like units, larger = farther) or None.
-    ``body``: (33, 3) x, y, visibility (0..1) or None.
+    ``body``: (33, 3) x, y, visibility (0..1) or None; (75, 3) with hands: rows
+    ``HAND_ROWS["left"]`` / ``HAND_ROWS["right"]`` are the 21 points of each hand (visibility 1
+    where that hand was found, else 0), each hand on the side of the pose wrist nearest to it.
     ``num_faces``: how many faces the detector saw (only the largest is kept).
     """
 
@@ -124,17 +133,18 @@ def _template(name: str, fallback: np.ndarray | None) -> np.ndarray:
 
 
 class MediaPipeDetector(KeypointDetector):
-    """MediaPipe legacy ``solutions`` face mesh (478 points, refined irises) + pose (33, full model).
+    """MediaPipe legacy ``solutions`` face mesh (478 points, refined irises) + pose (33, full
+    model) + hands (up to two, 21 points each, appended to the body points: ``HAND_ROWS``).
 
     ``video_mode=True`` lets MediaPipe track between consecutive calls (faster, steadier); use
-    ``False`` for unrelated images. ``with_body=False`` skips the pose model.
+    ``False`` for unrelated images. ``with_body=False`` skips the pose and hand models.
     """
 
     name = "mediapipe"
 
     def __init__(self, video_mode: bool = False, with_body: bool = True, max_faces: int = 3):
         try:
-            from mediapipe.python.solutions import face_mesh, pose
+            from mediapipe.python.solutions import face_mesh, hands, pose
         except Exception as exc:  # ImportError, or a broken install
             raise ModelError(f"jumpcut: MediaPipe face mesh unavailable ({exc})") from exc
         self._face = face_mesh.FaceMesh(
@@ -148,6 +158,9 @@ class MediaPipeDetector(KeypointDetector):
             pose.Pose(static_image_mode=not video_mode, model_complexity=1, enable_segmentation=False)
             if with_body
             else None
+        )
+        self._hands = (
+            hands.Hands(static_image_mode=not video_mode, max_num_hands=2, model_complexity=0) if with_body else None
         )
         edges = list(face_mesh.FACEMESH_TESSELATION)
         groups = {
@@ -183,13 +196,31 @@ class MediaPipeDetector(KeypointDetector):
         if self._pose is not None:
             pres = self._pose.process(rgb)
             if pres.pose_landmarks:
-                body = np.array([(p.x * w, p.y * h, p.visibility) for p in pres.pose_landmarks.landmark], np.float32)
+                body = np.zeros((POSE_POINTS + 2 * HAND_POINTS, 3), np.float32)
+                body[:POSE_POINTS] = [(p.x * w, p.y * h, p.visibility) for p in pres.pose_landmarks.landmark]
+                self._add_hands(rgb, body)
         return Keypoints(face, body, len(faces), self.name)
+
+    def _add_hands(self, rgb: np.ndarray, body: np.ndarray) -> None:
+        """Fill the hand rows of ``body`` (visibility 1 for each hand found)."""
+        assert self._hands is not None
+        h, w = rgb.shape[:2]
+        res = self._hands.process(rgb)
+        for marks in res.multi_hand_landmarks or []:
+            pts = np.array([(p.x * w, p.y * h, 1.0) for p in marks.landmark], np.float32)
+            # the side of the nearer pose wrist (the hand model's own left/right label assumes a
+            # mirrored selfie image)
+            near_left = np.hypot(*(pts[0, :2] - body[15, :2])) <= np.hypot(*(pts[0, :2] - body[16, :2]))
+            rows = HAND_ROWS["left" if near_left else "right"]
+            if body[rows[0], 2] == 0:
+                body[rows] = pts
 
     def close(self) -> None:
         self._face.close()
         if self._pose is not None:
             self._pose.close()
+        if self._hands is not None:
+            self._hands.close()
 
 
 # --- dlib -------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ class SynthConfig:
     num_sources: int = 4
     # a second whole-frame candidate beside the crossfade: the DIS flow interpolation of the end frames
     flow_candidate: bool = False
+    keymap_channels: int = KEYMAP_CHANNELS  # keypoint-map channels read (files from before irises and hands: 8)
 
     @classmethod
     def paper(cls) -> SynthConfig:
@@ -118,8 +119,8 @@ class SynthNet(nn.Module):
     def __init__(self, cfg: SynthConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or SynthConfig()
-        self.kp_enc = Encoder(KEYMAP_CHANNELS, cfg.base // 2, cfg.dim)
-        self.img_enc = Encoder(3 + KEYMAP_CHANNELS, cfg.base // 2, cfg.value_dim)
+        self.kp_enc = Encoder(cfg.keymap_channels, cfg.base // 2, cfg.dim)
+        self.img_enc = Encoder(3 + cfg.keymap_channels, cfg.base // 2, cfg.value_dim)
         self.attn = CrossModalAttention(cfg.dim)
         self.style = nn.Sequential(
             nn.Linear(cfg.value_dim, cfg.style_dim), nn.LeakyReLU(0.2), nn.Linear(cfg.style_dim, cfg.style_dim)
@@ -132,7 +133,7 @@ class SynthNet(nn.Module):
         self.dec4 = nn.ModuleList([ModConv(cfg.base * 2, cfg.base, cfg.style_dim)])
         self.dec2 = nn.ModuleList([ModConv(cfg.base + cfg.base // 2, cfg.base, cfg.style_dim)])
         self.num_whole = 2 if cfg.flow_candidate else 1  # whole-frame candidates: crossfade (+ flow)
-        c1 = cfg.base + KEYMAP_CHANNELS + 3 * (s + self.num_whole)
+        c1 = cfg.base + cfg.keymap_channels + 3 * (s + self.num_whole)
         self.dec1 = nn.ModuleList([ModConv(c1, cfg.base // 2, cfg.style_dim)])
         # per source: flow residual (2) + blend logit (1); crossfade candidate logit; RGB residual (3); gate (1);
         # then, with the flow candidate, its logit (last channel)
@@ -155,6 +156,8 @@ class SynthNet(nn.Module):
         Returns (image (B, 3, H, W), aux dict).
         """
         b, s, _, r, _ = src_img.shape
+        c = self.cfg.keymap_channels  # maps may carry more channels than an older synthesizer reads
+        src_map, tgt_map = src_map[:, :, :c], tgt_map[:, :c]
         small = lambda t: t if t.shape[-1] == r else F.interpolate(t, size=(r, r), mode="area")  # noqa: E731
         fade_small = small(fade)
         if self.num_whole > 1:
@@ -294,4 +297,4 @@ class SynthNet(nn.Module):
 
 def build_synthnet(weights: Weights) -> SynthNet:
     """The (untrained) SynthNet of a jumpcut weights file's config; for ``vidfx.ops.weights``."""
-    return SynthNet(SynthConfig(**weights.config))
+    return SynthNet(SynthConfig(**{"keymap_channels": 8, **weights.config}))

@@ -1,10 +1,19 @@
 """``vidfx train jumpcut``: train the synthesizer prior on talking-head videos.
 
+The clips are the **train identities** (``identities.TRAIN_IDS``, 15 people; nobody in
+``identities.VAL_IDS`` is trained on), each read as the largest square around the face
+(``identities.read_face_clip``), or the ``*.mp4`` files of ``--data``.
+
 Examples are random source/target pairs from the same video: a target frame t between two
 frames a < t < b, sources [a-k1, a, b, b+k2], and target keypoints that are either frame t's own
 (plain reenactment) or interpolated between a and b (exactly what happens at a cut). Frames in
 the segments the evaluation removes (``evaluate.eval_gaps``) are never used, so the evaluation's
-real frames stay unseen.
+real frames stay unseen (for a split this is off: the evaluation uses other people).
+
+Losses: a pixel loss (Charbonnier + L2 + image gradients), a feature-space reconstruction loss
+in the project's own network (``ops.features.feature_loss``; no VGG/LPIPS weights exist
+offline) and a non-saturating PatchGAN adversarial loss on the working-size face crop
+(``ops.gan``); the last two do not reward blur as a pixel loss does.
 
 Resumes from ``--checkpoint`` if it exists; writes the shipped weights (``--out``, a
 ``vidfx.ops.weights`` file) at the end and at every checkpoint, and the run's arguments
@@ -28,13 +37,15 @@ import torch
 import torch.nn.functional as F
 
 from vidfx.ops import weights as ops_weights
+from vidfx.ops.features import feature_loss
+from vidfx.ops.gan import PatchDiscriminator, gan_d_loss, gan_g_loss
 
+from . import identities as ids
 from .evaluate import eval_gaps
 from .interpolate import interpolate_keypoints
 from .keypoints import MediaPipeDetector, smooth_sequence
 from .model import FAMILY, SynthConfig, SynthNet
 from .synthesize import DEFAULT_WEIGHTS, CropContext, crop_box, load_net
-from .video import read_clip
 
 log = logging.getLogger("vidfx.jumpcut.train")
 
@@ -171,8 +182,11 @@ def train_steps(
     max_offset: int = 6,
     fade_dropout: float = 0.5,
     long_gap_prob: float = 0.0,
+    sharp: SharpLosses | None = None,
 ) -> float:
-    """Run ``steps`` optimisation steps on examples drawn from ``contexts``; mean loss."""
+    """Run ``steps`` optimisation steps on examples drawn from ``contexts``; mean loss.
+    ``sharp``: the feature and adversarial losses (training the prior; the per-video adaptation
+    uses the pixel losses only)."""
     net.train()
     total = 0.0
     for _ in range(steps):
@@ -197,12 +211,59 @@ def train_steps(
         # the attention's own correspondences must explain the target too (trains the attention directly)
         coarse = (aux["coarse_weights"][:, :, None] * (aux["coarse_warped"] - x["target"][:, None]).abs()).sum(1).mean()
         loss = loss_fn(pred, x["target"]) + 0.5 * coarse + attention_loss(aux, x["target"])
+        if sharp is not None:
+            loss = loss + sharp.generator_loss(pred, x["target"])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if sharp is not None:
+            sharp.discriminator_step(pred.detach(), x["target"])
         total += loss.item()
     net.eval()
     return total / max(1, steps)
+
+
+class SharpLosses:
+    """The losses that do not reward blur: feature-space reconstruction in the project's own
+    segmentation network (frozen) and a PatchGAN adversarial loss, with the discriminator's
+    optimiser. ``feature_weight`` / ``gan_weight`` of 0 switch a term off."""
+
+    def __init__(self, feature_weight: float, gan_weight: float, lr: float = 2e-4):
+        from vidfx.segment.model import load_model_shared
+
+        self.feature_weight, self.gan_weight = feature_weight, gan_weight
+        self.features = load_model_shared(device="cpu") if feature_weight > 0 else None
+        self.disc = PatchDiscriminator(3)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
+
+    def generator_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Weighted feature + adversarial loss of a batch. Shape: :math:`(B, 3, R, R)` each -> scalar."""
+        loss = pred.new_zeros(())
+        if self.features is not None:
+            loss = loss + self.feature_weight * feature_loss(self.features, pred, target)
+        if self.gan_weight > 0:
+            self.disc.requires_grad_(False)
+            loss = loss + self.gan_weight * gan_g_loss(self.disc(pred))
+            self.disc.requires_grad_(True)
+        return loss
+
+    def discriminator_step(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        """One discriminator update on a batch of predictions (detached) and real targets."""
+        if self.gan_weight <= 0:
+            return
+        loss = gan_d_loss(self.disc(real), self.disc(fake))
+        self.opt_d.zero_grad()
+        loss.backward()
+        self.opt_d.step()
+
+    def state_dict(self) -> dict:
+        """The discriminator and its optimiser (for checkpoints)."""
+        return {"disc": self.disc.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.disc.load_state_dict(state["disc"])
+        self.opt_d.load_state_dict(state["opt_d"])
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -211,14 +272,15 @@ def train_steps(
 def load_clip(path: str, size: int, cache_dir: str | None, mode: str = "video", sigma: float = 1.0):
     """Frames (uint8, SIZE x SIZE) and MediaPipe keypoints of one clip (keypoints cached):
     ``mode`` "video" (tracking) or "static" (per frame, as the synthesizer detects them), smoothed
-    over time with ``sigma`` (0 = raw, as the synthesizer uses them)."""
-    frames, _ = read_clip(path, size=size)
+    over time with ``sigma`` (0 = raw, as the synthesizer uses them). Frames are the largest
+    square around the face (``identities.read_face_clip``)."""
+    frames, _ = ids.read_face_clip(path, size=size)
     cache = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
         st = os.stat(path)
         tag = "" if mode == "video" else f"_{mode}"
-        cache = os.path.join(cache_dir, f"{os.path.basename(path)}_{st.st_size}_{size}{tag}.kps.pkl")
+        cache = os.path.join(cache_dir, f"{os.path.basename(path)}_{st.st_size}_{size}{tag}_face.kps.pkl")
     if cache and os.path.exists(cache):
         with open(cache, "rb") as fh:
             kps = pickle.load(fh)
@@ -276,7 +338,11 @@ def save_weights(net: SynthNet, path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``vidfx train jumpcut``."""
     ap = argparse.ArgumentParser(prog="vidfx train jumpcut", description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="/work/shared/data/talking", help="folder of talking-head videos (*.mp4)")
+    ap.add_argument(
+        "--split", default="train", choices=("train", "val", "all"), help="identities to train on (default train)"
+    )
+    ap.add_argument("--root", default=ids.DATA_ROOT, help="folder with talking/ and talking_more/")
+    ap.add_argument("--data", default=None, help="a folder of talking-head videos (*.mp4) instead of a split")
     ap.add_argument("--out", default=DEFAULT_WEIGHTS, help="weights file to write")
     ap.add_argument("--checkpoint", default="jumpcut_train.ckpt", help="resumable checkpoint")
     ap.add_argument("--steps", type=int, default=3000)
@@ -285,10 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512, help="frames are resized to SIZE x SIZE first")
     ap.add_argument("--config", choices=("small", "paper"), default="small")
     ap.add_argument("--real-prob", type=float, default=0.4, help="share of targets with their own keypoints")
-    ap.add_argument("--exclude", default="12,3,12", help="eval gaps left out: FRAMES,CASES,CONTEXT ('0,0,0' = none)")
+    ap.add_argument(
+        "--exclude", default="0,0,0", help="eval gaps left out: FRAMES,CASES,CONTEXT (for --data clips also evaluated)"
+    )
+    ap.add_argument("--feature-weight", type=float, default=0.5, help="feature-space reconstruction loss weight")
+    ap.add_argument("--gan-weight", type=float, default=0.02, help="adversarial loss weight (0 = off)")
     ap.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "vidfx", "jumpcut"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument(
+        "--snapshot-every", type=int, default=0, help="also keep OUT_stepN.pt every N steps (candidates for selection)"
+    )
     ap.add_argument("--time-limit", type=float, default=0, help="stop after this many minutes (0 = no limit)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default=None, help="start from these weights (when there is no checkpoint yet)")
@@ -317,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    clips = sorted(glob.glob(os.path.join(args.data, "*.mp4")))
+    if args.data:
+        clips = sorted(glob.glob(os.path.join(args.data, "*.mp4")))
+    else:
+        clips = [ids.clip_path(i, args.root) for i in ids.identities(args.split)]
     if not clips:
         print(f"vidfx train jumpcut: no *.mp4 in {args.data}", file=sys.stderr)
         return 3
@@ -332,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = net.cfg
         log.info("initialised from %s", args.init)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    sharp = SharpLosses(args.feature_weight, args.gan_weight)
     step = 0
     if os.path.exists(args.checkpoint):
         ckpt = ops_weights.load_checkpoint(args.checkpoint)
@@ -339,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         opt = torch.optim.Adam(net.parameters(), lr=args.lr)
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
+        if "sharp" in ckpt:
+            sharp.load_state_dict(ckpt["sharp"])
         step = int(ckpt["step"])
         log.info("resumed from %s at step %d", args.checkpoint, step)
     topology = MediaPipeDetector(with_body=False).topology
@@ -356,16 +435,33 @@ def main(argv: list[str] | None = None) -> int:
             g["lr"] = float(args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / args.steps))))
         t0 = time.time()
         loss = train_steps(
-            net, opt, contexts, n, args.batch, rng, args.real_prob, "smoothstep", long_gap_prob=args.long_gap_prob
+            net,
+            opt,
+            contexts,
+            n,
+            args.batch,
+            rng,
+            args.real_prob,
+            "smoothstep",
+            long_gap_prob=args.long_gap_prob,
+            sharp=sharp,
         )
         step += n
         losses.append(loss)
         log.info("step %d loss %.4f (%.2f s/step)", step, loss, (time.time() - t0) / n)
         ops_weights.save_checkpoint(
             args.checkpoint,
-            {"model": net.state_dict(), "opt": opt.state_dict(), "step": step, "config": net.config_dict()},
+            {
+                "model": net.state_dict(),
+                "opt": opt.state_dict(),
+                "sharp": sharp.state_dict(),
+                "step": step,
+                "config": net.config_dict(),
+            },
         )
         save_weights(net, args.out)
+        if args.snapshot_every and step % args.snapshot_every == 0:
+            save_weights(net, f"{os.path.splitext(args.out)[0]}_step{step}.pt")
         if args.time_limit and time.time() - t_start > args.time_limit * 60:
             log.info("time limit reached at step %d", step)
             break

@@ -15,7 +15,7 @@ and ``scratch`` (the from-scratch ablation) come from ``vidfx.translate.pipeline
 weights are there. Metrics:
 
 - ``fd``: Fréchet distance between the translated val frames and the real-dusk reference in
-  the feature space of :mod:`vidfx.fill.features` (the CamVid segmentation network's pooled
+  the feature space of :mod:`vidfx.ops.features` (the CamVid segmentation network's pooled
   encoder levels 1-3, D = 96). Each frame gives ``TILE_ROWS`` x ``TILE_COLS`` = 3 x 5 = 15
   tiles of ``TILE`` = 96 x 96 pixels on a regular grid (tile corners evenly spaced from the top
   and left edges to the bottom and right ones: at 480x360 the columns touch, the rows overlap
@@ -60,7 +60,7 @@ import torch
 
 from ..core.errors import MediaError
 from ..fill.evaluate import load_clip, torch_threads, write_json_atomic
-from ..fill.features import frechet_distance, patch_features
+from ..ops.features import frechet_distance, patch_features
 from ..ops.temporal import truth_flows, warp_error
 from .data import DATA, DUSK_SEQUENCE, domain_files, eval_day_files, read_frames, read_rgb, reference_dusk_files
 from .reinhard import LabStats, reinhard_transfer
@@ -213,7 +213,7 @@ def tile_boxes(h: int, w: int, size: int = TILE, rows: int = TILE_ROWS, cols: in
 
 
 def tile_features(frames: np.ndarray) -> np.ndarray:
-    """Features (:func:`vidfx.fill.features.patch_features`) of the :func:`tile_boxes` tiles of
+    """Features (:func:`vidfx.ops.features.patch_features`) of the :func:`tile_boxes` tiles of
     every frame, frame by frame in tile order.
 
     Shape:

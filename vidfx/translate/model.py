@@ -19,9 +19,18 @@ the DMD/Diffusion2GAN student), used with every token of the canvas as a "hole":
 - **Direction.** One network translates both ways (CycleGAN-Turbo uses one UNet with two text
   prompts): a learned direction embedding (zero-initialised) is added to the time embedding.
 
-The output is the input plus the predicted residual (the fill generator's residual form)
-times a learned gate that starts at 0 (ReZero-style): training starts from the input as it is,
-where the pretrained head fed an image instead of noise would start with blocky 8 px errors.
+Two output forms (``TranslateConfig.output``):
+
+- ``"affine"`` (RGB models trained since 2026-11-29): the last token states give, per token, a
+  3x4 colour transform (zero-initialised: the identity). The transforms are interpolated
+  bilinearly over the pixels and applied to the input, ``out = (I + A(x)) rgb(x) + b(x)``, as
+  in local-affine colour models (HDRNet). The change follows the input's own edges and cannot
+  add 8 px token patterns or texture, and the coefficients can be applied to a frame of any
+  resolution (:meth:`TranslateNet.apply_affine`).
+- ``"residual"``: the input plus the predicted residual (the fill generator's residual form)
+  times a learned gate that starts at 0 (ReZero-style) for the pretrained backbone, where the
+  head fed an image instead of noise would start with blocky 8 px errors. Edge models (which
+  make the whole picture) use this form.
 ``pretrained=False`` builds the same architecture with a randomly initialised backbone that is
 trained in full: the ablation.
 """
@@ -42,6 +51,7 @@ FAMILY = "translate"  # weights-file family
 WORK_SIZE = 256  # long side of the canvas the network works on (the node upsamples its change)
 DIRECTIONS = ("day2dusk", "dusk2day")
 GATE_SCALE = 50.0  # the residual gate's parameter is the gate / GATE_SCALE
+AFFINE = 12  # coefficients of a 3x4 colour transform (``output="affine"``)
 
 
 class LoRALinear(nn.Module):
@@ -84,6 +94,7 @@ class TranslateConfig:
     lora_rank: int = 8
     pretrained: bool = True
     in_channels: int = 3  # 3: an RGB image; 1: an edge map (the paired edges -> frame task)
+    output: str = "residual"  # "residual" or "affine" (local colour transforms; RGB input only)
 
     def to_dict(self) -> dict:
         """Plain dict for a weights file."""
@@ -137,20 +148,25 @@ class TranslateNet(nn.Module):
         # Stored divided by GATE_SCALE: Adam moves a parameter by about its learning rate per step,
         # and the gate has to travel from 0 to about 1 within a few hundred steps.
         self.gate = nn.Parameter(torch.tensor(0.0 if cfg.pretrained else 1.0 / GATE_SCALE))
+        if cfg.output not in ("residual", "affine") or (cfg.output == "affine" and cfg.in_channels != 3):
+            raise ValueError(f"translate: output {cfg.output!r} needs an RGB input ('residual' or 'affine')")
+        if cfg.output == "affine":
+            self.affine_head = nn.Linear(b.dim, AFFINE)
+            nn.init.zeros_(self.affine_head.weight)
+            nn.init.zeros_(self.affine_head.bias)
         self._fine: torch.Tensor | None = None
         self.backbone.encoder.stage2.register_forward_hook(self._keep_fine)
 
     def _keep_fine(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         self._fine = output
 
-    def forward(self, image: torch.Tensor, direction: torch.Tensor | None = None) -> torch.Tensor:
-        """Translate ``image``; ``direction`` indexes :data:`DIRECTIONS` (0 when None).
+    def tokens(self, image: torch.Tensor, direction: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's last token states, before its output head.
 
         Shape:
-            - image: :math:`(B, C, H, W)` in 0..1, C = ``in_channels``; H and W multiples of the
-              patch (8)
-            - direction: :math:`(B,)` long
-            - output: :math:`(B, 3, H, W)` in 0..1 (for an RGB input: the input plus a residual)
+            - image: :math:`(B, C, H, W)` in 0..1, H and W multiples of the patch (8)
+            - direction: :math:`(B,)` long (indexes :data:`DIRECTIONS`; 0 when None)
+            - output: :math:`(B, N, D)`, N = (H / 8) (W / 8) tokens in row-major order
         """
         bb, dec = self.backbone, self.backbone.decoder
         b, c, h, w = image.shape
@@ -173,8 +189,53 @@ class TranslateNet(nn.Module):
         for block in dec.blocks:
             x = block(x, temb, context, valid)
         scale, shift = dec.final_mod(temb).unsqueeze(1).chunk(2, dim=-1)
-        x = dec.final_norm(x) * (1 + scale) + shift + self.skip(fine)
-        residual = self.gate * GATE_SCALE * unpatchify(dec.head(x), p, 3, grid) / bb.cfg.residual_scale
+        return dec.final_norm(x) * (1 + scale) + shift + self.skip(fine)
+
+    def coefficients(self, image: torch.Tensor, direction: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-token colour transforms of an ``"affine"`` model (0 = the identity).
+
+        Shape:
+            - image: :math:`(B, 3, H, W)` in 0..1, H and W multiples of the patch (8)
+            - output: :math:`(B, 12, H / 8, W / 8)`: rows of the 3x4 matrix ``A | b``
+        """
+        p = self.backbone.cfg.patch
+        grid = (image.shape[2] // p, image.shape[3] // p)
+        coeffs = self.affine_head(self.tokens(image, direction))
+        return coeffs.transpose(1, 2).reshape(image.shape[0], AFFINE, *grid)
+
+    @staticmethod
+    def apply_affine(coeffs: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """``(I + A) rgb + b`` with the coefficients interpolated bilinearly to the image's size
+        (any size: the coefficient grid spans the whole image). Not clamped.
+
+        Shape:
+            - coeffs: :math:`(B, 12, h, w)`
+            - image: :math:`(B, 3, H, W)`
+            - output: :math:`(B, 3, H, W)`
+        """
+        if coeffs.shape[2:] != image.shape[2:]:
+            coeffs = F.interpolate(coeffs, size=image.shape[2:], mode="bilinear", align_corners=False)
+        matrix, offset = coeffs[:, :9], coeffs[:, 9:]
+        change = torch.einsum("bijhw,bjhw->bihw", matrix.unflatten(1, (3, 3)), image)
+        return image + change + offset
+
+    def forward(self, image: torch.Tensor, direction: torch.Tensor | None = None) -> torch.Tensor:
+        """Translate ``image``; ``direction`` indexes :data:`DIRECTIONS` (0 when None).
+
+        Shape:
+            - image: :math:`(B, C, H, W)` in 0..1, C = ``in_channels``; H and W multiples of the
+              patch (8)
+            - direction: :math:`(B,)` long
+            - output: :math:`(B, 3, H, W)` in 0..1
+        """
+        if self.cfg.output == "affine":
+            return self.apply_affine(self.coefficients(image, direction), image).clamp(0, 1)
+        bb = self.backbone
+        b, c, h, w = image.shape
+        grid = (h // bb.cfg.patch, w // bb.cfg.patch)
+        x = self.tokens(image, direction)
+        head = unpatchify(self.backbone.decoder.head(x), bb.cfg.patch, 3, grid)
+        residual = self.gate * GATE_SCALE * head / bb.cfg.residual_scale
         base = image if c == 3 else torch.full_like(residual, 0.5)
         return (base + residual).clamp(0, 1)
 

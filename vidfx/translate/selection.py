@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fill.features import frechet_distance
+from ..ops.features import frechet_distance
 from .data import domain_files, read_frames
 from .evaluate import read_label, segment_miou, spaced, tile_features
 from .model import TranslateNet

@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidfx.diffusion.task import gan_d_loss, gan_g_loss, optimiser_step
+from vidfx.diffusion.task import optimiser_step
 from vidfx.fill.data import DATA, read_rgb, training_pictures
 from vidfx.fill.model import LazyFill
 from vidfx.fill.pipeline import STUDENT_WEIGHTS, build_lazyfill
+from vidfx.ops.gan import PatchDiscriminator, gan_d_loss, gan_g_loss
 from vidfx.ops.warp import backward_warp
 from vidfx.ops.weights import (
     add_run_options,
@@ -64,28 +65,6 @@ from .selection import select_score
 
 GRAD_CLIP = 1.0  # generator gradient norm limit
 MIOU_SLACK = 5.0  # points of segment mIoU a translation may lose (the issue's structure target)
-
-
-class PatchDiscriminator(nn.Module):
-    """A PatchGAN: strided 4x4 convolutions with spectral normalisation, one logit per patch
-    (receptive field ~46 px).
-
-    Shape: :math:`(B, C, H, W)` -> :math:`(B, 1, H/8, W/8)`.
-    """
-
-    def __init__(self, channels: int = 3, width: int = 32):
-        super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm
-        layers: list[nn.Module] = []
-        c = channels
-        for out in (width, width * 2, width * 4):
-            layers += [sn(nn.Conv2d(c, out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
-            c = out
-        layers.append(sn(nn.Conv2d(c, 1, 3, padding=1)))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2 - 1)
 
 
 def working_size(picture: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
@@ -167,6 +146,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--identity", type=float, default=1.0, help="identity loss weight (day2dusk)")
     p.add_argument("--temporal", type=float, default=1.0, help="temporal consistency loss weight")
     p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument(
+        "--output",
+        choices=("affine", "residual"),
+        default="affine",
+        help="day2dusk: local colour transforms (default) or a pixel residual; edges always residual",
+    )
     p.add_argument("--ema", type=float, default=0.99, help="decay of the generator's moving average (what is selected)")
     add_run_options(p, out="runs/translate", data=str(DATA), iters=2000, val_every=2.5)
     return p.parse_args(argv)
@@ -177,9 +162,11 @@ def build_net(args: argparse.Namespace) -> TranslateNet:
     (the same architecture and sizes, random weights, everything trained)."""
     backbone = cast(LazyFill, build_model(args.backbone, "fill", build_lazyfill, "cpu")[0])
     in_channels = 1 if args.task == "edges" else 3
+    output = "residual" if args.task == "edges" else args.output
     if args.scratch:
-        return TranslateNet(TranslateConfig(backbone=backbone.cfg, pretrained=False, in_channels=in_channels))
-    cfg = TranslateConfig(backbone=backbone.cfg, lora_rank=args.lora_rank, in_channels=in_channels)
+        cfg = TranslateConfig(backbone=backbone.cfg, pretrained=False, in_channels=in_channels, output=output)
+        return TranslateNet(cfg)
+    cfg = TranslateConfig(backbone=backbone.cfg, lora_rank=args.lora_rank, in_channels=in_channels, output=output)
     return TranslateNet(cfg, backbone)
 
 

@@ -44,16 +44,6 @@ class PatchDiscriminator(nn.Module):
         return self.head(x), feats
 
 
-def d_loss_nonsaturating(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss: softplus(-D(real)) + softplus(D(fake))."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Generator loss: softplus(-D(fake))."""
-    return F.softplus(-fake_logits).mean()
-
-
 def r1_penalty(disc: nn.Module, real: torch.Tensor) -> torch.Tensor:
     """R1: 0.5 * E ||grad_x D(x)||^2 on real images (multiply by gamma outside)."""
     real = real.detach().requires_grad_(True)

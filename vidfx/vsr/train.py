@@ -31,6 +31,7 @@ import torch
 
 from ..ops import weights as ops_weights
 from ..ops.flow import DISFlow
+from ..ops.gan import gan_d_loss, gan_g_loss
 from ..ops.loader import batch_stream
 from ..ops.resample import imresize
 from .arch import VideoSR, grow
@@ -39,9 +40,7 @@ from .data import DEFAULT_DATA, ClipSampler, make_batch, validation_set
 from .losses import (
     PatchDiscriminator,
     charbonnier,
-    d_loss_nonsaturating,
     feature_matching,
-    g_loss_nonsaturating,
     r1_penalty,
 )
 from .metrics import psnr_y, quantize
@@ -325,7 +324,7 @@ def gan_step(run: Run, batch: tuple) -> torch.Tensor:
     real = hr.reshape(b * t, *hr.shape[2:])
     real_logits, _ = disc(real)
     fake_logits, _ = disc(fake.detach())
-    d_loss = d_loss_nonsaturating(real_logits, fake_logits)
+    d_loss = gan_d_loss(real_logits, fake_logits)
     if run.state["step"] % 4 == 0:
         d_loss = d_loss + 4 * 1.0 * r1_penalty(disc, real)
     run.opt_d.zero_grad(set_to_none=True)
@@ -334,9 +333,7 @@ def gan_step(run: Run, batch: tuple) -> torch.Tensor:
     fake_logits, fake_feats = disc(fake)
     with torch.no_grad():
         _, real_feats = disc(real)
-    loss = (
-        charbonnier(sr, hr) + 0.005 * g_loss_nonsaturating(fake_logits) + 0.1 * feature_matching(fake_feats, real_feats)
-    )
+    loss = charbonnier(sr, hr) + 0.005 * gan_g_loss(fake_logits) + 0.1 * feature_matching(fake_feats, real_feats)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)

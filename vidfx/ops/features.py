@@ -32,17 +32,17 @@ FEATURE_LEVELS = (1, 2, 3)  # encoder levels whose pooled outputs are concatenat
 BATCH = 128  # patches per forward pass
 
 
-def encoder_features(model: MBConvUNet, x: torch.Tensor, levels: tuple[int, ...] = FEATURE_LEVELS) -> torch.Tensor:
-    """Global-average-pooled encoder outputs of ``model`` at ``levels``, concatenated.
+def encoder_maps(model: MBConvUNet, x: torch.Tensor, levels: tuple[int, ...] = FEATURE_LEVELS) -> list[torch.Tensor]:
+    """The encoder outputs of ``model`` at ``levels`` (differentiable with respect to ``x``).
 
     Shape:
         - x: :math:`(N, 3, H, W)` float RGB 0..1, H and W multiples of ``model.config.stride``
-        - output: :math:`(N, len(levels) * width)`
+        - output: one :math:`(N, C, H / 2^{l+2}, W / 2^{l+2})` map per level ``l``
     """
     mean, std = cast(torch.Tensor, model.mean), cast(torch.Tensor, model.std)
     h = (x - mean) / std
     h = model.stem(h)
-    pooled = []
+    maps = []
     for level, encoder in enumerate(model.encoders):
         if level > max(levels):
             break
@@ -50,8 +50,36 @@ def encoder_features(model: MBConvUNet, x: torch.Tensor, levels: tuple[int, ...]
             h = model.down[level - 1](h)
         h = encoder(h)
         if level in levels:
-            pooled.append(h.mean((2, 3)))
-    return torch.cat(pooled, 1)
+            maps.append(h)
+    return maps
+
+
+def encoder_features(model: MBConvUNet, x: torch.Tensor, levels: tuple[int, ...] = FEATURE_LEVELS) -> torch.Tensor:
+    """Global-average-pooled :func:`encoder_maps`, concatenated.
+
+    Shape:
+        - x: :math:`(N, 3, H, W)` float RGB 0..1, H and W multiples of ``model.config.stride``
+        - output: :math:`(N, len(levels) * width)`
+    """
+    return torch.cat([m.mean((2, 3)) for m in encoder_maps(model, x, levels)], 1)
+
+
+def feature_loss(
+    model: MBConvUNet, pred: torch.Tensor, target: torch.Tensor, levels: tuple[int, ...] = (0, 1, 2)
+) -> torch.Tensor:
+    """Feature-space reconstruction loss (our stand-in for a VGG/LPIPS perceptual loss): mean L1
+    between :func:`encoder_maps` of ``pred`` and ``target``, summed over ``levels``. A blurred
+    prediction loses the textures these features respond to, so unlike a pixel loss this one
+    does not reward averaging. ``model`` should be frozen (``requires_grad_(False)``).
+
+    Shape:
+        - pred, target: :math:`(N, 3, H, W)` RGB 0..1, H and W multiples of the network stride
+        - output: scalar
+    """
+    fp = encoder_maps(model, pred, levels)
+    with torch.no_grad():
+        ft = encoder_maps(model, target, levels)
+    return sum((a - b).abs().mean() for a, b in zip(fp, ft, strict=True)) / len(levels)
 
 
 def patch_features(patches: torch.Tensor, model: MBConvUNet | None = None) -> np.ndarray:
