@@ -70,6 +70,40 @@ def test_scratch_net_is_the_identity_at_start_and_trains_everything():
     assert edges(torch.rand(2, 1, 32, 32)).shape == (2, 3, 32, 32)
 
 
+def test_affine_output_is_a_local_colour_transform_applied_at_any_size():
+    from vidfx.translate.pipeline import TranslatePipeline, TranslateSettings
+
+    net = TranslateNet(TranslateConfig(backbone=TINY, lora_rank=4, output="affine"), tiny_backbone()).eval()
+    x = torch.rand(1, 3, 32, 48)
+    assert torch.equal(net(x), x)  # zero-initialised transforms: the identity
+    assert net.affine_head.weight.requires_grad
+    with torch.no_grad():
+        nn.init.normal_(net.affine_head.weight, std=0.05)
+        out = net(x)
+    assert not torch.allclose(out, x)
+    # a pure colour transform: a flat input stays flat inside each token (no invented texture)
+    flat = torch.full((1, 3, 32, 48), 0.4)
+    coeffs = net.coefficients(flat)
+    assert coeffs.shape == (1, 12, 4, 6)
+    # the node's pipeline applies the same transforms; at the canvas size it is the network
+    pipe = TranslatePipeline(TranslateSettings(temporal=0.0), net=net)
+    frame = x[0].permute(1, 2, 0).numpy()
+    assert np.abs(pipe.run(frame[None])[0] - out[0].permute(1, 2, 0).numpy()).max() < 1e-5
+    # a frame twice the canvas: the field is interpolated, not the picture, so an edge stays sharp
+    half = TranslatePipeline(TranslateSettings(temporal=0.0, work_size=48), net=net)
+    big = np.zeros((64, 96, 3), np.float32)
+    big[:, 48:] = 1.0
+    res = half.run(big[None])[0]
+    assert np.abs(res[:, 47] - res[:, 48]).mean() > 0.5
+    bad = TranslateConfig(backbone=TINY, in_channels=1, output="affine")
+    try:
+        TranslateNet(bad)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("an edge model cannot have an affine output")
+
+
 def test_random_motion_warps_consistently():
     rng = np.random.default_rng(0)
     flow = random_motion(3, 32, rng)

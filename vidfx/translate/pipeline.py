@@ -2,14 +2,17 @@
 onto the full-resolution frame, and flow-guided temporal smoothing.
 
 Per frame: the frame is scaled to ``work_size`` on its long side (area) and padded to a
-multiple of the token size; the network translates it; for an RGB model the *change* it made
-(output minus input, mostly light and colour, which is smooth) is upsampled (bicubic) and
-added to the full-resolution frame times ``strength``, so the frame's own detail is kept at
-any resolution. Temporal smoothing: the previous frame's change is warped into this frame
-along the DIS flow (the shared :mod:`vidfx.ops.flow`) and, where the forward-backward flows
-agree, blended in with weight ``temporal``; a static scene therefore cannot shimmer, and the
-blend follows the motion instead of smearing it. An edge model (``edges`` task) makes the
-whole picture: its output is upsampled as it is.
+multiple of the token size, and the network reads it. An ``affine`` model gives a field of
+local colour transforms: interpolated (bilinear) to the full-resolution frame and applied to
+it there, so the change follows the frame's own edges at any resolution. For a ``residual``
+model the *change* it made (output minus input, mostly light and colour, which is smooth) is
+upsampled (bicubic) and added to the full-resolution frame. Either way ``strength`` scales the
+change and the frame's own detail is kept. Temporal smoothing: the previous frame's change
+(its colour-transform field, for an affine model) is warped into this frame along the DIS flow
+(the shared :mod:`vidfx.ops.flow`) and, where the forward-backward flows agree, blended in
+with weight ``temporal``; a static scene therefore cannot shimmer, and the blend follows the
+motion instead of smearing it. An edge model (``edges`` task) makes the whole picture: its
+output is upsampled as it is.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class TranslatePipeline:
         self.work_size = s.work_size or int(meta.get("work_size", WORK_SIZE))
         self.direction = DIRECTIONS.index(s.model) if s.model in DIRECTIONS else 0
         self.edges = self.net.cfg.in_channels == 1
+        self.affine = self.net.cfg.output == "affine"
         self.flow = DISFlow("medium")
         self.reset()
 
@@ -105,6 +109,25 @@ class TranslatePipeline:
         direction = torch.tensor([self.direction], device=self.device)
         return self.net(t, direction)[0].permute(1, 2, 0).cpu().numpy()
 
+    @torch.no_grad()
+    def coefficient_field(self, small: np.ndarray) -> np.ndarray:
+        """An affine model's colour transforms over one canvas, one per pixel (bilinear between
+        the tokens' own). Shape: :math:`(h, w, 3)` float32 -> :math:`(h, w, 12)`."""
+        t = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None].to(self.device)
+        direction = torch.tensor([self.direction], device=self.device)
+        coeffs = self.net.coefficients(t, direction)
+        coeffs = torch.nn.functional.interpolate(coeffs, size=small.shape[:2], mode="bilinear", align_corners=False)
+        return coeffs[0].permute(1, 2, 0).cpu().numpy()
+
+    @staticmethod
+    def apply_field(field: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """The change a colour-transform field makes to ``frame``: ``A rgb + b`` per pixel.
+
+        Shape: field :math:`(H, W, 12)`, frame :math:`(H, W, 3)` -> :math:`(H, W, 3)` float32.
+        """
+        matrix = field[..., :9].reshape(*field.shape[:2], 3, 3)
+        return np.einsum("hwij,hwj->hwi", matrix, frame, optimize=True) + field[..., 9:]
+
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Translate consecutive frames.
 
@@ -117,8 +140,10 @@ class TranslatePipeline:
         for k, frame in enumerate(np.asarray(frames, np.float32)):
             h, w = frame.shape[:2]
             small, (sh, sw) = self._canvas(frame)
-            result = self.translate_small(small)[:sh, :sw]
-            change = result - (0.5 if self.edges else small[:sh, :sw])
+            if self.affine:  # ``change`` is the colour-transform field until it reaches full size
+                change = self.coefficient_field(small)[:sh, :sw]
+            else:
+                change = self.translate_small(small)[:sh, :sw] - (0.5 if self.edges else small[:sh, :sw])
             grey = grey_u8(np.clip(small[:sh, :sw] * 255 + 0.5, 0, 255).astype(np.uint8))
             if s.temporal > 0 and self._prev_grey is not None and self._prev_change is not None:
                 back = self.flow(grey, self._prev_grey)  # this frame -> the previous one
@@ -128,7 +153,10 @@ class TranslatePipeline:
                 change = (1 - weight) * change + weight * warped
             self._prev_grey, self._prev_change = grey, change
             if (sw, sh) != (w, h):
-                change = cv2.resize(change, (w, h), interpolation=cv2.INTER_CUBIC)
+                interp = cv2.INTER_LINEAR if self.affine else cv2.INTER_CUBIC
+                change = cv2.resize(change, (w, h), interpolation=interp)
+            if self.affine:
+                change = self.apply_field(change, frame)
             # an edge model makes the whole picture: ``strength`` applies to changes of a frame
             out[k] = np.clip(0.5 + change if self.edges else frame + s.strength * change, 0, 1)
         return out
