@@ -155,3 +155,17 @@ def test_training_steps_move_only_trainable_weights(shared_clips):
         torch.device("cpu"),
     )
     assert set(losses) == {"recon", "gan_g", "gan_d", "temporal"} and losses["recon"] > 0
+
+
+def test_selection_prefers_dusk_only_within_the_structure_budget():
+    from vidfx.translate.train import MIOU_SLACK, SELECT_MARGIN, better
+
+    base = {"fd": 10.0, "miou": 78.0}
+    budget = MIOU_SLACK - SELECT_MARGIN
+    kept = {"fd": 8.0, "miou": 78.0 - budget + 0.1}
+    lost = {"fd": 6.0, "miou": 78.0 - budget - 0.1}  # more dusk-like, but too much structure lost
+    assert better(kept, base, base, "day2dusk")
+    assert not better(lost, kept, base, "day2dusk")
+    assert better({"fd": 7.5, "miou": 77.0}, kept, base, "day2dusk")
+    assert better(kept, lost, base, "day2dusk")  # anything within the budget beats what is not
+    assert better({"l1": 0.1}, {"l1": 0.2}, {}, "edges") and not better({"l1": 0.3}, {"l1": 0.2}, {}, "edges")

@@ -1,7 +1,7 @@
 """Model selection of ``vidfx train translate``: the evaluation's measures on the held-out
 ``select`` frames of CamVid *train* (never val or test).
 
-``day2dusk``: 24 of the select day frames are translated as stills (480x360, the node's path:
+``day2dusk``: the 51 select day frames are translated as stills (480x360, the node's path:
 :class:`~vidfx.translate.pipeline.TranslatePipeline`); ``fd`` is the Fréchet distance of their
 tiles to the select dusk frames' tiles, ``miou`` the segment network's mIoU on them against
 their labels (:mod:`vidfx.translate.evaluate`). ``edges``: ``l1``, the mean absolute error of
@@ -22,7 +22,7 @@ from .evaluate import read_label, segment_miou, spaced, tile_features
 from .model import TranslateNet
 from .pipeline import TranslatePipeline, TranslateSettings
 
-SELECT_DAY = 24  # select day frames scored (evenly spaced; all 11 select dusk frames are the reference)
+SELECT_DAY = None  # select day frames scored (None: all 51; all 11 select dusk frames are the reference)
 
 
 @cache
