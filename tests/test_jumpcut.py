@@ -495,3 +495,23 @@ def test_eval_transition_rows_have_sharpness(clip3, tmp_path, capsys):
         assert set(r) >= {"method", "clip", "psnr", "ssim", "landmark_error_px", "seconds", "sharpness"}
         assert 0.2 < r["sharpness"] < 1.5 and r["psnr"] > 20
     assert "best PSNR in" in capsys.readouterr().out
+
+
+def test_carried_detail_puts_the_top_sources_fine_detail_into_a_soft_blend():
+    from vidfx.jumpcut.model import carried_detail
+
+    torch.manual_seed(0)
+    sharp = torch.rand(1, 3, 32, 32)
+    other = torch.rand(1, 3, 32, 32)
+    frames = torch.stack([sharp, other], 1)  # (1, 2, 3, 32, 32)
+    weights = torch.zeros(1, 2, 32, 32)
+    weights[:, 0] = 0.6
+    weights[:, 1] = 0.4
+    blend = 0.6 * sharp + 0.4 * other
+    out = blend + carried_detail(frames, weights, blend, scale=1.0)
+    # the fine band is now the top source's; the coarse band is the blend's
+    assert (out - sharp).abs().mean() < (blend - sharp).abs().mean()
+    same = torch.stack([blend, blend], 1)
+    assert carried_detail(same, weights, blend, 1.0).abs().max() < 1e-5  # nothing to carry
+    # where the candidates (not sources) carry the weight, nothing is carried
+    assert carried_detail(frames, torch.zeros(1, 2, 32, 32), blend, 1.0).abs().max() == 0

@@ -113,6 +113,26 @@ class CrossModalAttention(nn.Module):
         return out, attn.reshape(b, -1, s, nk)
 
 
+def carried_detail(frames: torch.Tensor, weights: torch.Tensor, blend: torch.Tensor, scale: float) -> torch.Tensor:
+    """The fine detail of the most-weighted source minus the blend's, scaled by the sources'
+    total weight: added to ``blend`` it puts one real source's detail where the blend has an
+    average of several. "Fine" is the band finer than the working grid: image minus its
+    Gaussian blur with sigma = ``scale`` (full-resolution pixels per working pixel).
+
+    Shape:
+        - frames: :math:`(B, S, 3, H, W)` warped sources; weights: :math:`(B, S, H, W)`
+        - blend: :math:`(B, 3, H, W)`; output: :math:`(B, 3, H, W)`
+    """
+    from kornia.filters import gaussian_blur2d
+
+    sigma = max(1.0, float(scale))
+    k = 2 * math.ceil(3 * sigma) + 1
+    fine = lambda x: x - gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="replicate")  # noqa: E731
+    pick = weights.argmax(1, keepdim=True)[:, :, None].expand(-1, -1, 3, -1, -1)
+    top = torch.gather(frames, 1, pick)[:, 0]
+    return weights.sum(1, keepdim=True) * (fine(top) - fine(blend))
+
+
 class SynthNet(nn.Module):
     """Renders a target frame from source frames, their keypoint maps and the target keypoint map."""
 
@@ -142,7 +162,16 @@ class SynthNet(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(
-        self, src_img, src_map, tgt_map, fade, kp_flow, out_sources=None, use_fade: bool = True, flow_frame=None
+        self,
+        src_img,
+        src_map,
+        tgt_map,
+        fade,
+        kp_flow,
+        out_sources=None,
+        use_fade: bool = True,
+        flow_frame=None,
+        detail: float = 0.0,
     ):
         """Predict the target frame.
 
@@ -153,6 +182,9 @@ class SynthNet(nn.Module):
         ``out_sources``: optional (B, S, 3, H, W) full-resolution sources (and ``fade`` then at H, W)
         for composing a larger output. ``flow_frame`` (like ``fade``): the flow-interpolated frame, the
         second whole-frame candidate (required when the config has ``flow_candidate``).
+        ``detail`` (full resolution only): how much of the fine detail (the band finer than the
+        working grid) comes from the most-weighted warped source instead of the blend, which
+        averages the sources' detail away where they disagree (0 = the blend as it is).
         Returns (image (B, 3, H, W), aux dict).
         """
         b, s, _, r, _ = src_img.shape
@@ -225,9 +257,10 @@ class SynthNet(nn.Module):
         logits = torch.cat([out[:, 2 * s : 3 * s] + torch.log(w_map + 1e-4)] + whole_logits, 1)
         resid, gate = out[:, 3 * s + 1 : 3 * s + 4], torch.sigmoid(out[:, 3 * s + 4 : 3 * s + 5] - 3.0)
         if out_sources is None:
-            big_src, big_fade, size = src_img, fade, (r, r)
+            big_src, big_fade, size, sampling = src_img, fade, (r, r), "bilinear"
         else:
-            big_src, big_fade, size = out_sources, fade, out_sources.shape[-2:]
+            # full resolution: bicubic sampling keeps more of the sources' fine detail than bilinear
+            big_src, big_fade, size, sampling = out_sources, fade, out_sources.shape[-2:], "bicubic"
             up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
             flows = up(flows.flatten(1, 2)).reshape(b, s, 2, *size)
             logits, resid, gate = up(logits), up(resid), up(gate)
@@ -235,7 +268,11 @@ class SynthNet(nn.Module):
         frames = torch.stack(
             [
                 F.grid_sample(
-                    big_src[:, i], flows[:, i].permute(0, 2, 3, 1), align_corners=False, padding_mode="border"
+                    big_src[:, i],
+                    flows[:, i].permute(0, 2, 3, 1),
+                    mode=sampling,
+                    align_corners=False,
+                    padding_mode="border",
                 )
                 for i in range(s)
             ],
@@ -244,6 +281,8 @@ class SynthNet(nn.Module):
         blend = (weights[:, :s, None] * frames).sum(1) + weights[:, s : s + 1] * big_fade
         if self.num_whole > 1:
             blend = blend + weights[:, s + 1 : s + 2] * flow_frame
+        if detail > 0 and out_sources is not None:
+            blend = blend + detail * carried_detail(frames, weights[:, :s], blend, size[-1] / r)
         image = blend + gate * torch.tanh(resid)
         return image, {
             "attention": attn,

@@ -263,6 +263,8 @@ class SynthOptions:
     velocity: bool = True  # carry the end frames' keypoint velocities into the transition (Hermite)
     source_offset: int = 4  # extra sources this many frames before A and after B
     margin: float = 1.8  # crop side / face size
+    # share of the fine detail taken from the most-weighted warped source (SynthNet.forward)
+    detail: float = 1.0
     seed: int = 0
 
 
@@ -350,6 +352,7 @@ class Synthesizer:
                     kp_flow,
                     out_sources=big,
                     flow_frame=to_crop(flow_full[i]) if with_flow else None,
+                    detail=self.opt.detail,
                 )
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
                 # outside the crop: the whole-frame candidates, equally weighted
