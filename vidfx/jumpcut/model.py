@@ -113,11 +113,16 @@ class CrossModalAttention(nn.Module):
         return out, attn.reshape(b, -1, s, nk)
 
 
+DETAIL_SHARPNESS = 4.0  # source selection for the carried detail: weights ** this, renormalised
+
+
 def carried_detail(frames: torch.Tensor, weights: torch.Tensor, blend: torch.Tensor, scale: float) -> torch.Tensor:
-    """The fine detail of the most-weighted source minus the blend's, scaled by the sources'
-    total weight: added to ``blend`` it puts one real source's detail where the blend has an
-    average of several. "Fine" is the band finer than the working grid: image minus its
-    Gaussian blur with sigma = ``scale`` (full-resolution pixels per working pixel).
+    """The fine detail of the best-weighted warped source minus the blend's: added to ``blend``
+    it puts one real source's detail where the blend has an average of several (which cancels
+    where they disagree). The source is chosen softly (weights to the power
+    :data:`DETAIL_SHARPNESS`, renormalised), so no seams appear where the choice changes.
+    "Fine" is the band finer than the working grid: image minus its Gaussian blur with sigma =
+    ``scale`` (full-resolution pixels per working pixel).
 
     Shape:
         - frames: :math:`(B, S, 3, H, W)` warped sources; weights: :math:`(B, S, H, W)`
@@ -128,9 +133,9 @@ def carried_detail(frames: torch.Tensor, weights: torch.Tensor, blend: torch.Ten
     sigma = max(1.0, float(scale))
     k = 2 * math.ceil(3 * sigma) + 1
     fine = lambda x: x - gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="replicate")  # noqa: E731
-    pick = weights.argmax(1, keepdim=True)[:, :, None].expand(-1, -1, 3, -1, -1)
-    top = torch.gather(frames, 1, pick)[:, 0]
-    return weights.sum(1, keepdim=True) * (fine(top) - fine(blend))
+    choice = (DETAIL_SHARPNESS * torch.log(weights + 1e-8)).softmax(1)
+    top = (choice[:, :, None] * frames).sum(1)
+    return fine(top) - fine(blend)
 
 
 class SynthNet(nn.Module):
