@@ -515,3 +515,5 @@ def test_carried_detail_puts_the_top_sources_fine_detail_into_a_soft_blend():
     assert carried_detail(same, weights, blend, 1.0).abs().max() < 1e-5  # nothing to carry
     flat = torch.full((1, 2, 3, 32, 32), 0.5)
     assert carried_detail(flat, weights, flat[:, 0], 1.0).abs().max() < 1e-5  # no detail anywhere
+    # where the whole-frame candidates (not the sources) carry the weight, nothing is carried
+    assert carried_detail(frames, torch.zeros(1, 2, 32, 32), blend, 1.0).abs().max() == 0

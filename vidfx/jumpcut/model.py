@@ -117,9 +117,11 @@ DETAIL_SHARPNESS = 4.0  # source selection for the carried detail: weights ** th
 
 
 def carried_detail(frames: torch.Tensor, weights: torch.Tensor, blend: torch.Tensor, scale: float) -> torch.Tensor:
-    """The fine detail of the best-weighted warped source minus the blend's: added to ``blend``
-    it puts one real source's detail where the blend has an average of several (which cancels
-    where they disagree). The source is chosen softly (weights to the power
+    """The fine detail of the best-weighted warped source minus the blend's, times the sources'
+    total weight: added to ``blend`` it puts one real source's detail where the blend has an
+    average of several (which cancels where they disagree), and leaves alone what the blend
+    takes from the whole-frame candidates (a still region the crossfade renders exactly). The
+    source is chosen softly (weights to the power
     :data:`DETAIL_SHARPNESS`, renormalised), so no seams appear where the choice changes.
     "Fine" is the band finer than the working grid: image minus its Gaussian blur with sigma =
     ``scale`` (full-resolution pixels per working pixel).
@@ -135,7 +137,7 @@ def carried_detail(frames: torch.Tensor, weights: torch.Tensor, blend: torch.Ten
     fine = lambda x: x - gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="replicate")  # noqa: E731
     choice = (DETAIL_SHARPNESS * torch.log(weights + 1e-8)).softmax(1)
     top = (choice[:, :, None] * frames).sum(1)
-    return fine(top) - fine(blend)
+    return weights.sum(1, keepdim=True) * (fine(top) - fine(blend))
 
 
 class SynthNet(nn.Module):
