@@ -79,7 +79,7 @@ def feature_loss(
     fp = encoder_maps(model, pred, levels)
     with torch.no_grad():
         ft = encoder_maps(model, target, levels)
-    return sum((a - b).abs().mean() for a, b in zip(fp, ft, strict=True)) / len(levels)
+    return torch.stack([(a - b).abs().mean() for a, b in zip(fp, ft, strict=True)]).mean()
 
 
 def patch_features(patches: torch.Tensor, model: MBConvUNet | None = None) -> np.ndarray:
