@@ -46,6 +46,18 @@ def clip3():
     return read_clip(str(TALKING / "3.mp4"), size=256, max_frames=80)
 
 
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25) -> None:
+    """Encode RGB uint8 frames as a near-lossless H.264 file."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps, options={"crf": "12"})
+        s.height, s.width = frames[0].shape[:2]
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+
+
 # --- interpolation ------------------------------------------------------------------------------
 
 
@@ -128,6 +140,7 @@ def test_attention_prefers_the_source_whose_keypoints_match_the_target(clip3):
 
 
 def test_flow_candidate_upgrade_keeps_the_output_and_the_candidate_can_win():
+    from vidfx.jumpcut.keymap import KEYMAP_CHANNELS
     from vidfx.jumpcut.model import SynthConfig, SynthNet
 
     torch.manual_seed(0)
@@ -136,8 +149,8 @@ def test_flow_candidate_upgrade_keeps_the_output_and_the_candidate_can_win():
         old.head.weight.normal_(0, 0.05)
         old.head.bias.normal_(0, 1.0)
     b, s, r = 1, 4, 32
-    src_img, src_map = torch.rand(b, s, 3, r, r), torch.rand(b, s, 8, r, r)
-    tgt_map, fade = torch.rand(b, 8, r, r), torch.rand(b, 3, r, r)
+    src_img, src_map = torch.rand(b, s, 3, r, r), torch.rand(b, s, KEYMAP_CHANNELS, r, r)
+    tgt_map, fade = torch.rand(b, KEYMAP_CHANNELS, r, r), torch.rand(b, 3, r, r)
     kp_flow = torch.rand(b, s, 2, r, r) * 2 - 1
     new = SynthNet.with_flow_candidate(old).eval()
     with torch.no_grad():
@@ -343,7 +356,7 @@ def test_landmark_models_load_offline_and_find_the_face(clip3):
     frame = clip3[0][10]
     mp = MediaPipeDetector(with_body=True)
     k = mp.detect(frame)
-    assert k.face.shape == (478, 3) and k.body.shape == (33, 3) and k.num_faces == 1
+    assert k.face.shape == (478, 3) and k.body.shape == (75, 3) and k.num_faces == 1  # pose + 2 hands
     kd = DlibDetector().detect(frame)
     assert kd.face.shape == (68, 3)
     # both agree on where the face is (nose tip 1 vs 30)
@@ -364,7 +377,6 @@ def test_a_glitched_end_detection_cannot_fling_the_keypoints():
 
 @needs_data
 def test_training_writes_weights_checkpoint_and_args_and_resumes(clip3, tmp_path):
-    import av
 
     from vidfx.jumpcut import train
     from vidfx.jumpcut.synthesize import load_net
@@ -372,12 +384,7 @@ def test_training_writes_weights_checkpoint_and_args_and_resumes(clip3, tmp_path
 
     data = tmp_path / "clips"
     data.mkdir()
-    with av.open(str(data / "short.mp4"), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"crf": "12"})
-        s.width = s.height = 256
-        for f in clip3[0][:20]:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(s.encode())
+    write_clip(data / "short.mp4", clip3[0][:20])
     run = tmp_path / "run"
     args = [
         "--data",
@@ -475,17 +482,11 @@ def test_a_synthesizer_from_before_the_new_channels_reads_the_first_eight():
 
 
 def test_eval_transition_rows_have_sharpness(clip3, tmp_path, capsys):
-    import av
 
     from vidfx.jumpcut.evaluate import main as eval_main
 
     path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"crf": "12"})
-        s.width = s.height = 256
-        for f in clip3[0][:40]:
-            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(s.encode())
+    write_clip(path, clip3[0][:40])
     out = tmp_path / "rows.json"
     args = ["--methods", "crossfade,flow", "--cases", "1", "--frames", "6", "--context", "6", "--size", "128"]
     assert eval_main([*args, "--strips", "", "--json", str(out), str(path)]) == 0
