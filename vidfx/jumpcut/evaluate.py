@@ -120,10 +120,10 @@ class LandmarkScorer:
         """The face-mesh landmarks of a 0..1 image in pixels (None: no face)."""
         return self.det.detect(to_uint8(img)).face
 
-    def error(self, synth: np.ndarray, real: np.ndarray) -> float | None:
-        """Mean landmark distance in pixels, or None when a face is missing in either image."""
-        ks = self.det.detect(to_uint8(synth)).face
-        kr = self.det.detect(to_uint8(real)).face
+    def error(self, synth: np.ndarray, kr: np.ndarray | None) -> float | None:
+        """Mean distance in pixels of the landmarks of ``synth`` to ``kr`` (the real frame's,
+        from :meth:`face`), or None when a face is missing in either."""
+        ks = self.face(synth)
         if ks is None or kr is None:
             return None
         return float(np.linalg.norm(ks[:, :2] - kr[:, :2], axis=1).mean())
@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             before = frames[max(0, a_idx - args.context) : a_idx + 1]
             after = frames[b_idx : b_idx + args.context + 1]
             real = frames[s : s + n]
+            real_faces = [scorer.face(r) for r in real]  # once per case, not once per method
             box = face_box(scorer.face(frames[a_idx]), frames[a_idx].shape)
             real_sharpness.append(sharpness(real, [frames[a_idx], frames[b_idx]], box))
             strip_rows = [[frames[a_idx]] + real[::3] + [frames[b_idx]]]
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 out = run_method(m, before, after, n, engine)
                 secs = time.perf_counter() - t0
-                errs = [scorer.error(o, r) for o, r in zip(out, real)]
+                errs = [scorer.error(o, kr) for o, kr in zip(out, real_faces)]
                 got = [e for e in errs if e is not None]
                 rec = {
                     "psnr": float(np.mean([psnr(o, r) for o, r in zip(out, real)])),

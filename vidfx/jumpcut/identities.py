@@ -109,23 +109,24 @@ def read_face_clip(
 
     from .keypoints import MediaPipeDetector
 
-    probe = list(rgb_frames(path, 1))
-    if not probe:
-        raise MediaError(f"jumpcut: {path} has no decodable video frames")
-    h, w = probe[0].shape[:2]
-    box = (0, 0, min(h, w))
-    if h != w:
-        det = MediaPipeDetector(video_mode=False, with_body=False)
-        try:
-            box = face_square(probe[0], det)
-        finally:
-            det.close()
-    x0, y0, side = box
+    box: tuple[int, int, int] | None = None
     frames = []
     for img in rgb_frames(path, max_frames):
+        if box is None:  # placed on the first frame
+            h, w = img.shape[:2]
+            box = (0, 0, h)
+            if h != w:
+                det = MediaPipeDetector(video_mode=False, with_body=False)
+                try:
+                    box = face_square(img, det)
+                finally:
+                    det.close()
+        x0, y0, side = box
         crop = img[y0 : y0 + side, x0 : x0 + side]
         if size and side != size:
             interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
             crop = cv2.resize(crop, (size, size), interpolation=interp)
         frames.append(np.ascontiguousarray(crop))
+    if not frames:
+        raise MediaError(f"jumpcut: {path} has no decodable video frames")
     return frames, frame_rate(path)

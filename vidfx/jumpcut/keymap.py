@@ -14,6 +14,8 @@ Synthesizers trained before channels 8-9 existed read the first 8 (``SynthConfig
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -49,6 +51,7 @@ POSE_HAND_EDGES = {  # the pose's own wrist-palm points, drawn where no hand ske
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 
 
+@functools.cache
 def _hand_edges() -> np.ndarray:
     from mediapipe.python.solutions import hands
 

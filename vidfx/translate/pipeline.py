@@ -119,14 +119,17 @@ class TranslatePipeline:
         coeffs = torch.nn.functional.interpolate(coeffs, size=small.shape[:2], mode="bilinear", align_corners=False)
         return coeffs[0].permute(1, 2, 0).cpu().numpy()
 
-    @staticmethod
-    def apply_field(field: np.ndarray, frame: np.ndarray) -> np.ndarray:
-        """The change a colour-transform field makes to ``frame``: ``A rgb + b`` per pixel.
+    def apply_field(self, field: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """The change a colour-transform field makes to ``frame`` (:meth:`TranslateNet.apply_affine`,
+        the field interpolated bilinearly to the frame's size).
 
-        Shape: field :math:`(H, W, 12)`, frame :math:`(H, W, 3)` -> :math:`(H, W, 3)` float32.
+        Shape: field :math:`(h, w, 12)`, frame :math:`(H, W, 3)` -> :math:`(H, W, 3)` float32.
         """
-        matrix = field[..., :9].reshape(*field.shape[:2], 3, 3)
-        return np.einsum("hwij,hwj->hwi", matrix, frame, optimize=True) + field[..., 9:]
+        coeffs = torch.from_numpy(np.ascontiguousarray(field)).permute(2, 0, 1)[None]
+        image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            change = self.net.apply_affine(coeffs, image) - image
+        return change[0].permute(1, 2, 0).numpy()
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Translate consecutive frames.
@@ -152,11 +155,10 @@ class TranslatePipeline:
                 weight = (s.temporal * agree.astype(np.float32))[..., None]
                 change = (1 - weight) * change + weight * warped
             self._prev_grey, self._prev_change = grey, change
-            if (sw, sh) != (w, h):
-                interp = cv2.INTER_LINEAR if self.affine else cv2.INTER_CUBIC
-                change = cv2.resize(change, (w, h), interpolation=interp)
             if self.affine:
                 change = self.apply_field(change, frame)
+            elif (sw, sh) != (w, h):
+                change = cv2.resize(change, (w, h), interpolation=cv2.INTER_CUBIC)
             # an edge model makes the whole picture: ``strength`` applies to changes of a frame
             out[k] = np.clip(0.5 + change if self.edges else frame + s.strength * change, 0, 1)
         return out

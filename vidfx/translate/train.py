@@ -233,21 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal best
         score = select_score(ema, args.task, data, device, held_out)
         say(f"step {step} select {score}")
-        meta_check = {"task": args.task, "pretrained": not args.scratch, "work_size": WORK_SIZE, "select": score}
-        save_weights(
-            out / f"check_step{step}.pt", FAMILY, ema, ema.cfg.to_dict(), {**meta_check, "step": step}, half=True
-        )
+        meta = {
+            "task": args.task,
+            "pretrained": not args.scratch,
+            "work_size": WORK_SIZE,
+            "select": score,
+            "select_untranslated": baseline,
+            "step": step,
+            "train_minutes": round(elapsed / 60, 1),
+        }
+        save_weights(out / f"check_step{step}.pt", FAMILY, ema, ema.cfg.to_dict(), meta, half=True)
         if better(score, best, baseline, args.task):
             best = {**score, "step": step}
-            meta = {
-                "task": args.task,
-                "pretrained": not args.scratch,
-                "work_size": WORK_SIZE,
-                "select": score,
-                "select_untranslated": baseline,
-                "step": step,
-                "train_minutes": round(elapsed / 60, 1),
-            }
             save_weights(out / "best.pt", FAMILY, ema, ema.cfg.to_dict(), meta, half=True)
             say(f"new best {best}")
         state = {
