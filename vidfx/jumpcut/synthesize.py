@@ -265,6 +265,8 @@ class SynthOptions:
     margin: float = 1.8  # crop side / face size
     # share of the fine detail taken from the most-weighted warped source (SynthNet.forward)
     detail: float = 1.0
+    # how far the fine band's local energy is restored to the sources' (SynthNet.forward)
+    energy: float = 1.0
     seed: int = 0
 
 
@@ -353,6 +355,7 @@ class Synthesizer:
                     out_sources=big,
                     flow_frame=to_crop(flow_full[i]) if with_flow else None,
                     detail=self.opt.detail,
+                    energy=self.opt.energy,
                 )
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
                 # outside the crop: the whole-frame candidates, equally weighted
