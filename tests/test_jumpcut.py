@@ -518,3 +518,37 @@ def test_carried_detail_puts_the_top_sources_fine_detail_into_a_soft_blend():
     assert carried_detail(flat, weights, flat[:, 0], 1.0).abs().max() < 1e-5  # no detail anywhere
     # where the whole-frame candidates (not the sources) carry the weight, nothing is carried
     assert carried_detail(frames, torch.zeros(1, 2, 32, 32), blend, 1.0).abs().max() == 0
+
+
+def test_detail_energy_restoration_sharpens_a_blend_of_unaligned_frames_and_leaves_aligned_ones(clip3):
+    from vidfx.jumpcut.evaluate import high_frequency_energy
+    from vidfx.jumpcut.model import detail_energy, restore_detail_energy
+
+    frames, _ = clip3
+    to_t = lambda f: torch.from_numpy(f.astype(np.float32) / 255).permute(2, 0, 1)[None]  # noqa: E731
+    a = to_t(frames[10])
+    b = to_t(np.roll(frames[30], 3, axis=1))  # another moment, 3 px away: its detail does not line up
+    blend = 0.5 * (a + b)
+    scale = 2.0  # a 128 px working grid under a 256 px picture
+    target = 0.5 * (detail_energy(a, scale) + detail_energy(b, scale))
+    out = restore_detail_energy(blend, target, 1.0, scale)
+    box = (32, 32, 224, 224)
+    hf = lambda x: high_frequency_energy(x[0].permute(1, 2, 0).numpy(), box)  # noqa: E731
+    ref = 0.5 * (hf(a) + hf(b))
+    assert hf(blend) < 0.75 * ref  # the average loses detail...
+    assert 0.9 * ref < hf(out) < 1.3 * ref  # ...and gets it back, not more
+    assert (out - blend).abs().mean() < 0.02  # only the fine band changed
+    # a blend of aligned detail is already on target: untouched
+    assert torch.allclose(restore_detail_energy(a, detail_energy(a, scale), 1.0, scale), a, atol=1e-4)
+    assert torch.equal(restore_detail_energy(blend, target, 0.0, scale), blend)  # amount 0: off
+
+
+def test_still_weight_is_one_where_nothing_moves_and_zero_where_it_does(clip3):
+    from vidfx.jumpcut.synthesize import still_weight
+
+    frames, _ = clip3
+    a = frames[10].astype(np.float32) / 255
+    assert still_weight(a, a, 1.0).min() > 0.99
+    moved = np.roll(a, 4, axis=1)  # the whole picture 4 px to the side
+    w = still_weight(a, moved, 1.0)[40:-40, 40:-40]
+    assert w.shape[-1] == 1 and np.median(w) < 0.05

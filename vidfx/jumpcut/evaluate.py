@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapt-steps", type=int, default=None, help="per-video adaptation steps (default: model's)")
     ap.add_argument("--detail", type=float, default=None, help="fine detail from the top source (default: node's)")
     ap.add_argument("--energy", type=float, default=None, help="detail energy restored (default: node's)")
+    ap.add_argument(
+        "--still-px", type=float, default=None, help="fade into the crossfade where still (default: node's)"
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--strips", default="runs/jumpcut_strips", help="folder for PNG strips ('' = none)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write the rows as JSON here")
@@ -336,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     if "ours" in methods:
         from .synthesize import Synthesizer
 
-        extra = {k: v for k, v in (("detail", args.detail), ("energy", args.energy)) if v is not None}
+        knobs = (("detail", args.detail), ("energy", args.energy), ("still_px", args.still_px))
+        extra = {k: v for k, v in knobs if v is not None}
         engine = Synthesizer.load(args.weights, adapt_steps=args.adapt_steps, **extra)
     scorer = LandmarkScorer()
     if args.strips:

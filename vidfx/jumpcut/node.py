@@ -81,6 +81,15 @@ class JumpCutNode(Node):
         Param(
             "adapt_steps", "int", 10, "per-video adaptation steps of the synthesizer (0 = prior only)", min=0, max=2000
         ),
+        Param(
+            "sharpness",
+            "float",
+            1.0,
+            "fine detail energy restored where blending averages it away: 1 = as sharp as the footage, "
+            "0 = softer (a little closer to the removed frames on average)",
+            min=0,
+            max=1,
+        ),
         Param("detector", "choice", "auto", "keypoint model", choices=("auto", "mediapipe", "dlib")),
         Param("ease", "choice", "smoothstep", "keypoint easing through the transition", choices=EASINGS),
         Param("weights", "str", "", "synthesizer weights file (empty: the shipped prior)"),
@@ -129,7 +138,7 @@ class JumpCutNode(Node):
             from .keypoints import make_detector
             from .synthesize import Synthesizer, SynthOptions, shared_net
 
-            opts = SynthOptions(adapt_steps=self.p.adapt_steps, easing=self.p.ease)
+            opts = SynthOptions(adapt_steps=self.p.adapt_steps, easing=self.p.ease, energy=self.p.sharpness)
             self.synthesizer = Synthesizer(
                 shared_net(self.p.weights or None),
                 make_detector(self.p.detector, video_mode=False, with_body=True),

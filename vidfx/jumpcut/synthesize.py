@@ -267,6 +267,9 @@ class SynthOptions:
     detail: float = 1.0
     # how far the fine band's local energy is restored to the sources' (SynthNet.forward)
     energy: float = 1.0
+    # where the ends A and B have not moved (DIS flow below about this many pixels of the frame),
+    # the crossfade is the right answer (exact for a still region): ours fades into it (0 = off)
+    still_px: float = 1.0
     seed: int = 0
 
 
@@ -341,6 +344,7 @@ class Synthesizer:
         )[None]  # noqa: E731
         with_flow = net.num_whole > 1
         flow_full = flow_interpolate(a_full, b_full, times) if with_flow else None
+        still = still_weight(a_full, b_full, o.still_px) if o.still_px > 0 else None
         out = []
         with torch.no_grad():
             for i, (t, kp) in enumerate(zip(times, targets)):
@@ -356,10 +360,13 @@ class Synthesizer:
                     flow_frame=to_crop(flow_full[i]) if with_flow else None,
                     detail=self.opt.detail,
                     energy=self.opt.energy,
+                    still=None if still is None else to_crop(still),
                 )
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
-                # outside the crop: the whole-frame candidates, equally weighted
+                # outside the crop: the whole-frame candidates, equally weighted (the crossfade where still)
                 frame = 0.5 * (fade_full + flow_full[i]) if with_flow else fade_full.copy()
+                if still is not None:
+                    frame = still * fade_full + (1 - still) * frame
                 region = frame[y0 : y0 + side, x0 : x0 + side]
                 frame[y0 : y0 + side, x0 : x0 + side] = feather * crop + (1 - feather) * region
                 out.append(frame.astype(np.float32))
@@ -395,6 +402,23 @@ class Synthesizer:
             net, opt, sides, o.adapt_steps, o.adapt_batch, rng, real_prob=0.3, easing=o.easing, max_gap=6, max_offset=3
         )
         return net
+
+
+STILL_BLUR = 0.01  # the motion magnitude is smoothed over this share of the frame's longer side
+
+
+def still_weight(a: np.ndarray, b: np.ndarray, still_px: float) -> np.ndarray:
+    """Per pixel, how still the picture is between the end frames ``a`` and ``b``:
+    ``exp(-(m / still_px)^2)``, m = the DIS flow magnitude from ``a`` to ``b`` in pixels of the
+    frame, smoothed (Gaussian, sigma :data:`STILL_BLUR` of the longer side) so that the fade
+    into the crossfade leaves no seams. 1 = still (the crossfade is exact), 0 = moving.
+
+    Shape:
+        - a, b: :math:`(H, W, 3)` float32 0..1; output: :math:`(H, W, 1)` float32
+    """
+    mag = np.linalg.norm(dis_flow(a, b), axis=2)
+    mag = cv2.GaussianBlur(mag, (0, 0), max(1.0, STILL_BLUR * max(a.shape[:2])))
+    return np.exp(-((mag / still_px) ** 2)).astype(np.float32)[..., None]
 
 
 def _feather_mask(side: int) -> np.ndarray:
