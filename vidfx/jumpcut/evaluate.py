@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detail", type=float, default=None, help="fine detail from the top source (default: node's)")
     ap.add_argument("--energy", type=float, default=None, help="detail energy restored (default: node's)")
     ap.add_argument(
-        "--still-px", type=float, default=None, help="fade into the crossfade where still (default: node's)"
+        "--still", type=float, default=None, help="fade into the crossfade below this motion (default: node's)"
     )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--strips", default="runs/jumpcut_strips", help="folder for PNG strips ('' = none)")
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ours" in methods:
         from .synthesize import Synthesizer
 
-        knobs = (("detail", args.detail), ("energy", args.energy), ("still_px", args.still_px))
+        knobs = (("detail", args.detail), ("energy", args.energy), ("still", args.still))
         extra = {k: v for k, v in knobs if v is not None}
         engine = Synthesizer.load(args.weights, adapt_steps=args.adapt_steps, **extra)
     scorer = LandmarkScorer()

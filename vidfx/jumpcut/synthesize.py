@@ -267,9 +267,10 @@ class SynthOptions:
     detail: float = 1.0
     # how far the fine band's local energy is restored to the sources' (SynthNet.forward)
     energy: float = 1.0
-    # where the ends A and B have not moved (DIS flow below about this many pixels of the frame),
-    # the crossfade is the right answer (exact for a still region): ours fades into it (0 = off)
-    still_px: float = 1.0
+    # where the ends A and B have moved less than about this many pixels of the synthesizer's
+    # working grid (DIS flow), the crossfade is the right answer (exact for a still region, and
+    # finer motion than the grid resolves): ours fades into it (0 = off)
+    still: float = 1.0
     seed: int = 0
 
 
@@ -344,7 +345,7 @@ class Synthesizer:
         )[None]  # noqa: E731
         with_flow = net.num_whole > 1
         flow_full = flow_interpolate(a_full, b_full, times) if with_flow else None
-        still = still_weight(a_full, b_full, o.still_px) if o.still_px > 0 else None
+        still = still_weight(a_full, b_full, o.still * box[2] / size) if o.still > 0 else None
         out = []
         with torch.no_grad():
             for i, (t, kp) in enumerate(zip(times, targets)):
