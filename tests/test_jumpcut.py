@@ -538,9 +538,14 @@ def test_detail_energy_restoration_sharpens_a_blend_of_unaligned_frames_and_leav
     assert hf(blend) < 0.75 * ref  # the average loses detail...
     assert 0.9 * ref < hf(out) < 1.3 * ref  # ...and gets it back, not more
     assert (out - blend).abs().mean() < 0.02  # only the fine band changed
-    # a blend of aligned detail is already on target: untouched
-    assert torch.allclose(restore_detail_energy(a, detail_energy(a, scale), 1.0, scale), a, atol=1e-4)
+    # never softens: a picture with more detail than the target is left as it is
+    assert torch.allclose(restore_detail_energy(a, 0.25 * detail_energy(a, scale), 1.0, scale), a, atol=1e-6)
+    # bounded: an absurd target amplifies the finest detail at most 2x per pass
+    wild = restore_detail_energy(blend, 1e6 * target, 1.0, scale)
+    assert hf(blend) < hf(wild) <= 70 * hf(blend)
     assert torch.equal(restore_detail_energy(blend, target, 0.0, scale), blend)  # amount 0: off
+    half = restore_detail_energy(blend, target, 0.5, scale)
+    assert torch.allclose(half, 0.5 * (blend + out), atol=1e-6)  # amount mixes linearly
 
 
 def test_still_weight_is_one_where_nothing_moves_and_zero_where_it_does(clip3):
@@ -552,3 +557,19 @@ def test_still_weight_is_one_where_nothing_moves_and_zero_where_it_does(clip3):
     moved = np.roll(a, 4, axis=1)  # the whole picture 4 px to the side
     w = still_weight(a, moved, 1.0)[40:-40, 40:-40]
     assert w.shape[-1] == 1 and np.median(w) < 0.05
+
+
+@needs_data
+def test_ours_is_the_crossfade_where_nothing_moves(clip3):
+    from vidfx.jumpcut.synthesize import Synthesizer
+
+    frames, _ = clip3
+    still = frames[20].astype(np.float32) / 255
+    synth = Synthesizer.load(adapt_steps=0)
+    out = synth.transition([still] * 8, [still] * 8, 4)
+    for o in out:  # A = B: every pixel is still, so ours is the (exact) crossfade, detail and all
+        assert np.abs(o - still).mean() < 0.003
+    moving = [np.roll(frames[20 + i], 2 * i, axis=1).astype(np.float32) / 255 for i in range(16)]
+    out = Synthesizer.load(adapt_steps=0, still=0.0).transition(moving[:8], moving[8:], 4)
+    fade = 0.5 * (moving[7] + moving[8])
+    assert np.abs(out[2] - fade).mean() > 0.003  # the gate off: ours is not the crossfade

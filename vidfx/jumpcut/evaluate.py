@@ -316,9 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="synthesizer weights (default: the shipped prior)")
     ap.add_argument("--adapt-steps", type=int, default=None, help="per-video adaptation steps (default: model's)")
     ap.add_argument("--detail", type=float, default=None, help="fine detail from the top source (default: node's)")
-    ap.add_argument("--energy", type=float, default=None, help="detail energy restored (default: node's)")
+    ap.add_argument("--energy", type=float, default=None, help="detail energy restored, 0..1 (default 1)")
     ap.add_argument(
-        "--still", type=float, default=None, help="fade into the crossfade below this motion (default: node's)"
+        "--still",
+        type=float,
+        default=None,
+        help="fade into the crossfade below this motion, working-grid pixels; 0 = off (default 1)",
     )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--strips", default="runs/jumpcut_strips", help="folder for PNG strips ('' = none)")

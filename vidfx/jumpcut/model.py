@@ -114,7 +114,7 @@ class CrossModalAttention(nn.Module):
 
 
 DETAIL_WINDOW = 2.0  # the local window of the detail energy, in working-grid pixels (Gaussian sigma)
-MAX_DETAIL_GAIN = 2.0  # each pass amplifies a detail band at most this much
+MAX_DETAIL_GAIN = 2.0  # each pass amplifies a detail band at most this much (2 ** DETAIL_PASSES in all)
 DETAIL_PASSES = 3
 # edges of the restored bands (Gaussian sigmas, output pixels): the finest detail, which averaging
 # and resampling lose most; restoring coarser bands as well cost 0.1-0.2 dB more PSNR and SSIM
@@ -170,10 +170,10 @@ def restore_detail_energy(
     Blending sources whose fine detail is not aligned (pores, hair, teeth of two frames) averages
     the detail toward zero: two equally weighted, unrelated textures keep half their energy. This
     is the variance-preserving fix of texture blending: each band of :func:`detail_bands` is
-    amplified by ``sqrt(target / energy)``, between 1 and :data:`MAX_DETAIL_GAIN`, so aligned
-    detail (energy already on target) is left alone and the blend is never softened (in
-    :data:`DETAIL_PASSES` passes). ``amount``
-    (0..1, a number or a per-pixel map) fades the gain in.
+    amplified by ``sqrt(target / energy)``, between 1 and :data:`MAX_DETAIL_GAIN` per pass, in
+    :data:`DETAIL_PASSES` passes, so aligned detail (energy already on target) is left alone and
+    the blend is never softened. ``amount`` (0..1, a number or a per-pixel map) mixes the restored
+    image with ``image``.
 
     Shape:
         - image: :math:`(B, 3, H, W)`; target: :math:`(B, N, H, W)` (:func:`detail_energy`);
@@ -185,8 +185,8 @@ def restore_detail_energy(
     # energy on a blend of two half-pixel-shifted frames, 0.94 after two, 0.99 after three)
     for _ in range(DETAIL_PASSES):
         gain = ((target + eps) / (detail_energy(out, scale) + eps)).sqrt().clamp(1.0, MAX_DETAIL_GAIN)
-        out = out + sum(amount * (gain[:, i : i + 1] - 1.0) * band for i, band in enumerate(detail_bands(out)))
-    return out
+        out = out + sum((gain[:, i : i + 1] - 1.0) * band for i, band in enumerate(detail_bands(out)))
+    return image + amount * (out - image)
 
 
 DETAIL_SHARPNESS = 4.0  # source selection for the carried detail: weights ** this, renormalised
@@ -387,8 +387,9 @@ class SynthNet(nn.Module):
                 1,
             )
             target = (weights[:, :s, None] * src_energy).sum(1) / (share + 1e-6)  # (B, bands, H, W)
-            # everywhere: the whole-frame candidates average unaligned detail too, and where the
-            # blend's detail is already aligned (a still background) the gain stays 1
+            # everywhere (the target where sources barely count is still their weighted mix): the
+            # whole-frame candidates average unaligned detail too, and where the blend's detail is
+            # already aligned (a still background) the gain stays 1
             image = restore_detail_energy(image, target, energy, scale)
         return image, {
             "attention": attn,

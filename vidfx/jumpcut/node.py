@@ -86,7 +86,7 @@ class JumpCutNode(Node):
             "float",
             1.0,
             "fine detail energy restored where blending averages it away: 1 = as sharp as the footage, "
-            "0 = softer (a little closer to the removed frames on average)",
+            "0 = the blend as synthesized (softer)",
             min=0,
             max=1,
         ),
