@@ -2,8 +2,9 @@
 
 "Ours" works on a square crop around the face(s) of the frames near the cut: the synthesizer
 runs at its working size on that crop, its flows and blend weights are applied to the
-full-resolution crop, and the result is feathered into a crossfade of the full frames (outside
-the crop a talking-head background barely moves).
+full-resolution crop, and the result is feathered into the flow interpolation of the full
+frames (outside the crop: the body, hands and background), which is the crossfade where the
+picture is still.
 """
 
 from __future__ import annotations
@@ -364,8 +365,9 @@ class Synthesizer:
                     still=None if still is None else to_crop(still),
                 )
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
-                # outside the crop: the whole-frame candidates, equally weighted (the crossfade where still)
-                frame = 0.5 * (fade_full + flow_full[i]) if with_flow else fade_full.copy()
+                # outside the crop (body, hands, background): the flow interpolation, the crossfade
+                # where still. Not a mix of the two: two blends of A and B ghost a moving hand 4 times
+                frame = flow_full[i].copy() if with_flow else fade_full.copy()
                 if still is not None:
                     frame = still * fade_full + (1 - still) * frame
                 region = frame[y0 : y0 + side, x0 : x0 + side]
