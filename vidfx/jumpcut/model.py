@@ -251,6 +251,7 @@ class SynthNet(nn.Module):
         detail: float = 0.0,
         energy: float = 0.0,
         still=None,
+        source_energy=None,
     ):
         """Predict the target frame.
 
@@ -269,6 +270,9 @@ class SynthNet(nn.Module):
         averages unaligned detail (:func:`restore_detail_energy`; 0 = off, 1 = fully).
         ``still`` (B, 1, H, W) at the output size, optional: where the end frames have not moved
         (1) the output fades into the crossfade ``fade``, before the detail energy is restored.
+        ``source_energy`` (B, S, bands, H, W), optional: :func:`detail_energy` of each of
+        ``out_sources``; the same for every target frame of a transition, so a caller rendering
+        several passes it in once computed (computed here when None).
         Returns (image (B, 3, H, W), aux dict).
         """
         b, s, _, r, _ = src_img.shape
@@ -374,10 +378,12 @@ class SynthNet(nn.Module):
             scale = size[-1] / r
             share = weights[:, :s].sum(1, keepdim=True)
             # each source's detail energy, measured before warping (resampling softens) and moved by its flow
+            if source_energy is None:
+                source_energy = torch.stack([detail_energy(big_src[:, i], scale) for i in range(s)], 1)
             src_energy = torch.stack(  # (B, S, bands, H, W)
                 [
                     F.grid_sample(
-                        detail_energy(big_src[:, i], scale),
+                        source_energy[:, i],
                         flows[:, i].permute(0, 2, 3, 1),
                         align_corners=False,
                         padding_mode="border",

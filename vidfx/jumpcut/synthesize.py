@@ -27,7 +27,7 @@ from .baselines import crossfade, dis_flow, flow_blend, flow_interpolate
 from .interpolate import interpolate_keypoints, transition_times
 from .keymap import render_keymap
 from .keypoints import FaceTopology, KeypointDetector, Keypoints, make_detector, smooth_sequence
-from .model import FAMILY, SynthNet, build_synthnet
+from .model import FAMILY, SynthNet, build_synthnet, detail_energy
 
 log = logging.getLogger("vidfx.jumpcut")
 
@@ -347,6 +347,9 @@ class Synthesizer:
         with_flow = net.num_whole > 1
         flow_full = flow_interpolate(a_full, b_full, times) if with_flow else None
         still = still_weight(a_full, b_full, o.still * box[2] / size) if o.still > 0 else None
+        src_energy = None  # the sources' detail energy: the same for every frame of the transition
+        if o.energy > 0:
+            src_energy = torch.stack([detail_energy(big[:, i], box[2] / size) for i in range(len(sources))], 1)
         out = []
         with torch.no_grad():
             for i, (t, kp) in enumerate(zip(times, targets)):
@@ -363,6 +366,7 @@ class Synthesizer:
                     detail=self.opt.detail,
                     energy=self.opt.energy,
                     still=None if still is None else to_crop(still),
+                    source_energy=src_energy,
                 )
                 crop = pred[0].clamp(0, 1).permute(1, 2, 0).numpy()
                 # outside the crop (body, hands, background): the flow interpolation, the crossfade
