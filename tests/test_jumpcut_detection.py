@@ -33,6 +33,51 @@ def splice(frames, fps, audio, start, length):
     return frames[:start] + frames[start + length :], np.concatenate([audio[:a0], audio[a1:]])
 
 
+def export_cut(src: str, dst: str, start: int, length: int) -> None:
+    """Write ``src`` with frames ``start .. start+length-1`` and their sound removed, as an editor's
+    export would be: H.264 + AAC (128 kb/s stereo at the source's rate) in .mp4."""
+    import av
+
+    with av.open(src) as inp:
+        vs, aus = inp.streams.video[0], inp.streams.audio[0]
+        fps, rate = vs.average_rate, aus.rate
+        frames = [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
+    with av.open(src) as inp:
+        rs = av.AudioResampler(format="flt", layout="stereo", rate=rate)
+        sound = np.concatenate([o.to_ndarray().reshape(-1, 2) for f in inp.decode(audio=0) for o in rs.resample(f)])
+    a0, a1 = round(start / fps * rate), round((start + length) / fps * rate)
+    sound = np.concatenate([sound[:a0], sound[a1:]])
+    frames = frames[:start] + frames[start + length :]
+    with av.open(dst, "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt, v.options = frames[0].shape[1], frames[0].shape[0], "yuv420p", {"crf": "18"}
+        a = out.add_stream("aac", rate=rate, layout="stereo")
+        a.bit_rate = 128000
+        for f in frames:
+            out.mux(v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(v.encode(None))
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound.reshape(1, -1)), format="flt", layout="stereo")
+        af.sample_rate, af.pts = rate, 0
+        out.mux(a.encode(af))
+        out.mux(a.encode(None))
+
+
+# Short cuts in speech, in a real exported file: the picture alone misses them (a talking head
+# moves about this much in one frame), the splice in the sound gives them away.
+@pytest.mark.parametrize("length,start", [(2, 29), (4, 65)])
+def test_sound_finds_short_cut_in_exported_file(tmp_path, length, start):
+    path = str(tmp_path / "cut.mp4")
+    export_cut(CLIP, path, start, length)
+    data = detect.load_clip(path, cache_dir=None)
+    assert data.audio is not None
+    with_sound = detect.scores(detect.raw_signals(data, np.arange(len(data))))
+    found = detect.pick(with_sound)
+    assert len(found) == 1 and abs(found[0] - start) <= 1, found
+    data.audio = None
+    without = detect.scores(detect.raw_signals(data, np.arange(len(data))))
+    assert with_sound[start] > 2 * without[start]
+
+
 def test_no_cut_in_uncut_clip(clip):
     frames, fps, audio = clip
     assert detect.detect_cuts_in_frames(frames, fps, audio) == []
@@ -105,3 +150,38 @@ def test_node_auto_cuts_use_the_detector(clip):
     out = vidfx.apply(node, np.stack(cut), fps=fps)
     assert len(out) == len(cut)
     assert len(node.report) == 1 and abs(node.report[0]["cut"] - 22) <= 1, node.report
+
+
+def test_splice_jump_flags_a_hard_audio_splice(clip):
+    """Speech that flows on across a frame boundary is predictable; joining two moments 12
+    frames apart (after an AAC export, as a user's file holds it) breaks the waveform."""
+    frames, fps, audio = clip
+    exported = detect.ExportedAudio(audio)
+    win = detect.AUDIO_WIN
+    flowing, spliced = [], []
+    for k in range(10, len(frames) - 20):
+        t = int(round(k / fps * detect.AUDIO_RATE))
+        t12 = int(round((k + 12) / fps * detect.AUDIO_RATE))
+        flowing.append(detect.splice_jump(*exported.excerpt(t, t, win)))
+        spliced.append(detect.splice_jump(*exported.excerpt(t, t12, win)))
+    flowing, spliced = np.array(flowing), np.array(spliced)
+    judged = np.isfinite(flowing) & np.isfinite(spliced)
+    assert judged.mean() > 0.5  # talking/2 is mostly speech
+    assert np.median(flowing[judged]) < 1.5
+    p90 = np.percentile(flowing[judged], 90)
+    assert np.median(spliced[judged]) > 2.5 * p90
+    assert (spliced[judged] > p90).mean() > 0.7
+    quiet = np.zeros(2 * win, np.float32)
+    assert np.isnan(detect.splice_jump(quiet[:win], quiet[win:]))
+
+
+def test_aac_generation_keeps_length_and_timing(clip):
+    _, _, audio = clip
+    x = audio[: 3 * detect.AUDIO_RATE]
+    y = detect.aac_generation(x)
+    assert y.shape == x.shape and y.dtype == np.float32
+    mid = slice(detect.AUDIO_RATE, 2 * detect.AUDIO_RATE)
+    lags = range(-40, 41)
+    corr = [float(np.dot(x[mid], np.roll(y, -lag)[mid])) for lag in lags]
+    assert list(lags)[int(np.argmax(corr))] == 0  # no encoder delay left in
+    assert max(corr) / float(np.dot(x[mid], x[mid])) > 0.9

@@ -13,7 +13,11 @@ resolution or how much the person moves):
 - ``expr``: MediaPipe face-mesh change (``keypoints.MediaPipeDetector``) left after removing a 2-D
   similarity, in face sizes: an expression (mouth, eyes, brows) that jumps;
 - ``audio``: log-spectral distance between the 64 ms of sound before and after the boundary,
-  where the clip has sound (silent or missing audio gives no evidence either way).
+  where the clip has sound (silent or missing audio gives no evidence either way);
+- ``splice``: how much a linear predictor of the waveform (``splice_jump``), fitted on the 30 ms
+  before the boundary, is surprised by the first samples after it, relative to its error just
+  before (and the same backwards in time): a hard audio splice breaks the waveform; speech and
+  music that flow on are predictable across a frame boundary.
 
 Each signal gives three log ratios (``local_ratios``: to the larger neighbouring step, to the
 median over +-WINDOW steps, to the largest over +-WIDE), ``cells`` the median and upper quartile
@@ -67,13 +71,19 @@ WIDE = 12  # largest step over +-WIDE frames (periodic dropped frames of a frame
 DUP_FRAC = 0.15  # a step below this share of the usual change is a repeated frame
 NMS = 2  # one cut within +-NMS frames
 REACH = WIDE + 3 + NMS + 1  # frames each side a decision needs
-SIGNALS = ("diff", "resid", "flow", "expr", "audio")
+SPLICE_FIT = 480  # samples (30 ms) the waveform predictor is fitted on, each side of a boundary
+SPLICE_ORDER = 20  # its order
+SPLICE_LEN = 4  # samples after the boundary it is judged on (0.25 ms)
+SPLICE_BASE = 160  # samples before the boundary its usual error is measured on (10 ms)
+SPLICE_QUIET = 1e-3  # RMS below which a side is too quiet to judge (-60 dBFS)
+SIGNALS = ("diff", "resid", "flow", "expr", "audio", "splice")
 EPS = {
     "diff": 0.3,
     "resid": 0.3,
     "flow": 0.05,
     "expr": 0.001,
     "audio": 0.5,
+    "splice": 0.1,
     "cells": 0.3,
 }
 KINDS = ("near", "med", "max")
@@ -93,30 +103,33 @@ SOURCE_CUTS = {
 
 # Fitted by ``python -m vidfx.jumpcut.detect fit`` on TRAIN_IDS (see docs/jumpcut.md).
 WEIGHTS = {
-    "diff_near": 3.0789,
-    "diff_med": 0.6301,
-    "diff_max": 0.4336,
-    "resid_near": -1.0712,
-    "resid_med": -2.6696,
-    "resid_max": 0.3574,
-    "flow_near": -1.9060,
-    "flow_med": -0.1862,
-    "flow_max": 0.2391,
-    "expr_near": 0.5127,
-    "expr_med": 0.7302,
-    "expr_max": -0.6603,
-    "audio_near": 0.2379,
-    "audio_med": 0.6529,
-    "audio_max": -0.3076,
-    "cells_near_median": -1.1876,
-    "cells_near_q75": 3.7376,
-    "cells_med_median": 1.8392,
-    "cells_med_q75": 2.7880,
-    "cells_max_median": 0.2585,
-    "cells_max_q75": 3.6369,
+    "diff_near": 3.1131,
+    "diff_med": 0.0629,
+    "diff_max": 0.5982,
+    "resid_near": -0.7197,
+    "resid_med": -2.2960,
+    "resid_max": 0.2497,
+    "flow_near": -1.8234,
+    "flow_med": 0.0014,
+    "flow_max": 0.3773,
+    "expr_near": 0.5279,
+    "expr_med": 0.6296,
+    "expr_max": -0.7745,
+    "audio_near": 0.6413,
+    "audio_med": 1.9955,
+    "audio_max": -1.5127,
+    "splice_near": -0.2964,
+    "splice_med": 0.4332,
+    "splice_max": 1.6739,
+    "cells_near_median": -1.8126,
+    "cells_near_q75": 4.1910,
+    "cells_med_median": 2.2020,
+    "cells_med_q75": 2.8349,
+    "cells_max_median": -0.0818,
+    "cells_max_q75": 3.4370,
 }
-BIAS = -2.1171
-THRESHOLD = 5.7500
+BIAS = -2.3610
+THRESHOLD = 6.0000
 
 
 # --- per-frame data ---------------------------------------------------------------------------
@@ -325,36 +338,155 @@ def _band_spectrum(x: np.ndarray) -> np.ndarray | None:
     return 10 * np.log10(bands + 1e-10)
 
 
-def _audio_signal(audio: np.ndarray | None, fps: float, idx: np.ndarray) -> np.ndarray:
-    """Spectral distance (dB) across each frame boundary of the sequence ``idx``."""
-    out = np.full(len(idx), np.nan)
+def _predictor(x: np.ndarray) -> np.ndarray:
+    """Linear-prediction filter ``[1, -a1, .., -ap]`` of order ``SPLICE_ORDER`` fitted on ``x``
+    (autocorrelation method, Hann window): its output on a signal is the prediction error."""
+    from scipy.linalg import solve_toeplitz
+
+    w = (x * np.hanning(len(x))).astype(np.float64)
+    r = np.array([w[: len(w) - lag] @ w[lag:] for lag in range(SPLICE_ORDER + 1)])
+    r[0] = r[0] * (1 + 1e-6) + 1e-12  # a little white noise keeps the system well posed
+    a = solve_toeplitz(r[:SPLICE_ORDER], r[1 : SPLICE_ORDER + 1])
+    return np.concatenate([[1.0], -a])
+
+
+def _surprise(before: np.ndarray, after: np.ndarray) -> float:
+    """Prediction error energy on the first ``SPLICE_LEN`` samples of ``after`` over that on the
+    last ``SPLICE_BASE`` samples of ``before``, the predictor fitted on ``before``."""
+    from scipy.signal import lfilter
+
+    y = np.concatenate([before, after[:SPLICE_LEN]]).astype(np.float64)
+    e = lfilter(_predictor(before), [1.0], y)
+    n = len(before)
+    base = float(np.mean(e[n - SPLICE_BASE : n] ** 2))
+    return float(np.mean(e[n:] ** 2)) / (base + 1e-12)
+
+
+def splice_jump(before: np.ndarray, after: np.ndarray) -> float:
+    """How much a boundary breaks the waveform: the smaller of the forward and backward
+    ``_surprise`` (~1 where sound flows on, 10-1000 at a hard splice); NaN when either side is
+    shorter than ``SPLICE_FIT`` or quieter than ``SPLICE_QUIET`` (no evidence).
+
+    Shape: ``before``, ``after`` (S,) mono samples ending / starting at the boundary."""
+    b, a = before[-SPLICE_FIT:], after[:SPLICE_FIT]
+    if len(b) < SPLICE_FIT or len(a) < SPLICE_FIT:
+        return float("nan")
+    if float(np.sqrt(np.mean(b**2))) < SPLICE_QUIET or float(np.sqrt(np.mean(a**2))) < SPLICE_QUIET:
+        return float("nan")
+    return min(_surprise(b, a), _surprise(a[::-1], b[::-1]))
+
+
+def aac_generation(audio: np.ndarray, bitrate: int = 64000, rate: int = 48000) -> np.ndarray:
+    """``audio`` (mono, ``AUDIO_RATE``) after one AAC encode/decode at ``rate`` and ``bitrate``:
+    what exporting an edit does to its sound (same length, no delay).
+
+    Simulated cuts splice the decoded sound; a real edit is exported again, and the encoder's
+    low-pass and quantisation soften a splice. Evaluation and fitting put every simulated clip
+    (cut or not) through one generation so that the ``splice`` signal is judged on what a user's
+    file holds."""
+    import io
+
+    import av
+
+    frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate, frame.pts = AUDIO_RATE, 0
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=rate, layout="mono")
+        stream.bit_rate = bitrate
+        up = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+        for f in up.resample(frame) + up.resample(None):
+            out.mux(stream.encode(f))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    chunks = []
+    with av.open(buf) as inp:
+        down = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        for f in inp.decode(audio=0):
+            chunks += [o.to_ndarray().reshape(-1) for o in down.resample(f)]
+        chunks += [o.to_ndarray().reshape(-1) for o in down.resample(None)]
+    y = np.concatenate(chunks).astype(np.float32)[: len(audio)]
+    return np.pad(y, (0, len(audio) - len(y)))
+
+
+EXPORT_PAD = 4000  # samples (0.25 s) of sound each side of a simulated splice that are re-encoded
+
+
+class ExportedAudio:
+    """A clip's sound as an exported edit of it holds it (simulation only): the uncut sound
+    after one ``aac_generation``, and each splice (sound up to ``t0`` joined to sound from
+    ``t1``) made from the decoded sound and then put through its own generation."""
+
+    def __init__(self, audio: np.ndarray):
+        self.source = audio
+        self.track = aac_generation(audio)
+
+    def excerpt(self, t0: int, t1: int, win: int) -> tuple[np.ndarray, np.ndarray]:
+        """``win`` samples before and after the boundary (sample ``t0`` joined to ``t1``)."""
+        if t0 == t1:
+            return self.track[max(0, t0 - win) : t0], self.track[t1 : t1 + win]
+        pad = max(win, EXPORT_PAD)
+        left, right = self.source[max(0, t0 - pad) : t0], self.source[t1 : t1 + pad]
+        y = aac_generation(np.concatenate([left, right]))
+        n = len(left)
+        return y[max(0, n - win) : n], y[n : n + win]
+
+
+def _audio_signals(
+    audio: np.ndarray | None,
+    fps: float,
+    idx: np.ndarray,
+    follows: np.ndarray | None = None,
+    exported: ExportedAudio | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(spectral distance dB, ``splice_jump``) across each frame boundary of the sequence ``idx``.
+
+    The sound of step ``k`` runs up to the start of source frame ``follows[k]`` (default
+    ``idx[k-1] + 1``: the frame after) and goes on from the start of ``idx[k]``: a splice where
+    they differ. ``exported``: take the sound from this simulated export instead of ``audio``."""
+    n = len(idx)
+    spec, jump = np.full(n, np.nan), np.full(n, np.nan)
     if audio is None:
-        return out
-    for k in range(1, len(idx)):
-        t0 = int(round((idx[k - 1] + 1) / fps * AUDIO_RATE))  # end of the frame before
-        t1 = int(round(idx[k] / fps * AUDIO_RATE))  # start of the frame after
-        a = _band_spectrum(audio[max(0, t0 - AUDIO_WIN) : t0])
-        b = _band_spectrum(audio[t1 : t1 + AUDIO_WIN])
+        return spec, jump
+    for k in range(1, n):
+        nxt = idx[k - 1] + 1 if follows is None else follows[k]
+        t0 = int(round(nxt / fps * AUDIO_RATE))  # end of the sound before the boundary
+        t1 = int(round(idx[k] / fps * AUDIO_RATE))  # start of the sound after it
+        if exported is not None:
+            before, after = exported.excerpt(t0, t1, AUDIO_WIN)
+        else:
+            before, after = audio[max(0, t0 - AUDIO_WIN) : t0], audio[t1 : t1 + AUDIO_WIN]
+        a, b = _band_spectrum(before), _band_spectrum(after)
         if a is not None and b is not None:
-            out[k] = float(np.abs(a - b).mean())
-    return out
+            spec[k] = float(np.abs(a - b).mean())
+        jump[k] = splice_jump(before, after)
+    return spec, jump
 
 
-def raw_signals(data: ClipData, idx: np.ndarray, pairs: PairCache | None = None) -> dict[str, np.ndarray]:
+def raw_signals(
+    data: ClipData,
+    idx: np.ndarray,
+    pairs: PairCache | None = None,
+    follows: np.ndarray | None = None,
+    exported: ExportedAudio | None = None,
+) -> dict[str, np.ndarray]:
     """Every signal at each step of the frame sequence ``idx`` (entry k: step idx[k-1] -> idx[k];
-    entry 0 is NaN). Scalar signals are (n,), ``cells`` and ``points`` are (n, channels)."""
+    entry 0 is NaN). Scalar signals are (n,), ``cells`` is (n, GRID*GRID). ``follows`` and
+    ``exported``: the sound of simulated sequences (``_audio_signals``)."""
     idx = np.asarray(idx)
     pairs = pairs or PairCache(data)
     n = len(idx)
     img = np.full((n, 3 + GRID * GRID), np.nan)
     for k in range(1, n):
         img[k] = pairs(int(idx[k - 1]), int(idx[k]))
+    spec, jump = _audio_signals(data.audio, data.fps, idx, follows, exported)
     sig = {
         "diff": img[:, 0],
         "resid": img[:, 1],
         "flow": img[:, 2],
         "expr": _expression_signal(data.faces, idx),
-        "audio": _audio_signal(data.audio, data.fps, idx),
+        "audio": spec,
+        "splice": jump,
         "cells": img[:, 3:],
     }
     # Repeated frames (a clip converted up to a higher frame rate) are not steps: the step after
@@ -509,12 +641,6 @@ def case_window(num_frames: int, start: int, length: int) -> tuple[np.ndarray, i
     return spliced[lo:hi], start - lo
 
 
-def case_signals(data: ClipData, start: int, length: int, pairs: PairCache) -> tuple[dict[str, np.ndarray], int]:
-    """Signals of ``case_window`` and the index of the cut in them."""
-    seq, c = case_window(len(data), start, length)
-    return raw_signals(data, seq, pairs), c
-
-
 def false_cuts(identity: str, cuts: list[int]) -> list[int]:
     """Detections on an uncut clip that are not one of its ``SOURCE_CUTS`` (+-1 frame)."""
     known = SOURCE_CUTS.get(identity, ())
@@ -578,10 +704,14 @@ def _train_blocks(root: str) -> list[dict]:
     for ident in TRAIN_IDS:
         data = load_clip(clip_path(ident, root))
         pairs = PairCache(data)
+        exported = ExportedAudio(data.audio) if data.audio is not None else None
         rng = np.random.default_rng(FIT_SEED + zlib_crc(ident))
         for kind in AUGMENT:
             base = augment_frames(len(data), kind)
-            sig = raw_signals(data, base, pairs)
+            # the source frame whose start ends the sound of each frame of ``base`` (the sound
+            # of a frame-rate-converted clip flows on; only a removed segment splices it)
+            nxt = np.append(base[1:], base[-1] + 1)
+            sig = raw_signals(data, base, pairs, follows=base, exported=exported)
             block = {"ident": ident, "source": base, "uncut": (features(sig), sig["diff"])}
             block["minutes"] = len(data) / data.fps / 60
             block["cases"] = []
@@ -589,7 +719,8 @@ def _train_blocks(root: str) -> list[dict]:
             for length in FIT_LENGTHS:
                 for start in case_starts(len(base), length, FIT_CASES, rng, avoid):
                     seq, c = case_window(len(base), start, length)
-                    sg = raw_signals(data, base[seq], pairs)
+                    follows = np.append(0, nxt[seq[:-1]])
+                    sg = raw_signals(data, base[seq], pairs, follows=follows, exported=exported)
                     block["cases"].append((features(sg), sg["diff"], c))
             blocks.append(block)
     return blocks

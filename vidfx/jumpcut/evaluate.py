@@ -216,13 +216,14 @@ def detection_main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    def find(data, seq, pairs) -> list[int]:
+    def find(data, seq, pairs, exported) -> list[int]:
         if args.baseline:
             from .cuts import THUMB, detect_cuts
 
             small = [cv2.resize(data.thumbs[i], (THUMB, THUMB), interpolation=cv2.INTER_AREA) for i in seq]
             return detect_cuts([t.astype(np.float32) for t in small], args.sensitivity)
-        return detect.pick(detect.scores(detect.raw_signals(data, seq, pairs)), args.sensitivity)
+        sig = detect.raw_signals(data, seq, pairs, exported=exported)
+        return detect.pick(detect.scores(sig), args.sensitivity)
 
     lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     per_len = {n: {"cases": 0, "found": 0, "false": 0} for n in lengths}
@@ -231,7 +232,9 @@ def detection_main(argv: list[str]) -> int:
     for ident in idents:
         data = detect.load_clip(ids.clip_path(ident, args.data), args.cache or None)
         pairs = detect.PairCache(data)
-        cuts = find(data, np.arange(len(data)), pairs)
+        # the sound as an exported edit holds it: one AAC generation, splices re-encoded
+        exported = detect.ExportedAudio(data.audio) if data.audio is not None else None
+        cuts = find(data, np.arange(len(data)), pairs, exported)
         cuts = detect.false_cuts(ident, cuts)  # real edits in the source are not false cuts
         uncut_false += len(cuts)
         uncut_frames[ident] = cuts
@@ -241,7 +244,7 @@ def detection_main(argv: list[str]) -> int:
         for n in lengths:
             for start in detect.case_starts(len(data), n, args.cases, rng, detect.SOURCE_CUTS.get(ident, ())):
                 seq, c = detect.case_window(len(data), start, n)
-                hit, fp = detect.judge(find(data, seq, pairs), c)
+                hit, fp = detect.judge(find(data, seq, pairs, exported), c)
                 per_len[n]["cases"] += 1
                 per_len[n]["found"] += hit
                 per_len[n]["false"] += fp
