@@ -34,10 +34,13 @@ clips), so the validation identities (``VAL_IDS``) stay unseen until the final n
 thumbnail change > ``cuts.HARD_DIFF`` grey levels is always a cut (a scene change).
 ``sensitivity`` (default ``cuts.RATIO`` = 3.5): higher = fewer cuts.
 
-Feature choice, by out-of-identity recall on the train identities at <= 1 false cut/min: all
-signals 0.66; face-mesh displacement, constant-velocity error and per-point ratios added
-nothing that generalised to a held-out person (0.66 with them vs 0.71 without), nor did a
-face-crop thumbnail or a small MLP, so they are left out.
+Feature choice, by out-of-identity recall on the train identities at <= 1 false cut/min: the
+``splice`` signal raised it from 0.57 to 0.64 (0.67 with L2 ``FIT_L2``); face-mesh displacement,
+constant-velocity error and per-point ratios added nothing that generalised to a held-out person
+(0.66 with them vs 0.71 without, before the frame-rate augmentation), nor did a face-crop
+thumbnail or a small MLP, so they are left out. Simulated cuts take their sound through
+``ExportedAudio`` (one AAC generation, as an exported edit), or the splice would be judged on
+a sharper break than a user's file holds.
 
 A decision at ``k`` looks only at frames ``k-REACH .. k+REACH`` (streaming in the node).
 """
