@@ -320,6 +320,25 @@ def test_cut_at_the_ends_and_close_cuts_fall_back_and_are_reported():
     assert methods[15] == "crossfade" and methods[18] == "crossfade"
 
 
+def test_a_run_of_close_auto_cuts_does_not_crash():
+    """A montage: a hard cut every 10 frames with a 12-frame transition. The close cuts share
+    crossfades of at most two transition lengths; the rest are left as they are; all reported."""
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(0, 255, (16, 3))
+    frames = [np.broadcast_to(colours[i // 10], (64, 64, 3)).astype(np.uint8) for i in range(160)]
+    node, out = run_node(frames, cuts=["auto"], frames=12, method="crossfade")
+    assert len(out) == 160
+    cuts = {r["cut"]: r["method"] for r in node.report}
+    assert set(cuts) == set(range(10, 160, 10))
+    assert set(cuts.values()) == {"crossfade", "skipped"}
+    out = np.asarray(out).transpose(0, 2, 3, 1)  # (N, H, W, C)
+    skipped = [r["cut"] for r in node.report if r["method"] == "skipped"]
+    assert skipped
+    for c in skipped:  # a skipped cut is left as it is: both of its frames pass through
+        for i in (c - 1, c):
+            np.testing.assert_allclose(out[i], frames[i] / 255.0, atol=1 / 255)
+
+
 def test_no_face_falls_back_to_crossfade_without_crashing():
     from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
 

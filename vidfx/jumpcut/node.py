@@ -37,6 +37,8 @@ from .synthesize import METHODS, make_transition
 
 log = logging.getLogger("vidfx.jumpcut")
 
+MAX_MERGED = 2  # the longest crossfade over a run of close cuts, in transition lengths
+
 
 @dataclass
 class Transition:
@@ -107,7 +109,7 @@ class JumpCutNode(Node):
         super().__init__(name, **values)
         self.report: list[dict] = []
         self.synthesizer = None
-        self._cache: OrderedDict[int, list[torch.Tensor]] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int, str], list[torch.Tensor]] = OrderedDict()
         self._plan: list[Transition] = []
         self._auto = False
         self._thumbs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (thumbnail, face points)
@@ -155,6 +157,8 @@ class JumpCutNode(Node):
         for c, why in bad:
             reasons.setdefault(c, why)
         # awkward cuts: crossfade over a window clipped to the clip, merging overlapping windows
+        # up to MAX_MERGED transition lengths (a run of cuts every few frames, e.g. a montage,
+        # would otherwise merge into one window wider than the frames the node holds)
         windows = []
         for c in sorted(reasons):
             if c <= 0 or c >= n:
@@ -162,6 +166,14 @@ class JumpCutNode(Node):
                 continue
             start, end = max(1, c - half), min(n - 1, c - half + length)
             if windows and start <= windows[-1][1]:
+                if max(end, windows[-1][1]) - windows[-1][0] > MAX_MERGED * length:
+                    self._note(
+                        c,
+                        f"cut at frame {c} follows a run of close cuts whose crossfade already spans "
+                        f"{windows[-1][1] - windows[-1][0]} frames; left as it is",
+                        "skipped",
+                    )
+                    continue
                 windows[-1] = (windows[-1][0], max(end, windows[-1][1]), windows[-1][2] + [c])
             else:
                 windows.append((start, end, [c]))
@@ -263,11 +275,12 @@ class JumpCutNode(Node):
         t = self._transition_at(n)
         if t is None:
             return frames[n]
-        if t.start not in self._cache:
-            self._cache[t.start] = self._make(t, frames)
+        key = (t.start, t.end, t.method)  # auto cuts decided later can change a window
+        if key not in self._cache:
+            self._cache[key] = self._make(t, frames)
             while len(self._cache) > 2:
                 self._cache.popitem(last=False)
-        return frames[n].with_data(self._cache[t.start][n - t.start])
+        return frames[n].with_data(self._cache[key][n - t.start])
 
     def _make(self, t: Transition, frames: dict[int, Frame]) -> list[torch.Tensor]:
         """The frames of one transition (always returns; failures fall back to a crossfade)."""
@@ -280,9 +293,12 @@ class JumpCutNode(Node):
         if method != "crossfade" and self._channels != 3:
             self._note(t.cut, f"cut at frame {t.cut}: {self._channels}-channel input, crossfade fallback", "crossfade")
             method = "crossfade"
+        num = t.end - t.start
+        if a not in frames or b not in frames:  # cannot happen with the windows above; never crash
+            self._note(t.cut, f"cut at frame {t.cut}: its end frames are not at hand; left as it is", "skipped")
+            return [frames[i].data for i in range(t.start, t.end)]
         before = [to_np(frames[i]) for i in before_idx]
         after = [to_np(frames[i]) for i in after_idx]
-        num = t.end - t.start
         try:
             out, info = make_transition(method, before, after, num, synthesizer=self.synthesizer)
         except Exception as exc:  # a model failure must not end the run
