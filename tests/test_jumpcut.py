@@ -339,6 +339,24 @@ def test_a_run_of_close_auto_cuts_does_not_crash():
             np.testing.assert_allclose(out[i], frames[i] / 255.0, atol=1 / 255)
 
 
+@pytest.mark.parametrize("spacing", [3, 5, 10])
+def test_close_cuts_are_reported_as_they_are_rendered(spacing):
+    """Every cut of a run of close cuts is either crossfaded (frame c-1 or c changed) or left as
+    it is (both passed through), as ``node.report`` says."""
+    rng = np.random.default_rng(spacing)
+    colours = rng.uniform(0, 255, (100 // spacing + 1, 3))
+    frames = [np.broadcast_to(colours[i // spacing], (32, 32, 3)).astype(np.uint8) for i in range(100)]
+    cuts = list(range(spacing, 100, spacing))
+    node, out = run_node(frames, cuts=[str(c) for c in cuts], frames=12, method="crossfade")
+    out = np.asarray(out).transpose(0, 2, 3, 1)
+    assert len(out) == 100
+    outcome = {r["cut"]: r["method"] for r in node.report}
+    assert set(outcome) == set(cuts)
+    for c in cuts:
+        kept = [np.allclose(out[i], frames[i] / 255.0, atol=1 / 255) for i in (c - 1, c)]
+        assert all(kept) == (outcome[c] == "skipped"), (c, outcome[c], kept)
+
+
 def test_no_face_falls_back_to_crossfade_without_crashing():
     from vidfx.jumpcut.synthesize import DEFAULT_WEIGHTS
 

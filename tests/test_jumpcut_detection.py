@@ -185,3 +185,36 @@ def test_aac_generation_keeps_length_and_timing(clip):
     corr = [float(np.dot(x[mid], np.roll(y, -lag)[mid])) for lag in lags]
     assert list(lags)[int(np.argmax(corr))] == 0  # no encoder delay left in
     assert max(corr) / float(np.dot(x[mid], x[mid])) > 0.9
+
+
+def test_streaming_window_hears_the_same_sound_as_the_whole_clip(clip):
+    """The node decides each step on a window of frames whose sound starts at the window's first
+    frame; at 30 fps (533.3 samples a frame) its boundaries must fall on the same samples as the
+    whole clip's, or the splice signal at a real splice drops by a third."""
+    frames, _, audio = clip
+    fps, n, reach = 30.0, len(frames), detect.REACH
+    thumbs = np.zeros((n, detect.THUMB, detect.THUMB), np.uint8)
+    faces = np.full((n, 478, 2), np.nan, np.float32)
+    whole = detect.raw_signals(detect.ClipData(thumbs, faces, audio, fps), np.arange(n))
+    compared = 0
+    for k in range(reach, n - reach):
+        lo = k - reach
+        sound = audio[int(round(lo / fps * detect.AUDIO_RATE)) :]
+        window = detect.ClipData(thumbs[lo : k + reach + 1], faces[lo : k + reach + 1], sound, fps, lo)
+        sig = detect.raw_signals(window, np.arange(2 * reach + 1))
+        steps = np.arange(2, 2 * reach + 1)  # every step with a full 64 ms of sound before it
+        for name in ("audio", "splice"):
+            np.testing.assert_array_equal(sig[name][steps], whole[name][lo + steps])
+        compared += int(np.isfinite(whole["splice"][k]))
+    assert compared > 30
+
+
+def test_decode_audio_lines_the_sound_up_with_the_first_frame(clip):
+    """``start`` is the first picture's time on the file's timeline; talking/2's sound starts
+    at 0: from 0.2 s it loses 3200 samples, from -0.05 s it gains 800 of silence."""
+    _, _, audio = clip
+    later = detect.decode_audio(CLIP, 0.2)
+    earlier = detect.decode_audio(CLIP, -0.05)
+    np.testing.assert_array_equal(later, audio[3200:])
+    np.testing.assert_array_equal(earlier[:800], 0.0)
+    np.testing.assert_array_equal(earlier[800:], audio)

@@ -145,8 +145,9 @@ class ClipData:
 
     thumbs: np.ndarray  # (T, THUMB, THUMB) uint8
     faces: np.ndarray  # (T, 478, 2) float32, pixels of the work-size frame; NaN where no face
-    audio: np.ndarray | None  # (S,) float32 mono at AUDIO_RATE, or None
+    audio: np.ndarray | None  # (S,) float32 mono at AUDIO_RATE from the start of thumbs[0], or None
     fps: float
+    first: int = 0  # the clip's frame number of thumbs[0] (a streaming window): sound timing
 
     def __len__(self) -> int:
         return len(self.thumbs)
@@ -187,8 +188,11 @@ class FrameAnalyser:
             self.det.close()
 
 
-def decode_audio(path: str) -> np.ndarray | None:
-    """The first audio stream as mono float32 at ``AUDIO_RATE`` (None: no audio stream)."""
+def decode_audio(path: str, start: float = 0.0) -> np.ndarray | None:
+    """The first audio stream as mono float32 at ``AUDIO_RATE`` from ``start`` seconds on the
+    file's timeline (give the first video frame's time: the ``splice`` signal needs sound and
+    pictures lined up to the sample; silence fills in where the sound starts later). None: no
+    audio stream."""
     import av
 
     from vidfx.io.probe import open_input
@@ -198,15 +202,22 @@ def decode_audio(path: str) -> np.ndarray | None:
             return None
         resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
         chunks = []
+        first: float | None = None
         try:
             for frame in container.decode(audio=0):
+                if first is None:
+                    first = float(frame.time) if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as exc:
             log.warning("jumpcut: %s: audio decoding stopped (%s)", path, exc)
-    return np.concatenate(chunks).astype(np.float32) if chunks else None
+    if not chunks:
+        return None
+    audio = np.concatenate(chunks).astype(np.float32)
+    shift = int(round(((first or 0.0) - start) * AUDIO_RATE))  # > 0: the sound starts later
+    return np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 else audio[-shift:]
 
 
 def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") -> ClipData:
@@ -216,7 +227,7 @@ def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") ->
     from vidfx.io.probe import open_input, stream_rate
 
     st = os.stat(path)
-    key = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime}:{WORK_SIDE}:{THUMB}:2"
+    key = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime}:{WORK_SIDE}:{THUMB}:3"
     key = hashlib.sha1(key.encode()).hexdigest()
     cache = os.path.join(cache_dir, key[:16] + ".npz") if cache_dir else None
     if cache and os.path.exists(cache):
@@ -225,6 +236,7 @@ def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") ->
         return ClipData(z["thumbs"], z["faces"], audio, float(z["fps"]))
     analyser = FrameAnalyser()
     thumbs, faces = [], []
+    start: float | None = None  # the first frame's time: the sound is lined up with it
     try:
         with open_input(path) as container:
             if not container.streams.video:
@@ -233,6 +245,8 @@ def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") ->
             stream.thread_type = "AUTO"
             fps = float(stream_rate(stream, path))
             for frame in container.decode(video=0):
+                if start is None:
+                    start = float(frame.time) if frame.time is not None else 0.0
                 # PyAV halves big frames (1080x1920 HEVC) while converting; the analyser then
                 # scales with INTER_AREA exactly as for in-memory frames (node, tests)
                 w, h = frame.width, frame.height
@@ -245,7 +259,7 @@ def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") ->
         analyser.close()
     if not thumbs:
         raise MediaError(f"jumpcut: {path} has no decodable video frames")
-    data = ClipData(np.stack(thumbs), np.stack(faces), decode_audio(path), fps)
+    data = ClipData(np.stack(thumbs), np.stack(faces), decode_audio(path, start or 0.0), fps)
     if cache:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = cache + ".tmp.npz"
@@ -364,7 +378,8 @@ def _surprise(before: np.ndarray, after: np.ndarray) -> float:
 
 def splice_jump(before: np.ndarray, after: np.ndarray) -> float:
     """How much a boundary breaks the waveform: the smaller of the forward and backward
-    ``_surprise`` (~1 where sound flows on, 10-1000 at a hard splice); NaN when either side is
+    ``_surprise`` (about 0.5 where sound flows on; at a splice about 10 after an AAC export and
+    up to 1000 before it); NaN when either side is
     shorter than ``SPLICE_FIT`` or quieter than ``SPLICE_QUIET`` (no evidence).
 
     Shape: ``before``, ``after`` (S,) mono samples ending / starting at the boundary."""
@@ -388,6 +403,8 @@ def aac_generation(audio: np.ndarray, bitrate: int = 64000, rate: int = 48000) -
 
     import av
 
+    if len(audio) < 1024:  # too short to encode (and to judge)
+        return audio.astype(np.float32)
     frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
     frame.sample_rate, frame.pts = AUDIO_RATE, 0
     buf = io.BytesIO()
@@ -415,7 +432,8 @@ EXPORT_PAD = 4000  # samples (0.25 s) of sound each side of a simulated splice t
 class ExportedAudio:
     """A clip's sound as an exported edit of it holds it (simulation only): the uncut sound
     after one ``aac_generation``, and each splice (sound up to ``t0`` joined to sound from
-    ``t1``) made from the decoded sound and then put through its own generation."""
+    ``t1``) made from the clip's own decoded sound (``source``, not ``track``) and then put
+    through its own generation: one generation either way."""
 
     def __init__(self, audio: np.ndarray):
         self.source = audio
@@ -427,6 +445,8 @@ class ExportedAudio:
             return self.track[max(0, t0 - win) : t0], self.track[t1 : t1 + win]
         pad = max(win, EXPORT_PAD)
         left, right = self.source[max(0, t0 - pad) : t0], self.source[t1 : t1 + pad]
+        if len(left) < SPLICE_FIT or len(right) < SPLICE_FIT:  # at the sound's ends: no evidence
+            return left[-win:], right[:win]
         y = aac_generation(np.concatenate([left, right]))
         n = len(left)
         return y[max(0, n - win) : n], y[n : n + win]
@@ -438,20 +458,24 @@ def _audio_signals(
     idx: np.ndarray,
     follows: np.ndarray | None = None,
     exported: ExportedAudio | None = None,
+    first: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(spectral distance dB, ``splice_jump``) across each frame boundary of the sequence ``idx``.
 
     The sound of step ``k`` runs up to the start of source frame ``follows[k]`` (default
     ``idx[k-1] + 1``: the frame after) and goes on from the start of ``idx[k]``: a splice where
-    they differ. ``exported``: take the sound from this simulated export instead of ``audio``."""
+    they differ. ``exported``: take the sound from this simulated export instead of ``audio``.
+    ``first``: the clip's frame number of frame 0 of ``idx``, where ``audio`` starts (sample
+    positions are rounded as the whole clip's are, so a streaming window sees the same samples)."""
     n = len(idx)
     spec, jump = np.full(n, np.nan), np.full(n, np.nan)
     if audio is None:
         return spec, jump
     for k in range(1, n):
         nxt = idx[k - 1] + 1 if follows is None else follows[k]
-        t0 = int(round(nxt / fps * AUDIO_RATE))  # end of the sound before the boundary
-        t1 = int(round(idx[k] / fps * AUDIO_RATE))  # start of the sound after it
+        origin = int(round(first / fps * AUDIO_RATE))
+        t0 = int(round((first + nxt) / fps * AUDIO_RATE)) - origin  # end of the sound before the boundary
+        t1 = int(round((first + idx[k]) / fps * AUDIO_RATE)) - origin  # start of the sound after it
         if exported is not None:
             before, after = exported.excerpt(t0, t1, AUDIO_WIN)
         else:
@@ -479,7 +503,7 @@ def raw_signals(
     img = np.full((n, 3 + GRID * GRID), np.nan)
     for k in range(1, n):
         img[k] = pairs(int(idx[k - 1]), int(idx[k]))
-    spec, jump = _audio_signals(data.audio, data.fps, idx, follows, exported)
+    spec, jump = _audio_signals(data.audio, data.fps, idx, follows, exported, data.first)
     sig = {
         "diff": img[:, 0],
         "resid": img[:, 1],
@@ -532,8 +556,8 @@ def local_ratios(r: np.ndarray, e: float) -> np.ndarray:
 def features(sig: dict[str, np.ndarray]) -> np.ndarray:
     """(n, len(FEATURES)) local log-ratio features; 0 where a signal is missing.
 
-    Scalar signals: their ``near``/``med``/``max`` ratios. ``cells`` (image grid) and ``points``
-    (face-mesh points): the median and upper quartile over channels of each ratio (a cut changes
+    Scalar signals: their ``near``/``med``/``max`` ratios. ``cells`` (image grid cells): the
+    median and upper quartile over channels of each ratio (a cut changes
     everything at once; talking moves only some of it)."""
     cols = []
     with warnings.catch_warnings():
@@ -583,11 +607,12 @@ def decide_in_window(
     fps: float,
     audio: np.ndarray | None = None,
     sensitivity: float = RATIO,
+    first: int = 0,
 ) -> bool:
     """Whether the step into frame ``pos`` of a run of frames is a cut (streaming: the run is
     frames ``k-REACH .. k+REACH`` of a clip, clipped at its ends; ``audio`` starts at the run's
-    first frame). Same decision as the whole-clip detector."""
-    data = ClipData(np.stack(thumbs), np.stack(faces), audio, float(fps))
+    first frame, ``first``). Same decision as the whole-clip detector."""
+    data = ClipData(np.stack(thumbs), np.stack(faces), audio, float(fps), first)
     return pos in pick(scores(raw_signals(data, np.arange(len(thumbs)))), sensitivity)
 
 

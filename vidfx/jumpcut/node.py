@@ -159,24 +159,28 @@ class JumpCutNode(Node):
         # awkward cuts: crossfade over a window clipped to the clip, merging overlapping windows
         # up to MAX_MERGED transition lengths (a run of cuts every few frames, e.g. a montage,
         # would otherwise merge into one window wider than the frames the node holds)
-        windows = []
+        windows: list[tuple[int, int, list[int]]] = []
+        floor = 1  # windows start here or later: frames c-1 and c of a cut left as it is pass through
         for c in sorted(reasons):
             if c <= 0 or c >= n:
                 self._note(c, reasons[c], "skipped")
                 continue
-            start, end = max(1, c - half), min(n - 1, c - half + length)
+            start, end = max(floor, c - half), min(n - 1, c - half + length)
             if windows and start <= windows[-1][1]:
-                if max(end, windows[-1][1]) - windows[-1][0] > MAX_MERGED * length:
-                    self._note(
-                        c,
-                        f"cut at frame {c} follows a run of close cuts whose crossfade already spans "
-                        f"{windows[-1][1] - windows[-1][0]} frames; left as it is",
-                        "skipped",
-                    )
+                s0, e0, cs = windows[-1]
+                if max(end, e0) - s0 <= MAX_MERGED * length or c <= e0:
+                    # merged, or already inside that crossfade (which ends on frame c at the latest)
+                    windows[-1] = (s0, min(max(end, e0), s0 + MAX_MERGED * length), cs + [c])
                     continue
-                windows[-1] = (windows[-1][0], max(end, windows[-1][1]), windows[-1][2] + [c])
-            else:
-                windows.append((start, end, [c]))
+                self._note(
+                    c,
+                    f"cut at frame {c} follows a run of close cuts whose crossfade already spans "
+                    f"{e0 - s0} frames; left as it is",
+                    "skipped",
+                )
+                floor = c + 1
+                continue
+            windows.append((start, end, [c]))
         for start, end, cs in windows:
             if end <= start:
                 self._note(cs[0], reasons[cs[0]], "skipped")
@@ -224,13 +228,11 @@ class JumpCutNode(Node):
         if info.audio is None:
             return None
         try:
-            audio = detect.decode_audio(info.audio.path)
+            # ``start``: the clip's first frame on the file's timeline
+            return detect.decode_audio(info.audio.path, info.audio.start)
         except Exception as exc:  # detection goes on without sound
             log.warning("jumpcut: cut detection without sound (%s)", exc)
             return None
-        if audio is None:
-            return None
-        return audio[max(0, int(round(info.audio.start * detect.AUDIO_RATE))) :]
 
     def _update_auto(self, n: int, frames: dict[int, Frame]) -> None:
         """Decide cuts near ``n`` from the window's frames (``detect``) and rebuild the plan."""
@@ -252,7 +254,7 @@ class JumpCutNode(Node):
                 continue
             audio = None
             if self._audio is not None:
-                audio = self._audio[int(round(idx[0] / self._fps * detect.AUDIO_RATE)) :]
+                audio = self._audio[int(round(idx[0] / self._fps * detect.AUDIO_RATE)) :]  # from frame idx[0]
             self._decided[k] = detect.decide_in_window(
                 [self._thumbs[i][0] for i in idx],
                 [self._thumbs[i][1] for i in idx],
@@ -260,6 +262,7 @@ class JumpCutNode(Node):
                 self._fps,
                 audio,
                 self.p.sensitivity,
+                first=idx[0],
             )
         for i in [i for i in self._thumbs if i < n - self._auto_radius() - 2]:
             del self._thumbs[i]  # bounded memory on long videos
