@@ -339,6 +339,20 @@ def test_a_run_of_close_auto_cuts_does_not_crash():
             np.testing.assert_allclose(out[i], frames[i] / 255.0, atol=1 / 255)
 
 
+def test_a_cut_next_to_one_near_the_start_shares_its_crossfade():
+    from vidfx.jumpcut.cuts import check_cuts
+
+    usable, bad = check_cuts([5, 8, 36], 40, 12)  # 5 and 36 are too near the ends for 12 frames
+    assert usable == [] and {c for c, _ in bad} == {5, 8, 36}
+    usable, bad = check_cuts([5, 20], 40, 12)
+    assert usable == [20] and [c for c, _ in bad] == [5]
+    frames = [np.full((32, 32, 3), 0 if i < 5 else (120 if i < 8 else 240), np.uint8) for i in range(40)]
+    node, out = run_node(frames, cuts=["5", "8"], frames=12, method="crossfade")
+    assert len(out) == 40
+    assert {r["cut"]: r["method"] for r in node.report} == {5: "crossfade", 8: "crossfade"}
+    assert len(node._plan) == 1  # one crossfade over both, not a crossfade overlapping a transition
+
+
 @pytest.mark.parametrize("spacing", [3, 5, 10])
 def test_close_cuts_are_reported_as_they_are_rendered(spacing):
     """Every cut of a run of close cuts is either crossfaded (frame c-1 or c changed) or left as

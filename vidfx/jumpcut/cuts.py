@@ -186,7 +186,8 @@ def check_cuts(cuts: list[int], num_frames: int, length: int) -> tuple[list[int]
     """Split cuts into usable ones and (cut, reason) pairs that get a crossfade fallback or are dropped.
 
     A cut at the first or last frame is outside the clip (dropped, reported); two cuts closer than
-    the transition length both fall back to a crossfade between the outer end frames.
+    the transition length (also when one of them is too near the clip's ends for a transition)
+    both fall back to a crossfade between the outer end frames.
     """
     usable, bad = [], []
     half = length // 2
@@ -204,9 +205,12 @@ def check_cuts(cuts: list[int], num_frames: int, length: int) -> tuple[list[int]
         else:
             usable.append(c)
     close = set()
-    for a, b in zip(usable, usable[1:]):
+    # a usable cut next to another one, or next to one too near the clip's ends (whose crossfade
+    # would overlap its transition), falls back too
+    inside = sorted(set(usable) | {c for c, _ in bad if 0 < c < num_frames})
+    for a, b in zip(inside, inside[1:]):
         if b - a < length:
-            close.update((a, b))
+            close.update(c for c in (a, b) if c in usable)
     for c in sorted(close):
         bad.append(
             (c, f"cut at frame {c} is closer than the transition length ({length}) to another cut; crossfade fallback")
