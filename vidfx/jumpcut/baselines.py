@@ -34,14 +34,17 @@ def dis_flow(a: np.ndarray, b: np.ndarray, max_side: int = 512) -> np.ndarray:
     return flow.astype(np.float32)
 
 
-def flow_interpolate(a: np.ndarray, b: np.ndarray, times, max_side: int = 512) -> list[np.ndarray]:
+def flow_interpolate(
+    a: np.ndarray, b: np.ndarray, times, max_side: int = 512, f01: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Frames between ``a`` and ``b`` from bidirectional DIS flow.
 
     Intermediate flows use the linear-motion approximation of Super SloMo (Jiang et al. 2018):
     F(t->0) = -(1-t) t F01 + t^2 F10 and F(t->1) = (1-t)^2 F01 - t (1-t) F10; both ends are
-    warped to time t and blended with weights (1-t) and t.
+    warped to time t and blended with weights (1-t) and t. ``f01``: ``dis_flow(a, b, max_side)``
+    when the caller already has it.
     """
-    f01 = dis_flow(a, b, max_side)
+    f01 = dis_flow(a, b, max_side) if f01 is None else f01
     f10 = dis_flow(b, a, max_side)
     return [flow_blend(a, b, f01, f10, t) for t in times]
 

@@ -162,6 +162,15 @@ def detail_energy(x: torch.Tensor, scale: float) -> torch.Tensor:
     return _blur(e, sigma)
 
 
+def source_detail_energy(sources: torch.Tensor, scale: float) -> torch.Tensor:
+    """:func:`detail_energy` of each source image.
+
+    Shape:
+        - sources: :math:`(B, S, 3, H, W)`; output: :math:`(B, S, N, H, W)`, N = number of bands
+    """
+    return torch.stack([detail_energy(sources[:, i], scale) for i in range(sources.shape[1])], 1)
+
+
 def restore_detail_energy(
     image: torch.Tensor, target: torch.Tensor, amount: torch.Tensor | float, scale: float
 ) -> torch.Tensor:
@@ -379,7 +388,7 @@ class SynthNet(nn.Module):
             share = weights[:, :s].sum(1, keepdim=True)
             # each source's detail energy, measured before warping (resampling softens) and moved by its flow
             if source_energy is None:
-                source_energy = torch.stack([detail_energy(big_src[:, i], scale) for i in range(s)], 1)
+                source_energy = source_detail_energy(big_src, scale)
             src_energy = torch.stack(  # (B, S, bands, H, W)
                 [
                     F.grid_sample(

@@ -27,7 +27,7 @@ from .baselines import crossfade, dis_flow, flow_blend, flow_interpolate
 from .interpolate import interpolate_keypoints, transition_times
 from .keymap import render_keymap
 from .keypoints import FaceTopology, KeypointDetector, Keypoints, make_detector, smooth_sequence
-from .model import FAMILY, SynthNet, build_synthnet, detail_energy
+from .model import FAMILY, SynthNet, build_synthnet, source_detail_energy
 
 log = logging.getLogger("vidfx.jumpcut")
 
@@ -345,11 +345,11 @@ class Synthesizer:
             2, 0, 1
         )[None]  # noqa: E731
         with_flow = net.num_whole > 1
-        flow_full = flow_interpolate(a_full, b_full, times) if with_flow else None
-        still = still_weight(a_full, b_full, o.still * box[2] / size) if o.still > 0 else None
-        src_energy = None  # the sources' detail energy: the same for every frame of the transition
-        if o.energy > 0:
-            src_energy = torch.stack([detail_energy(big[:, i], box[2] / size) for i in range(len(sources))], 1)
+        f01 = dis_flow(a_full, b_full) if with_flow or o.still > 0 else None  # one DIS pass for both uses
+        flow_full = flow_interpolate(a_full, b_full, times, f01=f01) if with_flow else None
+        still = still_weight(f01, o.still * box[2] / size) if f01 is not None and o.still > 0 else None
+        # the sources' detail energy: the same for every frame of the transition
+        src_energy = source_detail_energy(big, box[2] / size) if o.energy > 0 else None
         out = []
         with torch.no_grad():
             for i, (t, kp) in enumerate(zip(times, targets)):
@@ -414,17 +414,17 @@ class Synthesizer:
 STILL_BLUR = 0.01  # the motion magnitude is smoothed over this share of the frame's longer side
 
 
-def still_weight(a: np.ndarray, b: np.ndarray, still_px: float) -> np.ndarray:
-    """Per pixel, how still the picture is between the end frames ``a`` and ``b``:
-    ``exp(-(m / still_px)^2)``, m = the DIS flow magnitude from ``a`` to ``b`` in pixels of the
-    frame, smoothed (Gaussian, sigma :data:`STILL_BLUR` of the longer side) so that the fade
-    into the crossfade leaves no seams. 1 = still (the crossfade is exact), 0 = moving.
+def still_weight(flow: np.ndarray, still_px: float) -> np.ndarray:
+    """Per pixel, how still the picture is between two end frames, from the flow between them
+    (``baselines.dis_flow(a, b)``): ``exp(-(m / still_px)^2)``, m = the flow magnitude in pixels
+    of the frame, smoothed (Gaussian, sigma :data:`STILL_BLUR` of the longer side) so that the
+    fade into the crossfade leaves no seams. 1 = still (the crossfade is exact), 0 = moving.
 
     Shape:
-        - a, b: :math:`(H, W, 3)` float32 0..1; output: :math:`(H, W, 1)` float32
+        - flow: :math:`(H, W, 2)` float32; output: :math:`(H, W, 1)` float32
     """
-    mag = np.linalg.norm(dis_flow(a, b), axis=2)
-    mag = cv2.GaussianBlur(mag, (0, 0), max(1.0, STILL_BLUR * max(a.shape[:2])))
+    mag = np.linalg.norm(flow, axis=2)
+    mag = cv2.GaussianBlur(mag, (0, 0), max(1.0, STILL_BLUR * max(flow.shape[:2])))
     return np.exp(-((mag / still_px) ** 2)).astype(np.float32)[..., None]
 
 
