@@ -193,31 +193,36 @@ def decode_audio(path: str, start: float = 0.0) -> np.ndarray | None:
     file's timeline (give the first video frame's time: the ``splice`` signal needs sound and
     pictures lined up to the sample; silence fills in where the sound starts later). None: no
     audio stream."""
-    import av
-
     from vidfx.io.probe import open_input
 
     with open_input(path) as container:
         if not container.streams.audio:
             return None
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-        chunks = []
-        first: float | None = None
-        try:
-            for frame in container.decode(audio=0):
-                if first is None:
-                    first = float(frame.time) if frame.time is not None else 0.0
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        except av.FFmpegError as exc:
-            log.warning("jumpcut: %s: audio decoding stopped (%s)", path, exc)
-    if not chunks:
+        audio, first = _decode_mono(container, path)
+    if audio is None:
         return None
-    audio = np.concatenate(chunks).astype(np.float32)
-    shift = int(round(((first or 0.0) - start) * AUDIO_RATE))  # > 0: the sound starts later
+    shift = int(round((first - start) * AUDIO_RATE))  # > 0: the sound starts later
     return np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 else audio[-shift:]
+
+
+def _decode_mono(container, name: str) -> tuple[np.ndarray | None, float]:
+    """The first audio stream of an open container as mono float32 at ``AUDIO_RATE`` (None: no
+    samples), and the time of its first sample on the file's timeline. Decoding stops, with a
+    warning, at damaged data."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+    chunks = []
+    first: float | None = None
+    try:
+        for frame in container.decode(audio=0):
+            if first is None:
+                first = float(frame.time) if frame.time is not None else 0.0
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+        chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except av.FFmpegError as exc:
+        log.warning("jumpcut: %s: audio decoding stopped (%s)", name, exc)
+    return (np.concatenate(chunks).astype(np.float32) if chunks else None), first or 0.0
 
 
 def load_clip(path: str, cache_dir: str | None = "/tmp/vidfx_jumpcut_detect") -> ClipData:
@@ -416,13 +421,9 @@ def aac_generation(audio: np.ndarray, bitrate: int = 64000, rate: int = 48000) -
             out.mux(stream.encode(f))
         out.mux(stream.encode(None))
     buf.seek(0)
-    chunks = []
     with av.open(buf) as inp:
-        down = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-        for f in inp.decode(audio=0):
-            chunks += [o.to_ndarray().reshape(-1) for o in down.resample(f)]
-        chunks += [o.to_ndarray().reshape(-1) for o in down.resample(None)]
-    y = np.concatenate(chunks).astype(np.float32)[: len(audio)]
+        decoded, _ = _decode_mono(inp, "AAC generation")
+    y = np.zeros(0, np.float32) if decoded is None else decoded[: len(audio)]
     return np.pad(y, (0, len(audio) - len(y)))
 
 
@@ -471,9 +472,9 @@ def _audio_signals(
     spec, jump = np.full(n, np.nan), np.full(n, np.nan)
     if audio is None:
         return spec, jump
+    origin = int(round(first / fps * AUDIO_RATE))
     for k in range(1, n):
         nxt = idx[k - 1] + 1 if follows is None else follows[k]
-        origin = int(round(first / fps * AUDIO_RATE))
         t0 = int(round((first + nxt) / fps * AUDIO_RATE)) - origin  # end of the sound before the boundary
         t1 = int(round((first + idx[k]) / fps * AUDIO_RATE)) - origin  # start of the sound after it
         if exported is not None:
